@@ -1,0 +1,304 @@
+"""Shared building blocks of the flywheel.dev/v1alpha1 kinds.
+
+Every model here is strict about unknown fields (a typo in a manifest is an error, as
+the API server's structural schema makes it) and speaks camelCase on the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from flywheel.api import schedules
+
+GROUP = "flywheel.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class FlywheelModel(BaseModel):
+    """Base of every spec/status model: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def with_cel(*rules: JsonDict) -> ConfigDict:
+    """Model config carrying CEL rules for the CRD schema of this model.
+
+    Each rule must be mirrored by a pydantic validator on the same model with the same
+    message, so that `flywheel validate` and the API server reject the same manifests.
+    """
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+def immutable(message: str) -> dict[str, Any]:
+    """Field schema extra: once set, the field cannot change (a CEL transition rule)."""
+    return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": message}]}
+
+
+PrinterColumn = dict[str, str | int]
+
+
+# --- scalar types --------------------------------------------------------------------
+
+# RFC 1123 subdomain, as Kubernetes object names.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# RFC 1123 label: what a column, feature or entity name must also be usable as.
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=IDENTIFIER)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+LongText = Annotated[str, StringConstraints(max_length=4096)]
+
+# Kubernetes resource quantities ("500m", "2", "4Gi", "1.5").
+QUANTITY = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+Quantity = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=QUANTITY)]
+
+# Durations as Go's time.ParseDuration accepts them, plus days and weeks ("30d", "1h30m").
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a duration string.
+
+    >>> duration_seconds("1h30m")
+    5400.0
+    """
+    return float(sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value)))
+
+
+def _positive_duration(value: str) -> str:
+    if duration_seconds(value) <= 0:
+        raise ValueError(f"duration must be greater than zero, got {value!r}; e.g. '30d' or '1h'")
+    return value
+
+
+Duration = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=32, pattern=DURATION),
+    AfterValidator(_positive_duration),
+    # A duration is zero exactly when none of its digits is 1-9.
+    Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.matches('[1-9]')", "message": "duration must be greater than zero"}
+            ]
+        }
+    ),
+]
+
+
+def _valid_cron(value: str) -> str:
+    schedules.parse_cron(value)
+    return value
+
+
+# The API server checks the shape (five fields or a macro); `flywheel validate` and the
+# operator check each field's values too.
+CRON_SHAPE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+Cron = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=CRON_SHAPE),
+    AfterValidator(_valid_cron),
+    Field(description="A cron schedule: five fields (minute hour day month weekday) or @hourly."),
+]
+
+# Where data lives: a path (relative ones are resolved against the manifest's directory
+# by `flywheel run` and against the working directory in a pod), file://, pvc://, s3://,
+# gs://, http(s)://.
+URI_SCHEMES = ("file", "pvc", "s3", "gs", "http", "https")
+URI = r"^(/|\./|\.\./|(file|pvc|s3|gs|https?)://)[^\s]*$"
+StorageURI = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048, pattern=URI),
+    Field(
+        description=(
+            "A path (/abs, ./rel or ../rel), or a URI with scheme file://, pvc://, s3://, "
+            "gs://, http:// or https://."
+        )
+    ),
+]
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+# --- references ----------------------------------------------------------------------
+
+
+class LocalObjectReference(FlywheelModel):
+    """A reference to another object in the same namespace."""
+
+    name: ObjectName
+
+
+class SecretKeySelector(FlywheelModel):
+    """A key of a Secret in the same namespace."""
+
+    name: ObjectName
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+
+
+# --- resources -----------------------------------------------------------------------
+
+
+class TolerationOperator(enum.StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(enum.StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(FlywheelModel):
+    """The core/v1 Toleration, as Pods carry it."""
+
+    key: ShortText | None = None
+    operator: TolerationOperator = TolerationOperator.EQUAL
+    value: ShortText | None = None
+    effect: TaintEffect | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class ResourceRequirements(FlywheelModel):
+    """What one replica or worker asks for. GPUs are requested as `nvidia.com/gpu`."""
+
+    cpu: Quantity = "1"
+    memory: Quantity = "2Gi"
+    gpu: int = Field(default=0, ge=0, le=16, description="Whole GPUs per replica or worker.")
+    gpu_type: ShortText | None = Field(
+        default=None,
+        description="GPU product, matched against the node label nvidia.com/gpu.product.",
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    node_selector: dict[str, ShortText] = Field(default_factory=dict, max_length=32)
+
+
+# --- status --------------------------------------------------------------------------
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class Condition(FlywheelModel):
+    """The metav1.Condition shape."""
+
+    type: Annotated[str, StringConstraints(min_length=1, max_length=316, pattern=IDENTIFIER)]
+    status: ConditionStatus
+    observed_generation: int | None = Field(default=None, ge=0)
+    last_transition_time: datetime
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=CONDITION_REASON)
+    ]
+    message: Annotated[str, StringConstraints(max_length=32768)] = ""
+
+
+class StatusBase(FlywheelModel):
+    """What every kind's status carries."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    phase: ShortText | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metav1.ObjectMeta Flywheel reads; everything else passes through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: ObjectName
+    namespace: ObjectName | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+
+
+class Resource(FlywheelModel):
+    """A whole object of one of the five kinds."""
+
+    # Set by each kind; read by the CRD generator and the CLI.
+    kind_name: ClassVar[str]
+    plural: ClassVar[str]
+    short_names: ClassVar[tuple[str, ...]]
+    printer_columns: ClassVar[tuple[PrinterColumn, ...]]
+
+    api_version: Literal["flywheel.dev/v1alpha1"] = "flywheel.dev/v1alpha1"
+    metadata: ObjectMeta
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def references(self) -> list[tuple[str, str]]:
+        """(kind, name) of every object this one needs to exist first."""
+        return []
+
+
+def ref_names(refs: list[LocalObjectReference]) -> list[str]:
+    return [r.name for r in refs]
+
+
+def duplicates(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    dup: list[str] = []
+    for n in names:
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    return dup
+
+
+# The columns every kind shows: its phase first and its age last, as kubectl does.
+AGE_COLUMN: PrinterColumn = {
+    "name": "Age",
+    "type": "date",
+    "jsonPath": ".metadata.creationTimestamp",
+}
+PHASE_COLUMN: PrinterColumn = {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}
+
+# What each pattern means, for error messages that say what to write instead.
+PATTERN_HINTS: dict[str, str] = {
+    DNS_SUBDOMAIN: "a lowercase RFC 1123 name: a-z, 0-9, '-' and '.', e.g. 'churn-model'",
+    IDENTIFIER: "a column-style identifier: letters, digits and '_', e.g. 'monthly_charges'",
+    QUANTITY: "a Kubernetes quantity, e.g. '500m', '2', '4Gi'",
+    DURATION: "a duration such as '30s', '15m', '1h30m', '7d' or '2w'",
+    CRON_SHAPE: "a cron schedule of five fields, e.g. '*/15 * * * *', or @hourly",
+    URI: "a path (/abs, ./rel) or a URI with scheme file, pvc, s3, gs, http or https",
+    CONDITION_REASON: "a CamelCase reason",
+}

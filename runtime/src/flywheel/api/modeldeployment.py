@@ -1,0 +1,325 @@
+"""ModelDeployment: model versions served on Ray Serve or Triton behind a rollout router."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from flywheel.api import common
+from flywheel.api.common import FlywheelModel
+
+
+class Backend(enum.StrEnum):
+    RAYSERVE = "rayserve"
+    TRITON = "triton"
+
+
+ModelVersion = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+
+class ModelRef(FlywheelModel):
+    """A model version: a registry name + version, or the output of a TrainingJob."""
+
+    model_name: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    version: ModelVersion | None = None
+    training_job_ref: common.LocalObjectReference | None = None
+
+    model_config = common.with_cel(
+        {
+            "rule": "has(self.trainingJobRef) != (has(self.modelName) && has(self.version))",
+            "message": "give either trainingJobRef, or modelName and version",
+        },
+        {
+            "rule": "has(self.modelName) == has(self.version)",
+            "message": "modelName and version go together",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_it(self) -> Self:
+        if (self.model_name is None) != (self.version is None):
+            raise ValueError("modelName and version go together")
+        if (self.training_job_ref is not None) == (self.model_name is not None):
+            raise ValueError("give either trainingJobRef, or modelName and version")
+        return self
+
+    def describe(self) -> str:
+        if self.training_job_ref is not None:
+            return f"tj/{self.training_job_ref.name}"
+        return f"{self.model_name}:{self.version}"
+
+
+class InstanceKind(enum.StrEnum):
+    CPU = "KIND_CPU"
+    GPU = "KIND_GPU"
+
+
+class DynamicBatching(FlywheelModel):
+    preferred_batch_sizes: list[int] = Field(default_factory=list, max_length=8)
+    max_queue_delay_microseconds: int = Field(default=100, ge=0, le=10_000_000)
+
+
+class TritonOptions(FlywheelModel):
+    """Triton model configuration: instance_group and dynamic batching."""
+
+    instance_count: int = Field(default=1, ge=1, le=16)
+    instance_kind: InstanceKind = InstanceKind.CPU
+    max_batch_size: int = Field(default=64, ge=0, le=65536)
+    dynamic_batching: DynamicBatching | None = Field(default_factory=DynamicBatching)
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = (
+        "nvcr.io/nvidia/tritonserver:25.10-py3"
+    )
+
+
+class ServingResources(FlywheelModel):
+    """What one serving replica asks for. Ray Serve allows a fraction of a GPU."""
+
+    cpu: common.Quantity = "1"
+    memory: common.Quantity = "2Gi"
+    gpu: float = Field(
+        default=0, ge=0, le=8, description="GPUs per replica; fractional only on rayserve."
+    )
+    gpu_type: common.ShortText | None = None
+    tolerations: list[common.Toleration] = Field(default_factory=list, max_length=32)
+    node_selector: dict[str, common.ShortText] = Field(default_factory=dict, max_length=32)
+
+
+class Autoscaling(FlywheelModel):
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    max_replicas: int = Field(default=1, ge=1, le=1000)
+    target_ongoing_requests: float = Field(default=2, gt=0, le=10_000)
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.minReplicas <= self.maxReplicas",
+            "message": "minReplicas must not exceed maxReplicas",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class Strategy(enum.StrEnum):
+    NONE = "none"
+    SHADOW = "shadow"
+    CANARY = "canary"
+    BANDIT = "bandit"
+
+
+class ShadowRollout(FlywheelModel):
+    percent: float = Field(default=100, gt=0, le=100, description="Share of requests mirrored.")
+    duration: common.Duration = "1h"
+    agreement_threshold: common.Probability = Field(
+        default=0.95,
+        description="Promote when the candidate agrees with stable at least this often.",
+    )
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    timeout_ms: int = Field(default=1000, ge=1, le=600_000)
+
+
+class CanaryStep(FlywheelModel):
+    weight: int = Field(gt=0, le=100, description="Percent of traffic to the candidate.")
+    pause: common.Duration | None = Field(default=None, description="How long to hold this step.")
+
+
+class Analysis(FlywheelModel):
+    """The check run at every canary step over the router's metrics."""
+
+    interval: common.Duration = "1m"
+    max_error_rate: common.Probability = 0.01
+    max_p99_latency_ms: float = Field(default=500, gt=0)
+    min_agreement: common.Probability | None = None
+    min_requests: int = Field(default=100, ge=1, description="Fewer is inconclusive, never a pass.")
+    failure_limit: int = Field(default=2, ge=0, le=100)
+
+
+class CanaryRollout(FlywheelModel):
+    steps: list[CanaryStep] = Field(min_length=1, max_length=20)
+    analysis: Analysis = Field(default_factory=Analysis)
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.steps.map(s, s.weight).isSorted() && self.steps.all(s, "
+            "self.steps.map(t, t.weight).indexOf(s.weight) == "
+            "self.steps.map(t, t.weight).lastIndexOf(s.weight))",
+            "message": "canary step weights must be strictly increasing",
+            "fieldPath": ".steps",
+        }
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
+        weights = [s.weight for s in steps]
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError("canary step weights must be strictly increasing")
+        return steps
+
+
+class BanditAlgorithm(enum.StrEnum):
+    THOMPSON = "thompson"
+    EPSILON_GREEDY = "epsilon-greedy"
+    UCB = "ucb"
+
+
+class BanditRollout(FlywheelModel):
+    algorithm: BanditAlgorithm = BanditAlgorithm.THOMPSON
+    epsilon: common.Probability = Field(default=0.1, description="epsilon-greedy: explore share.")
+    floor: float = Field(
+        default=0.05, ge=0, le=0.5, description="Least traffic share stable keeps."
+    )
+    promote_threshold: float = Field(
+        default=0.95, gt=0.5, le=1, description="Promote an arm once its share passes this."
+    )
+    reward_window: common.Duration = "1h"
+    min_samples: int = Field(default=200, ge=1)
+
+
+class Rollout(FlywheelModel):
+    strategy: Strategy = Strategy.NONE
+    shadow: ShadowRollout | None = None
+    canary: CanaryRollout | None = None
+    bandit: BanditRollout | None = None
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.strategy != 'canary' || has(self.canary)",
+            "message": "strategy canary needs rollout.canary with its steps",
+        },
+        {
+            "rule": "(!has(self.shadow) || self.strategy == 'shadow') && "
+            "(!has(self.canary) || self.strategy == 'canary') && "
+            "(!has(self.bandit) || self.strategy == 'bandit')",
+            "message": "only the settings of the chosen strategy may be given",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _settings_match_strategy(self) -> Self:
+        if self.strategy == Strategy.CANARY and self.canary is None:
+            raise ValueError("strategy canary needs rollout.canary with its steps")
+        given = {
+            Strategy.SHADOW: self.shadow,
+            Strategy.CANARY: self.canary,
+            Strategy.BANDIT: self.bandit,
+        }
+        if any(v is not None and k != self.strategy for k, v in given.items()):
+            raise ValueError("only the settings of the chosen strategy may be given")
+        return self
+
+
+class RequestLogging(FlywheelModel):
+    sample_rate: common.Probability = 0.1
+    uri: common.StorageURI | None = Field(
+        default=None, description="Where sampled requests go; defaults under the artifact root."
+    )
+
+
+class ModelDeploymentSpec(FlywheelModel):
+    backend: Backend = Backend.RAYSERVE
+    stable: ModelRef
+    candidate: ModelRef | None = None
+    resources: ServingResources = Field(default_factory=ServingResources)
+    triton: TritonOptions | None = None
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    rollout: Rollout = Field(default_factory=Rollout)
+    progress_deadline: common.Duration = "10m"
+    request_logging: RequestLogging = Field(default_factory=RequestLogging)
+
+    model_config = common.with_cel(
+        {
+            "rule": "!has(self.rollout) || self.rollout.strategy == 'none' || has(self.candidate)",
+            "message": "a candidate is required when rollout.strategy is not none",
+            "fieldPath": ".candidate",
+        },
+        {
+            "rule": "self.backend != 'triton' || !has(self.resources) || "
+            "!has(self.resources.gpu) || self.resources.gpu == double(int(self.resources.gpu))",
+            "message": "triton needs whole GPUs in resources.gpu; fractions are for rayserve",
+            "fieldPath": ".resources.gpu",
+        },
+        {
+            "rule": "!has(self.triton) || self.backend == 'triton'",
+            "message": "triton options are only allowed with backend triton",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        if self.rollout.strategy != Strategy.NONE and self.candidate is None:
+            raise ValueError("a candidate is required when rollout.strategy is not none")
+        if self.backend == Backend.TRITON and self.resources.gpu != int(self.resources.gpu):
+            raise ValueError("triton needs whole GPUs in resources.gpu; fractions are for rayserve")
+        if self.triton is not None and self.backend != Backend.TRITON:
+            raise ValueError("triton options are only allowed with backend triton")
+        return self
+
+
+class AnalysisDecision(enum.StrEnum):
+    PROMOTE = "Promote"
+    CONTINUE = "Continue"
+    ROLLBACK = "Rollback"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class AnalysisResult(FlywheelModel):
+    time: datetime
+    decision: AnalysisDecision
+    requests: int = Field(default=0, ge=0)
+    error_rate: float | None = None
+    p99_latency_ms: float | None = None
+    agreement: float | None = None
+    message: common.LongText = ""
+
+
+class ModelDeploymentStatus(common.StatusBase):
+    stable_version: common.ShortText | None = None
+    candidate_version: common.ShortText | None = None
+    traffic: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Version -> percent of requests (or arm weight).",
+    )
+    traffic_summary: common.ShortText | None = Field(
+        default=None, description="e.g. 'v1=90 v2=10'."
+    )
+    step: int | None = Field(default=None, ge=0, description="Canary step index, from 0.")
+    step_summary: common.ShortText | None = Field(default=None, description="e.g. '2/4'.")
+    failed_analyses: int = Field(default=0, ge=0)
+    last_analysis: AnalysisResult | None = None
+    url: common.ShortText | None = None
+
+
+class ModelDeployment(common.Resource):
+    """Model versions served behind a router with shadow, canary or bandit rollout."""
+
+    kind_name = "ModelDeployment"
+    plural = "modeldeployments"
+    short_names = ("md",)
+    printer_columns = (
+        common.PHASE_COLUMN,
+        {"name": "Stable", "type": "string", "jsonPath": ".status.stableVersion"},
+        {"name": "Candidate", "type": "string", "jsonPath": ".status.candidateVersion"},
+        {"name": "Strategy", "type": "string", "jsonPath": ".spec.rollout.strategy"},
+        {"name": "Traffic", "type": "string", "jsonPath": ".status.trafficSummary"},
+        {"name": "Step", "type": "string", "jsonPath": ".status.stepSummary"},
+        common.AGE_COLUMN,
+    )
+
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None
+
+    def references(self) -> list[tuple[str, str]]:
+        refs = [self.spec.stable] + ([self.spec.candidate] if self.spec.candidate else [])
+        return [("TrainingJob", r.training_job_ref.name) for r in refs if r.training_job_ref]

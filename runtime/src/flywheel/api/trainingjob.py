@@ -1,0 +1,212 @@
+"""TrainingJob: a model trained with Ray Train on a FeatureView's training set."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, StringConstraints, model_validator
+
+from flywheel.api import common
+from flywheel.api.common import FlywheelModel
+
+
+class LabelSource(FlywheelModel):
+    """Where labels come from: one row per (entity, time) with the target column."""
+
+    dataset_ref: common.LocalObjectReference
+    column: common.Identifier
+    entity_columns: list[common.Identifier] = Field(min_length=1, max_length=8)
+    timestamp_column: common.Identifier
+
+
+class SplitStrategy(enum.StrEnum):
+    TIME = "time"
+    RANDOM = "random"
+
+
+class Split(FlywheelModel):
+    strategy: SplitStrategy = Field(
+        default=SplitStrategy.TIME,
+        description="time: the latest rows are the test set (no look-ahead); random: shuffled.",
+    )
+    test_fraction: float = Field(default=0.2, gt=0, le=0.9)
+    seed: int = Field(default=0, ge=0)
+
+
+class ModelType(enum.StrEnum):
+    LOGISTIC = "logistic"
+    MLP = "mlp"
+    CUSTOM = "custom"
+
+
+IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ModelSpec(FlywheelModel):
+    type: ModelType = ModelType.LOGISTIC
+    import_path: Annotated[str, StringConstraints(max_length=256, pattern=IMPORT_PATH)] | None = (
+        Field(default=None, description="custom: 'package.module:build_model'.")
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Model constructor arguments, e.g. {hiddenUnits: [64, 32], dropout: 0.1}.",
+    )
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.type == 'custom' ? has(self.importPath) : !has(self.importPath)",
+            "message": "importPath is required for model type custom and only allowed there",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _import_path_iff_custom(self) -> Self:
+        if (self.type == ModelType.CUSTOM) != (self.import_path is not None):
+            raise ValueError("importPath is required for model type custom and only allowed there")
+        return self
+
+
+class Optimizer(enum.StrEnum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class Hyperparameters(FlywheelModel):
+    epochs: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=256, ge=1, le=1_048_576)
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    optimizer: Optimizer = Optimizer.ADAM
+    early_stopping_patience: int | None = Field(default=None, ge=1, le=1000)
+
+
+class Scaling(FlywheelModel):
+    """Ray Train workers; GPU workers get nvidia.com/gpu, tolerations and node selectors."""
+
+    num_workers: int = Field(default=1, ge=1, le=256)
+    resources_per_worker: common.ResourceRequirements = Field(
+        default_factory=common.ResourceRequirements
+    )
+
+
+class RayRuntime(FlywheelModel):
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = (
+        "rayproject/ray:2.60.0-py311"
+    )
+    version: Annotated[
+        str, StringConstraints(max_length=32, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    ] = "2.60.0"
+
+
+class Metric(enum.StrEnum):
+    AUC = "auc"
+    ACCURACY = "accuracy"
+    LOGLOSS = "logloss"
+    F1 = "f1"
+    PRECISION = "precision"
+    RECALL = "recall"
+    RMSE = "rmse"
+    MAE = "mae"
+
+
+class Gate(FlywheelModel):
+    """A bar the trained model must clear before it is published as ready to deploy."""
+
+    metric: Metric
+    min: float | None = None
+    max: float | None = None
+
+    model_config = common.with_cel(
+        {"rule": "has(self.min) || has(self.max)", "message": "a gate needs min or max"}
+    )
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min or max")
+        return self
+
+
+class BaselineGate(FlywheelModel):
+    """Not worse than the model the referenced deployment serves as stable."""
+
+    deployment_ref: common.LocalObjectReference
+    metric: Metric = Metric.AUC
+    tolerance: float = Field(default=0.0, ge=0, le=1, description="Allowed shortfall.")
+
+
+class Evaluation(FlywheelModel):
+    metrics: list[Metric] = Field(
+        default_factory=lambda: [Metric.AUC, Metric.ACCURACY, Metric.LOGLOSS],
+        min_length=1,
+        max_length=8,
+    )
+    slice_columns: list[common.Identifier] = Field(default_factory=list, max_length=8)
+    gates: list[Gate] = Field(default_factory=list, max_length=16)
+    not_worse_than_deployed: BaselineGate | None = None
+
+
+class Output(FlywheelModel):
+    model_name: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+    ]
+    registry_uri: common.StorageURI | None = Field(
+        default=None, description="Model registry root; defaults under the artifact root."
+    )
+
+
+class TrainingJobSpec(FlywheelModel):
+    feature_view_refs: list[common.LocalObjectReference] = Field(min_length=1, max_length=8)
+    label: LabelSource
+    split: Split = Field(default_factory=Split)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    scaling: Scaling = Field(default_factory=Scaling)
+    ray: RayRuntime = Field(default_factory=RayRuntime)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    output: Output
+    backoff_limit: int = Field(default=2, ge=0, le=10)
+    active_deadline_seconds: int | None = Field(default=None, ge=60)
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+
+
+class TrainingJobStatus(common.StatusBase):
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    progress: common.ShortText | None = Field(default=None, description="e.g. 'epoch 7/10'.")
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
+    primary_metric: common.ShortText | None = Field(default=None, description="e.g. 'auc=0.871'.")
+    model_version: common.ShortText | None = None
+    artifact_uri: common.StorageURI | None = None
+    model_card_uri: common.StorageURI | None = None
+
+
+class TrainingJob(common.Resource):
+    """A model trained with Ray Train on a FeatureView, evaluated and versioned."""
+
+    kind_name = "TrainingJob"
+    plural = "trainingjobs"
+    short_names = ("tj",)
+    printer_columns = (
+        common.PHASE_COLUMN,
+        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+        {"name": "Metric", "type": "string", "jsonPath": ".status.primaryMetric"},
+        {"name": "Model-Version", "type": "string", "jsonPath": ".status.modelVersion"},
+        common.AGE_COLUMN,
+    )
+
+    kind: Literal["TrainingJob"] = "TrainingJob"
+    spec: TrainingJobSpec
+    status: TrainingJobStatus | None = None
+
+    def references(self) -> list[tuple[str, str]]:
+        refs = [("FeatureView", r.name) for r in self.spec.feature_view_refs]
+        refs.append(("Dataset", self.spec.label.dataset_ref.name))
+        baseline = self.spec.evaluation.not_worse_than_deployed
+        if baseline is not None:
+            refs.append(("ModelDeployment", baseline.deployment_ref.name))
+        return refs

@@ -1,0 +1,189 @@
+"""`flywheel`: validate manifests, print the CRDs, and run manifests on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from flywheel import manifests, plan
+
+# Subcommand modules add themselves here: name -> (module, function registering parsers).
+# Imported lazily so that `flywheel validate` never pays for pyarrow or torch.
+EXTENSIONS: dict[str, str] = {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flywheel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check manifests against the flywheel.dev models")
+    p.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("crds", help="print the CustomResourceDefinitions")
+    p.add_argument("--out", type=Path, help="write one file per kind into this directory")
+    p.add_argument("--check", type=Path, help="exit 1 if this directory differs from the models")
+    p.set_defaults(handler=cmd_crds)
+
+    p = sub.add_parser("run", help="run manifests on this machine, in dependency order")
+    p.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
+    p.add_argument(
+        "--artifact-root",
+        type=Path,
+        default=Path(os.environ.get("FLYWHEEL_HOME", ".flywheel")),
+        help="where snapshots, models and stores go (default: $FLYWHEEL_HOME or ./.flywheel)",
+    )
+    p.add_argument("--plan-only", action="store_true", help="print the plan, run nothing")
+    p.set_defaults(handler=cmd_run)
+
+    for module in EXTENSIONS.values():
+        mod_name, _, func = module.partition(":")
+        register = getattr(__import__(mod_name, fromlist=[func]), func)
+        register(sub)
+    return parser
+
+
+def _load_or_report(paths: list[str]) -> manifests.ManifestSet | None:
+    loaded = manifests.load(paths)
+    for error in loaded.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return None if loaded.errors else loaded
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.filename)
+    if loaded is None:
+        return 1
+    _, errors = plan.order(loaded.resources)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if errors:
+        return 1
+    for item in loaded.resources:
+        print(f"{item.source}: {item.resource.kind_name}/{item.resource.name} valid")
+    return 0
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from flywheel.api import crdgen
+
+    rendered = {name: crdgen.render(obj) for name, obj in crdgen.all_crds().items()}
+    if args.check:
+        stale = sorted(
+            n
+            for n, text in rendered.items()
+            if not (args.check / n).is_file() or (args.check / n).read_text() != text
+        )
+        extra = sorted(p.name for p in args.check.glob("*.yaml") if p.name not in rendered)
+        for name in stale + extra:
+            print(
+                f"error: {args.check / name} differs from the models; run `make crds`",
+                file=sys.stderr,
+            )
+        return 1 if stale or extra else 0
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            (args.out / name).write_text(text)
+            print(f"wrote {args.out / name}")
+        return 0
+    print("---\n".join(rendered.values()), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flywheel.local import executor
+
+    loaded = _load_or_report(args.filename)
+    if loaded is None:
+        return 1
+    steps, errors = plan.order(loaded.resources)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if errors:
+        return 1
+    rows = [
+        [str(i + 1), s.key, ", ".join(s.depends_on) or "-", plan.describe(s.resource)]
+        for i, s in enumerate(steps)
+    ]
+    print(table(["STEP", "OBJECT", "DEPENDS ON", "ACTION"], rows))
+    if args.plan_only:
+        return 0
+    context = executor.Context(artifact_root=args.artifact_root.resolve())
+    outcomes = executor.execute(steps, context)
+    print()
+    print(status_tables(outcomes))
+    return 1 if any(o.error or (o.status and o.status.phase == "Failed") for o in outcomes) else 0
+
+
+def status_tables(outcomes: list[Any]) -> str:
+    """What `kubectl get <kind>` would print for each kind, from the printer columns."""
+    blocks: list[str] = []
+    kinds: dict[str, list[Any]] = {}
+    for o in outcomes:
+        kinds.setdefault(o.step.resource.kind_name, []).append(o)
+    for group in kinds.values():
+        model = type(group[0].step.resource)
+        columns = [c for c in model.printer_columns if c["name"] != "Age"]
+        header = ["NAME"] + [c["name"].upper() for c in columns] + ["MESSAGE"]
+        rows = []
+        for o in group:
+            wire = o.step.resource.to_wire()
+            wire["status"] = o.status.to_wire() if o.status else {"phase": "Planned"}
+            if o.error:
+                wire["status"]["phase"] = "Failed"
+            cells = [_cell(jsonpath(wire, c["jsonPath"])) for c in columns]
+            rows.append([o.step.resource.name, *cells, o.error or _message(o.status)])
+        blocks.append(f"{model.kind_name}:\n" + table(header, rows))
+    return "\n\n".join(blocks)
+
+
+def _message(status: Any) -> str:
+    if status is None:
+        return "no local runner yet"
+    failing = [c for c in status.conditions if c.status != "True"]
+    return failing[0].message if failing else ""
+
+
+def jsonpath(obj: Any, path: str) -> Any:
+    """The value at a simple `.a.b.c` path, or None."""
+    for part in path.strip(".").split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "<none>"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "<none>"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns as kubectl prints them: left-aligned, three spaces apart."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The local executor: runs the manifests' work on one machine."""
