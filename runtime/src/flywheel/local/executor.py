@@ -21,6 +21,8 @@ class Context:
     """What a runner may use: where artifacts go, and the status of steps already run."""
 
     artifact_root: Path
+    # Relative paths in a spec are resolved against the directory of its manifest.
+    base_dir: Path = dataclasses.field(default_factory=Path.cwd)
     namespace: str = "default"
     statuses: dict[str, StatusBase] = dataclasses.field(default_factory=dict)
     resources: dict[str, Resource] = dataclasses.field(default_factory=dict)
@@ -58,6 +60,7 @@ def execute(steps: list[Step], context: Context) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for step in steps:
         context.resources[step.key] = step.resource
+        context.base_dir = Path(step.source.rsplit("#", 1)[0]).resolve().parent
         blocked = [d for d in step.depends_on if d in failed]
         if blocked:
             failed.add(step.key)
