@@ -1,0 +1,31 @@
+"""Test helpers for a real local Kubernetes control plane (see hack/k8s/README.md)."""
+
+from tests.cluster.controlplane import (
+    DEFAULT_NODES,
+    GPU_NODE,
+    GPU_RESOURCE,
+    ClusterError,
+    ControlPlane,
+    FakeNode,
+    Tools,
+    ToolsMissingError,
+    find_tools,
+)
+from tests.cluster.kubectl import CommandError, Helm, Kubectl, WaitTimeout, wait_for
+
+__all__ = [
+    "DEFAULT_NODES",
+    "GPU_NODE",
+    "GPU_RESOURCE",
+    "ClusterError",
+    "CommandError",
+    "ControlPlane",
+    "FakeNode",
+    "Helm",
+    "Kubectl",
+    "Tools",
+    "ToolsMissingError",
+    "WaitTimeout",
+    "find_tools",
+    "wait_for",
+]
