@@ -1,0 +1,149 @@
+"""Integration fixtures: a real local control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok fake nodes) started once per session.
+
+Set FLYWHEEL_TEST_CLUSTER_DIR to the workdir of a cluster started with `make cluster-up`
+(e.g. `.cluster`) to reuse it instead of starting one; it is then left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # tests/cluster is imported as tests.cluster
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.cluster import (  # noqa: E402
+    ClusterError,
+    ControlPlane,
+    Helm,
+    Kubectl,
+    ToolsMissingError,
+    find_tools,
+    wait_for,
+)
+
+HERE = Path(__file__).resolve().parent
+CRDS_DIR = REPO_ROOT / "crds"
+
+# Clusters started by this session, for the log tails in failure reports.
+_STARTED: list[ControlPlane] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _STARTED and HERE in item.path.parents:
+        report.sections.append(("control plane logs (tails)", _STARTED[0].log_tails(30)))
+    return report
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """The session's cluster. Missing binaries fail loudly: CI runs these tests."""
+    try:
+        tools = find_tools()
+    except ToolsMissingError as e:
+        pytest.fail(str(e), pytrace=False)
+
+    reuse = os.environ.get("FLYWHEEL_TEST_CLUSTER_DIR")
+    if reuse:
+        cp = ControlPlane(Path(reuse), tools=tools)
+        if not cp.running():
+            pytest.fail(f"FLYWHEEL_TEST_CLUSTER_DIR={reuse}: no running cluster there "
+                        "(make cluster-up)", pytrace=False)  # fmt: skip
+        yield cp
+        return
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    cp = ControlPlane(REPO_ROOT / ".cluster" / f"pytest-{worker}", tools=tools)
+    try:
+        cp.up(timeout=120)
+    except ClusterError as e:
+        pytest.fail(f"local control plane did not start:\n{e}", pytrace=False)
+    _STARTED.append(cp)
+    try:
+        yield cp
+    finally:
+        cp.down(keep_logs=True)  # logs stay in .cluster/pytest-*/logs
+        _STARTED.remove(cp)
+
+
+@pytest.fixture(scope="session")
+def cluster_kubectl(control_plane: ControlPlane) -> Kubectl:
+    """kubectl as the cluster admin, no default namespace."""
+    tools = control_plane.tools
+    return Kubectl(tools.kubectl, control_plane.kubeconfig, env={"PATH": tools.path_env()})
+
+
+@pytest.fixture(scope="session")
+def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    tools = control_plane.tools
+    home = tmp_path_factory.mktemp("helm")
+    # Keep helm's cache/config/data out of the user's home.
+    env = {
+        "PATH": tools.path_env(),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    return Helm(tools.helm, control_plane.kubeconfig, env=env)
+
+
+def _namespace_name(node_name: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", node_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{base}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(cluster_kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting for finalization)."""
+    name = _namespace_name(request.node.name)
+    cluster_kubectl.run("create", "namespace", name)
+    # Pods are rejected until the serviceaccount controller has made `default`.
+    wait_for(
+        lambda: cluster_kubectl.in_namespace(name).exists("serviceaccount", "default"),
+        what=f"serviceaccount default in namespace {name}",
+        timeout=30,
+    )
+    yield name
+    cluster_kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def kubectl(cluster_kubectl: Kubectl, namespace: str) -> Kubectl:
+    """kubectl bound to the test's namespace."""
+    return cluster_kubectl.in_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def flywheel_crds(cluster_kubectl: Kubectl) -> list[str]:
+    """Apply crds/*.yaml (server-side, as a user would) and wait until Established.
+
+    Returns the CRD names.
+    """
+    files = sorted(CRDS_DIR.glob("*.yaml"))
+    if not files:
+        pytest.fail(f"no CRDs in {CRDS_DIR}", pytrace=False)
+    names: list[str] = []
+    for path in files:
+        out = cluster_kubectl.apply(path, extra=["-o", "name"]).stdout.split()
+        names += [n.split("/", 1)[1] for n in out if n.startswith("customresourcedefinition")]
+    for name in names:
+        cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
+    return names
