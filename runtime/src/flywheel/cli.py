@@ -13,7 +13,9 @@ from flywheel import manifests, plan
 
 # Subcommand modules add themselves here: name -> (module, function registering parsers).
 # Imported lazily so that `flywheel validate` never pays for pyarrow or torch.
-EXTENSIONS: dict[str, str] = {}
+EXTENSIONS: dict[str, str] = {
+    "dataset": "flywheel.data.commands:register",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,9 @@ Runner = Callable[[Any, Context], StatusBase]
 
 # kind -> "module:function"; imported only when a step of that kind runs, so that heavy
 # dependencies stay out of commands that do not need them.
-RUNNERS: dict[str, str] = {}
+RUNNERS: dict[str, str] = {
+    "Dataset": "flywheel.data.runner:run_dataset",
+}
 
 
 def runner_for(kind: str) -> Runner | None:

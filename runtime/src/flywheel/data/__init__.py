@@ -1,0 +1,1 @@
+"""Datasets: ingest, the schema contract, statistics profiles."""

@@ -1,0 +1,352 @@
+"""Ingest: stream a source through the contract into a staged snapshot, then publish it.
+
+    source files -> batches -> contract (conform + checks) -> good rows  -> data/part-*.parquet
+                                                            -> bad rows   -> quarantine/
+    staged snapshot -> verify (rows, schema) -> profile.json -> publish.commit (atomic)
+
+Nothing is published unless the whole run succeeds and the policy allows it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from flywheel.api.dataset import DatasetSpec, OnError
+from flywheel.data import contract as contracts
+from flywheel.data import profile, sources
+from flywheel.data.errors import IngestError
+from flywheel.storage import publish
+from flywheel.storage.uris import Location
+
+DATA_FILE = "data/part-00000.parquet"
+QUARANTINE_FILE = "quarantine/part-00000.parquet"
+PROFILE_FILE = "profile.json"
+REPORT_FILE = "report.json"
+MAX_EXAMPLES = 20
+
+
+@dataclasses.dataclass
+class Report:
+    """What validation found: counts per failed check, and the first bad rows."""
+
+    rows: int = 0
+    bad_rows: int = 0
+    counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.bad_rows / self.rows if self.rows else 0.0
+
+    def summary(self, limit: int = 6) -> str:
+        """'3 of 1000 rows (0.30%) failed: plan:allowed 2, charges:min 1; first: ...'"""
+        if not self.bad_rows:
+            return f"{self.rows} rows, all valid"
+        checks = ", ".join(f"{k} {n}" for k, n in self.counts.most_common(limit))
+        first = "; ".join(f"{e['file']} row {e['row']}: {e['reasons']}" for e in self.examples[:3])
+        return (
+            f"{self.bad_rows} of {self.rows} rows ({self.bad_fraction:.2%}) failed: {checks}; "
+            f"first: {first}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "badRows": self.bad_rows,
+            "failedChecks": dict(self.counts.most_common()),
+            "examples": self.examples,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    manifest: dict[str, Any]
+    location: Location  # the published version's directory
+    report: Report
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+class _Writer:
+    """A Parquet file opened at the first batch, all later batches cast to its schema."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.writer: Any = None
+        self.rows = 0
+
+    def write(self, batch: Any) -> None:
+        if batch.num_rows == 0:
+            return
+        if self.writer is None:
+            parent = self.location.path.rsplit("/", 1)[0]
+            self.location.filesystem.create_dir(parent, recursive=True)
+            self.writer = pq.ParquetWriter(
+                self.location.path, batch.schema, filesystem=self.location.filesystem
+            )
+        elif batch.schema != self.writer.schema:
+            batch = batch.cast(self.writer.schema)
+        self.writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def ingest(
+    spec: DatasetSpec,
+    source: Location,
+    destination: Location,
+    checkpoint: publish.Checkpoint = publish._no_checkpoint,
+) -> Result:
+    """Validate and publish one snapshot of `source` under `destination`."""
+    files = sources.list_files(source)
+    if not files:
+        raise IngestError(
+            "the source matches no files",
+            file=source.uri,
+            fix="check spec.source.uri",
+            reason="SourceEmpty",
+        )
+    staging = publish.new_staging(destination)
+    try:
+        report = _stage(spec, files, staging)
+        checkpoint("staged")
+        metadata = {
+            "rows": report.rows - (0 if _keeps_bad_rows(spec) else report.bad_rows),
+            "badRows": report.bad_rows,
+            "sourceRows": report.rows,
+            "source": spec.source.uri,
+        }
+        manifest = publish.commit(
+            destination, staging, salt=_salt(spec), metadata=metadata, checkpoint=checkpoint
+        )
+    except BaseException:
+        publish.discard(staging)
+        raise
+    return Result(manifest, publish.version_location(destination, manifest["version"]), report)
+
+
+def _keeps_bad_rows(spec: DatasetSpec) -> bool:
+    return spec.contract is None or spec.validation.on_error == OnError.WARN
+
+
+def _salt(spec: DatasetSpec) -> str:
+    # The same bytes under a different contract are a different snapshot.
+    contract = spec.contract.model_dump_json() if spec.contract else ""
+    return contract + spec.validation.model_dump_json()
+
+
+def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Report:
+    data = _Writer(staging.join(DATA_FILE))
+    quarantine = _Writer(staging.join(QUARANTINE_FILE))
+    report = Report()
+    policy = spec.validation.on_error
+    unique_columns = [c.name for c in spec.contract.columns if c.unique] if spec.contract else []
+    unique_values: dict[str, list[Any]] = {n: [] for n in unique_columns}
+    try:
+        for file in files:
+            file_row = 0
+            batches = sources.read_batches(file, spec.source.format, spec.source.csv, spec.contract)
+            for batch in batches:
+                rows = np.arange(file_row, file_row + batch.num_rows, dtype=np.int64)
+                file_row += batch.num_rows
+                report.rows += batch.num_rows
+                if spec.contract is None:
+                    data.write(batch)
+                    continue
+                conformed = contracts.conform(batch, spec.contract, file.path)
+                good = conformed.batch
+                bad = conformed.bad_mask()
+                if bad.true_count:
+                    _record_bad(report, conformed, bad, rows, file.path, quarantine, policy)
+                    if policy != OnError.WARN:
+                        good = good.filter(pc.invert(bad))
+                for n in unique_columns:
+                    unique_values[n].append(good.column(n))
+                data.write(good)
+    finally:
+        data.close()
+        quarantine.close()
+    if report.rows == 0:
+        raise IngestError(
+            "the source has no rows",
+            file=spec.source.uri,
+            fix="check that the export that writes the source ran",
+            reason="SourceEmpty",
+        )
+    if unique_columns:
+        _enforce_unique(report, unique_values, staging, data, policy)
+    _apply_policy(report, spec)
+    _verify(staging.join(DATA_FILE), data.rows)
+    _write_profile(staging)
+    publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
+    return report
+
+
+def _record_bad(
+    report: Report,
+    conformed: contracts.Conformed,
+    bad: Any,
+    rows: Any,
+    file: str,
+    quarantine: _Writer,
+    policy: str,
+) -> None:
+    n_bad = bad.true_count
+    report.bad_rows += n_bad
+    for f in conformed.failures:
+        report.counts[f.label] += f.mask.true_count
+    why = contracts.reasons(conformed, bad)
+    bad_rows = rows[bad.to_numpy(zero_copy_only=False)] + 1  # 1-based, as editors count
+    raw = conformed.raw.filter(bad)
+    for i in range(min(n_bad, MAX_EXAMPLES - len(report.examples))):
+        values = {n: raw.column(n)[i].as_py() for n in raw.schema.names}
+        report.examples.append(
+            {
+                "file": file,
+                "row": int(bad_rows[i]),
+                "reasons": why[i].as_py(),
+                "values": json.loads(json.dumps(values, default=str)),
+            }
+        )
+    if policy == OnError.QUARANTINE:
+        quarantine.write(_quarantine_batch(raw, why, bad_rows, file))
+
+
+def _quarantine_batch(raw: Any, why: Any, rows: Any, file: str) -> Any:
+    """Bad rows as the source had them (as text, so any value fits) with their reasons."""
+    arrays = [pc.cast(raw.column(i), pa.string()) for i in range(raw.num_columns)]
+    names = list(raw.schema.names)
+    arrays += [pa.array(np.full(len(rows), file)), pa.array(rows), why]
+    names += ["_source", "_row", "_reasons"]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _enforce_unique(
+    report: Report,
+    values: dict[str, list[Any]],
+    staging: Location,
+    data: _Writer,
+    policy: str,
+) -> None:
+    """Uniqueness spans the whole source, so it is checked after the first pass: every
+    repeat of a value is a bad row; the first occurrence stays."""
+    masks = {n: contracts.repeated_after_first(pa.chunked_array(v)) for n, v in values.items()}
+    repeated = np.logical_or.reduce(list(masks.values()))
+    n_bad = int(repeated.sum())
+    if not n_bad:
+        return
+    report.bad_rows += n_bad
+    for n, m in masks.items():
+        report.counts[f"{n}:unique"] += int(m.sum())
+        for row in np.flatnonzero(m)[: max(0, MAX_EXAMPLES - len(report.examples))]:
+            report.examples.append(
+                {"file": "<snapshot>", "row": int(row) + 1, "reasons": f"{n}:unique"}
+            )
+    if policy != OnError.QUARANTINE:
+        return
+    # Rewrite the staged snapshot without the repeats; they join the quarantine.
+    loc = staging.join(DATA_FILE)
+    table = pq.read_table(loc.path, filesystem=loc.filesystem)
+    reasons = pa.array(
+        [
+            ";".join(f"{n}:unique" for n, m in masks.items() if m[i])
+            for i in np.flatnonzero(repeated)
+        ]
+    )
+    repeats = table.filter(pa.array(repeated))
+    extra = pa.table(
+        {
+            "_source": pa.array(["<snapshot>"] * n_bad),
+            "_row": pa.array(np.flatnonzero(repeated) + 1),
+            "_reasons": reasons,
+        }
+    )
+    _append_parquet(staging.join(QUARANTINE_FILE), _text_table(repeats, extra))
+    kept = table.filter(pa.array(~repeated))
+    pq.write_table(kept, loc.path, filesystem=loc.filesystem)
+    data.rows = kept.num_rows
+
+
+def _text_table(table: Any, extra: Any) -> Any:
+    columns = {n: pc.cast(table.column(n), pa.string()) for n in table.column_names}
+    return pa.table({**columns, **{n: extra.column(n) for n in extra.column_names}})
+
+
+def _append_parquet(location: Location, table: Any) -> None:
+    fs = location.filesystem
+    existing = (
+        pq.read_table(location.path, filesystem=fs)
+        if fs.get_file_info(location.path).type == pa.fs.FileType.File
+        else None
+    )
+    if existing is not None:
+        table = pa.concat_tables([existing, table], promote_options="permissive")
+    fs.create_dir(location.path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, location.path, filesystem=fs)
+
+
+def _apply_policy(report: Report, spec: DatasetSpec) -> None:
+    policy = spec.validation
+    if not report.bad_rows or policy.on_error == OnError.WARN:
+        return
+    if policy.on_error == OnError.FAIL:
+        raise IngestError(
+            f"validation failed, nothing published: {report.summary()}",
+            fix="correct the source rows, or set spec.validation.onError to quarantine",
+            reason="ValidationFailed",
+        )
+    if report.bad_fraction > policy.max_bad_row_fraction:
+        raise IngestError(
+            f"{report.bad_fraction:.2%} of rows are bad, above maxBadRowFraction "
+            f"{policy.max_bad_row_fraction:.2%}; nothing published: {report.summary()}",
+            fix="correct the source, or raise spec.validation.maxBadRowFraction",
+            reason="TooManyBadRows",
+        )
+
+
+def _verify(location: Location, expected_rows: int) -> None:
+    """Read the staged file back: a short write or a wrong row count never publishes."""
+    fs = location.filesystem
+    if fs.get_file_info(location.path).type != pa.fs.FileType.File:
+        raise IngestError(
+            "no valid rows to publish",
+            file=location.path,
+            fix="every row failed validation; see the quarantine report",
+            reason="NoValidRows",
+        )
+    meta = pq.read_metadata(location.path, filesystem=fs)
+    if meta.num_rows != expected_rows:
+        raise IngestError(
+            f"staged snapshot has {meta.num_rows} rows, expected {expected_rows}",
+            file=location.path,
+            fix="re-run the ingest",
+            reason="VerifyFailed",
+        )
+
+
+def _write_profile(staging: Location) -> None:
+    loc = staging.join(DATA_FILE)
+    fs = loc.filesystem
+    schema = pq.read_schema(loc.path, filesystem=fs)
+    columns = {}
+    rows = 0
+    for name in schema.names:  # one column at a time keeps memory to one column
+        column = pq.read_table(loc.path, columns=[name], filesystem=fs).column(name)
+        rows = len(column)
+        columns[name] = profile.profile_column(column)
+    publish.write_atomic(
+        staging.join(PROFILE_FILE), publish.dumps({"rows": rows, "columns": columns})
+    )

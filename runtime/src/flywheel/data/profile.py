@@ -1,0 +1,99 @@
+"""Statistics profile of a snapshot: the reference later drift checks compare against.
+
+Pure: Arrow columns in, plain JSON-ready dicts out.
+
+    numbers     count, nulls, nan, min, max, mean, std, quantiles, histogram (bin edges
+                and counts of equal-width bins between min and max)
+    categories  count, nulls, distinct, the most frequent values with their counts, other
+    times       count, nulls, min, max
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+HISTOGRAM_BINS = 20
+TOP_VALUES = 50
+
+
+def profile_table(table: Any) -> dict[str, Any]:
+    return {
+        "rows": table.num_rows,
+        "columns": {name: profile_column(table.column(name)) for name in table.column_names},
+    }
+
+
+def profile_column(column: Any) -> dict[str, Any]:
+    kind = column_kind(column.type)
+    base = {
+        "kind": kind,
+        "type": str(column.type),
+        "count": len(column),
+        "nulls": column.null_count,
+    }
+    if kind == "numeric":
+        return base | numeric_profile(column)
+    if kind == "categorical":
+        return base | categorical_profile(column)
+    if kind == "time":
+        valid = column.drop_null()
+        if len(valid) == 0:
+            return base
+        return base | {
+            "min": pc.min(valid).as_py().isoformat(),
+            "max": pc.max(valid).as_py().isoformat(),
+        }
+    return base
+
+
+def column_kind(arrow_type: Any) -> str:
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "numeric"
+    if (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+        or pa.types.is_dictionary(arrow_type)
+    ):
+        return "categorical"
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "time"
+    return "other"
+
+
+def numeric_profile(column: Any) -> dict[str, Any]:
+    values = column.drop_null().to_numpy().astype(np.float64, copy=False)
+    nan = int(np.isnan(values).sum())
+    finite = values[np.isfinite(values)]
+    out: dict[str, Any] = {"nan": nan}
+    if finite.size == 0:
+        return out
+    low, high = float(finite.min()), float(finite.max())
+    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(low, high))
+    quantiles = np.quantile(finite, QUANTILES)
+    return out | {
+        "min": low,
+        "max": high,
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }
+
+
+def categorical_profile(column: Any) -> dict[str, Any]:
+    counts = pc.value_counts(column.drop_null())
+    values = counts.field("values").to_pylist()
+    freq = counts.field("counts").to_numpy()
+    order = np.argsort(-freq, kind="stable")[:TOP_VALUES]
+    top = [{"value": values[i], "count": int(freq[i])} for i in order]
+    return {
+        "distinct": len(values),
+        "top": top,
+        "other": int(freq.sum() - sum(t["count"] for t in top)),
+    }

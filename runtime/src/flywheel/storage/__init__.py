@@ -1,0 +1,1 @@
+"""Where bytes live: URIs to pyarrow filesystems, and publishing a directory atomically."""

@@ -1,0 +1,159 @@
+"""Atomic, content-addressed publishing of a directory of files.
+
+    <root>/_staging/<run-id>/...      written first, verified, then moved
+    <root>/versions/<version>/...     immutable once its manifest.json exists
+    <root>/current.json               the one commit: {"version": ...}
+
+A reader follows `current.json` to a version whose `manifest.json` lists its files, so it
+sees the old version or the new one, never a partial one. A crash at any point leaves
+`current.json` as it was; a re-run writes the same version (the content hash) and
+finishes the job. The same content always gives the same version, so publishing twice
+is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pyarrow import fs as pafs
+
+from flywheel.storage.uris import Location
+
+CURRENT = "current.json"
+MANIFEST = "manifest.json"
+STAGING = "_staging"
+VERSIONS = "versions"
+VERSION_CHARS = 16  # of the sha256 hex digest: short for humans, ample against collisions
+
+# Called with the name of each phase as it is reached; tests inject crashes through it.
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(phase: str) -> None:
+    pass
+
+
+def new_staging(root: Location) -> Location:
+    staging = root.join(STAGING, uuid.uuid4().hex)
+    root.filesystem.create_dir(staging.path, recursive=True)
+    return staging
+
+
+def discard(location: Location) -> None:
+    info = location.filesystem.get_file_info(location.path)
+    if info.type == pafs.FileType.Directory:
+        location.filesystem.delete_dir(location.path)
+
+
+def list_files(location: Location) -> list[str]:
+    """Paths relative to `location` of every file below it, sorted."""
+    selector = pafs.FileSelector(location.path, recursive=True, allow_not_found=True)
+    infos = location.filesystem.get_file_info(selector)
+    prefix = location.path.rstrip("/") + "/"
+    return sorted(i.path.removeprefix(prefix) for i in infos if i.type == pafs.FileType.File)
+
+
+def file_digest(location: Location, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with location.filesystem.open_input_stream(location.path) as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_version(staging: Location, salt: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """The version of a staged directory (a hash of names and bytes) and its file list."""
+    files = []
+    total = hashlib.sha256(salt.encode())
+    for rel in list_files(staging):
+        loc = staging.join(rel)
+        digest = file_digest(loc)
+        size = loc.filesystem.get_file_info(loc.path).size
+        files.append({"path": rel, "sha256": digest, "bytes": size})
+        total.update(f"{rel}\0{digest}\0".encode())
+    return total.hexdigest()[:VERSION_CHARS], files
+
+
+def write_atomic(location: Location, data: bytes) -> None:
+    """Write a small file so that readers see the old bytes or the new ones.
+
+    Local: write beside it and rename. Object stores: one PUT is already atomic.
+    """
+    fs = location.filesystem
+    tmp = f"{location.path}.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, location.path)
+
+
+def read_json(location: Location) -> Any | None:
+    fs = location.filesystem
+    if fs.get_file_info(location.path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(location.path) as f:
+        return json.loads(f.read())
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+
+def current(root: Location) -> dict[str, Any] | None:
+    """The manifest of the committed version under `root`, or None."""
+    pointer = read_json(root.join(CURRENT))
+    if pointer is None:
+        return None
+    manifest: dict[str, Any] | None = read_json(root.join(VERSIONS, pointer["version"], MANIFEST))
+    return manifest
+
+
+def version_location(root: Location, version: str) -> Location:
+    return root.join(VERSIONS, version)
+
+
+def commit(
+    root: Location,
+    staging: Location,
+    salt: str = "",
+    metadata: dict[str, Any] | None = None,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> dict[str, Any]:
+    """Move a verified staging directory to its content version and make it current.
+
+    Returns the version manifest: {"version", "files", **metadata}.
+    """
+    fs = root.filesystem
+    version, files = content_version(staging, salt)
+    checkpoint("hashed")
+    final = version_location(root, version)
+    existing = read_json(final.join(MANIFEST))
+    if existing is not None:
+        # Same content published before (maybe by a run that crashed before the commit).
+        discard(staging)
+        manifest: dict[str, Any] = existing
+    else:
+        discard(final)  # a half-moved directory from a crash on a store without rename
+        fs.create_dir(root.join(VERSIONS).path, recursive=True)
+        _move_tree(staging, final)
+        checkpoint("moved")
+        manifest = {"version": version, "files": files, **(metadata or {})}
+        write_atomic(final.join(MANIFEST), dumps(manifest))
+    checkpoint("manifested")
+    write_atomic(root.join(CURRENT), dumps({"version": version}))
+    checkpoint("committed")
+    return manifest
+
+
+def _move_tree(source: Location, target: Location) -> None:
+    """A rename where the filesystem has one; a copy per file on object stores."""
+    fs = source.filesystem
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(source.path, target.path)
+        return
+    for rel in list_files(source):
+        fs.copy_file(source.join(rel).path, target.join(rel).path)
+    discard(source)

@@ -1,0 +1,78 @@
+"""URIs -> (pyarrow filesystem, path).
+
+Relative paths resolve against a base directory (the manifest's directory when run
+locally, the working directory in a pod). `pvc://claim/path` is a PersistentVolumeClaim
+mounted at `$FLYWHEEL_PVC_ROOT/claim` (default /mnt/pvc/claim), as the operator mounts it.
+`s3://` and `gs://` take credentials from the environment or from a mounted secret file
+(see `credentials`). `http(s)://` sources are read-only single files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pyarrow import fs as pafs
+
+from flywheel.storage import credentials
+
+PVC_ROOT_ENV = "FLYWHEEL_PVC_ROOT"
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A path on a filesystem. `uri` is how the location is reported back to users."""
+
+    filesystem: Any  # pyarrow.fs.FileSystem, or None for http(s)
+    path: str
+    uri: str
+
+    @property
+    def is_http(self) -> bool:
+        return self.filesystem is None
+
+    def join(self, *parts: str) -> Location:
+        path = posixpath.join(self.path, *parts)
+        return Location(self.filesystem, path, self.uri.rstrip("/") + "/" + "/".join(parts))
+
+
+def resolve(uri: str, base_dir: Path | None = None, secret_file: Path | None = None) -> Location:
+    """The filesystem and path of a URI or path.
+
+    >>> resolve("./data/x.csv", Path("/srv/manifests")).path
+    '/srv/manifests/data/x.csv'
+    """
+    parsed = urlparse(uri)
+    scheme = parsed.scheme
+    if scheme in ("", "file"):
+        raw = parsed.path if scheme == "file" else uri
+        path = Path(raw)
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        path = Path(os.path.normpath(path))
+        return Location(pafs.LocalFileSystem(), path.as_posix(), path.as_uri())
+    if scheme == "pvc":
+        root = Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT))
+        path = root / parsed.netloc / parsed.path.lstrip("/")
+        return Location(pafs.LocalFileSystem(), path.as_posix(), uri)
+    if scheme == "s3":
+        options = credentials.s3_options(secret_file)
+        return Location(pafs.S3FileSystem(**options), _bucket_path(parsed), uri)
+    if scheme == "gs":
+        options = credentials.gcs_options(secret_file)
+        return Location(pafs.GcsFileSystem(**options), _bucket_path(parsed), uri)
+    if scheme in ("http", "https"):
+        return Location(None, uri, uri)
+    raise ValueError(
+        f"unsupported URI scheme {scheme!r} in {uri!r}; use a path, file://, "
+        "pvc://, s3://, gs://, http:// or https://"
+    )
+
+
+def _bucket_path(parsed: Any) -> str:
+    return f"{parsed.netloc}/{parsed.path.lstrip('/')}".rstrip("/")
