@@ -295,6 +295,7 @@ class ModelDeploymentStatus(common.StatusBase):
     )
     step: int | None = Field(default=None, ge=0, description="Canary step index, from 0.")
     step_summary: common.ShortText | None = Field(default=None, description="e.g. '2/4'.")
+    step_started: datetime | None = Field(default=None, description="When the step began.")
     failed_analyses: int = Field(default=0, ge=0)
     last_analysis: AnalysisResult | None = None
     url: common.ShortText | None = None

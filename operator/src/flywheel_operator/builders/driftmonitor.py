@@ -1,0 +1,47 @@
+"""DriftMonitor -> a CronJob running the monitor; a retrain TrainingJob when drift says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flywheel.api import DriftMonitor
+from flywheel_operator import labels
+from flywheel_operator.builders import jobs
+from flywheel_operator.settings import Settings
+
+MONITOR = "monitor"
+
+
+def build(
+    owner: dict[str, Any],
+    resource: DriftMonitor,
+    settings: Settings,
+    inputs: dict[str, Any],
+) -> list[dict[str, Any]]:
+    return [
+        jobs.runtime_cronjob(
+            owner,
+            labels.child_name(owner["metadata"]["name"], "monitor", limit=52),
+            MONITOR,
+            resource.spec.schedule,
+            ["drift", "run"],
+            settings,
+            inputs,
+        )
+    ]
+
+
+def retrain_job(owner: dict[str, Any], resource: DriftMonitor, number: int) -> dict[str, Any]:
+    """The n-th retrain: a TrainingJob from the template, owned by the monitor."""
+    retrain = resource.spec.action.retrain
+    assert retrain is not None, "only called for action retrain"
+    return {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": labels.child_metadata(
+            owner,
+            labels.child_name(owner["metadata"]["name"], f"retrain-{number}"),
+            "retrain",
+        ),
+        "spec": retrain.template.spec.to_wire(),
+    }

@@ -1,0 +1,391 @@
+"""ModelDeployment -> a RayService (rayserve) or Triton Deployments + a router (triton).
+
+Both serve the same thing: one router in front of one model server per version. The
+traffic split comes from the rollout state (status/rollout.py) and is a router setting
+only, so a rollout step never restarts a model replica: on Ray Serve it is the Router
+deployment's `user_config` (a lightweight in-place update), on Triton the router's
+ConfigMap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from typing import Any
+
+import yaml
+
+from flywheel.api import ModelDeployment
+from flywheel.api.modeldeployment import Backend, TritonOptions
+from flywheel_operator import labels
+from flywheel_operator.builders import pods
+from flywheel_operator.settings import Settings
+
+RAY_API_VERSION = "ray.io/v1"
+ROUTER = "router"
+SERVE_APP_IMPORT = "flywheel.serving.app:build_app"
+TRITON_UID = 1000  # the triton-server user of the NGC images
+ROUTER_PORT = 8080
+RAY_UID = 1000  # the `ray` user of the rayproject images
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedVersion:
+    """A model version resolved to where its artifact lives."""
+
+    model_name: str
+    version: str
+    artifact_uri: str
+
+    @property
+    def key(self) -> str:
+        """A DNS-label-safe form of the version, for child and deployment names."""
+        return re.sub(r"[^a-z0-9-]+", "-", self.version.lower()).strip("-")[:40] or "v"
+
+
+def build(
+    owner: dict[str, Any],
+    resource: ModelDeployment,
+    settings: Settings,
+    versions: list[ServedVersion],
+    traffic: dict[str, float],
+) -> list[dict[str, Any]]:
+    """`versions`: stable first, then the candidate; `traffic`: version -> percent."""
+    if resource.spec.backend == Backend.RAYSERVE:
+        return [rayservice(owner, resource, settings, versions, traffic)]
+    return triton(owner, resource, settings, versions, traffic)
+
+
+def router_config(
+    resource: ModelDeployment, versions: list[ServedVersion], traffic: dict[str, float]
+) -> dict[str, Any]:
+    """What the router needs to route: versions, the split and the strategy settings."""
+    rollout = resource.spec.rollout
+    return {
+        "deployment": resource.name,
+        "stable": versions[0].version,
+        "candidate": versions[1].version if len(versions) > 1 else None,
+        "traffic": traffic,
+        "strategy": rollout.strategy,
+        "shadow": rollout.shadow.to_wire() if rollout.shadow else None,
+        "bandit": rollout.bandit.to_wire() if rollout.bandit else None,
+        "requestLogging": resource.spec.request_logging.to_wire(),
+    }
+
+
+# --- Ray Serve -----------------------------------------------------------------------
+
+
+def rayservice(
+    owner: dict[str, Any],
+    resource: ModelDeployment,
+    settings: Settings,
+    versions: list[ServedVersion],
+    traffic: dict[str, float],
+) -> dict[str, Any]:
+    spec = resource.spec
+    res = spec.resources
+    scaling = spec.autoscaling
+    model_deployments = [
+        {
+            "name": f"model-{v.key}",
+            "autoscaling_config": {
+                "min_replicas": scaling.min_replicas,
+                "max_replicas": scaling.max_replicas,
+                "target_ongoing_requests": scaling.target_ongoing_requests,
+            },
+            # Fractional GPUs let several small models share one card.
+            "ray_actor_options": {"num_cpus": _cpus(res.cpu), "num_gpus": res.gpu},
+            "user_config": {"model": v.model_name, "version": v.version, "uri": v.artifact_uri},
+        }
+        for v in versions
+    ]
+    app = {
+        "name": resource.name,
+        "route_prefix": "/",
+        "import_path": SERVE_APP_IMPORT,
+        "args": {"versions": [dataclasses.asdict(v) for v in versions]},
+        "deployments": [
+            {
+                "name": "Router",
+                "num_replicas": 1,
+                "user_config": router_config(resource, versions, traffic),
+            },
+            *model_deployments,
+        ],
+    }
+    serve_config = {"applications": [app]}
+    worker = pods.resources(res)
+    gpus_per_pod = math.ceil(res.gpu) if res.gpu else 0
+    if gpus_per_pod:
+        worker["requests"][pods.GPU_RESOURCE] = str(gpus_per_pod)
+        worker["limits"][pods.GPU_RESOURCE] = str(gpus_per_pod)
+    head = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    return {
+        "apiVersion": RAY_API_VERSION,
+        "kind": "RayService",
+        "metadata": labels.child_metadata(
+            owner, labels.child_name(resource.name, "serve"), "serving"
+        ),
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+            "rayClusterConfig": {
+                "rayVersion": settings.ray_version,
+                "enableInTreeAutoscaling": True,
+                "headGroupSpec": {
+                    "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+                    "template": ray_pod(owner, "ray-head", settings.ray_image, head, {}, settings),
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "serve",
+                        "replicas": max(scaling.min_replicas, 1),
+                        "minReplicas": max(scaling.min_replicas, 1),
+                        "maxReplicas": scaling.max_replicas * len(versions),
+                        "rayStartParams": {},
+                        "template": ray_pod(
+                            owner,
+                            "ray-worker",
+                            settings.ray_image,
+                            worker,
+                            pods.placement(res),
+                            settings,
+                        ),
+                    }
+                ],
+            },
+        },
+    }
+
+
+def ray_pod(
+    owner: dict[str, Any],
+    name: str,
+    image: str,
+    resources: dict[str, Any],
+    placement: dict[str, Any],
+    settings: Settings,
+) -> dict[str, Any]:
+    """A Ray head or worker pod: restricted, with /tmp and /dev/shm as scratch."""
+    return {
+        "metadata": {"labels": labels.common_labels(owner, name)},
+        "spec": {
+            "securityContext": pods.pod_security_context(RAY_UID),
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": name,
+                    "image": image,
+                    "imagePullPolicy": settings.image_pull_policy,
+                    "resources": resources,
+                    "securityContext": pods.container_security_context(),
+                    "volumeMounts": pods.scratch_mounts(shm=True),
+                }
+            ],
+            "volumes": pods.scratch_volumes(shm=True),
+            **placement,
+        },
+    }
+
+
+def _cpus(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+# --- Triton --------------------------------------------------------------------------
+
+
+def triton_config(model_name: str, options: TritonOptions) -> str:
+    """config.pbtxt of one model version: instance group and dynamic batching."""
+    lines = [
+        f'name: "{model_name}"',
+        'backend: "onnxruntime"',
+        f"max_batch_size: {options.max_batch_size}",
+        "instance_group [",
+        f"  {{ count: {options.instance_count} kind: {options.instance_kind} }}",
+        "]",
+    ]
+    batching = options.dynamic_batching
+    if batching is not None and options.max_batch_size > 0:
+        lines.append("dynamic_batching {")
+        if batching.preferred_batch_sizes:
+            sizes = ", ".join(map(str, batching.preferred_batch_sizes))
+            lines.append(f"  preferred_batch_size: [ {sizes} ]")
+        lines.append(f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def triton(
+    owner: dict[str, Any],
+    resource: ModelDeployment,
+    settings: Settings,
+    versions: list[ServedVersion],
+    traffic: dict[str, float],
+) -> list[dict[str, Any]]:
+    options = resource.spec.triton or TritonOptions()
+    children: list[dict[str, Any]] = []
+    endpoints: dict[str, str] = {}
+    for v in versions:
+        name = labels.child_name(resource.name, v.key)
+        endpoints[v.version] = f"http://{name}:8000"
+        children += _triton_version(owner, resource, settings, v, name, options)
+    config = {**router_config(resource, versions, traffic), "endpoints": endpoints}
+    children += _router(owner, resource, settings, config)
+    return children
+
+
+def _triton_version(
+    owner: dict[str, Any],
+    resource: ModelDeployment,
+    settings: Settings,
+    version: ServedVersion,
+    name: str,
+    options: TritonOptions,
+) -> list[dict[str, Any]]:
+    component = "model-server"
+    extra = {"flywheel.dev/model-version": version.key}
+    meta = labels.child_metadata(owner, name, component, extra)
+    selector = {labels.owner_label("ModelDeployment"): resource.name, **extra}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": labels.child_metadata(owner, f"{name}-config", component, extra),
+        "data": {"config.pbtxt": triton_config(version.model_name, options)},
+    }
+    fetch = pods.runtime_container(
+        "fetch-model",
+        settings.runtime_image,
+        [
+            "serve",
+            "triton-repository",
+            "--uri",
+            version.artifact_uri,
+            "--model",
+            version.model_name,
+            "--config",
+            "/etc/triton/config.pbtxt",
+            "--out",
+            "/models",
+        ],
+        pods.object_manifest(owner),
+        settings.image_pull_policy,
+    )
+    fetch["volumeMounts"] += [
+        {"name": "models", "mountPath": "/models"},
+        {"name": "config", "mountPath": "/etc/triton"},
+    ]
+    server = {
+        "name": "triton",
+        "image": options.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": [
+            "tritonserver",
+            "--model-repository=/models",
+            "--strict-model-config=false",
+            "--allow-metrics=true",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": 8000},
+            {"name": "grpc", "containerPort": 8001},
+            {"name": "metrics", "containerPort": 8002},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}},
+        "resources": pods.resources(resource.spec.resources),
+        "securityContext": pods.container_security_context(),
+        "volumeMounts": [
+            *pods.scratch_mounts(shm=True),
+            {"name": "models", "mountPath": "/models"},
+        ],
+    }
+    pod_spec = {
+        "securityContext": pods.pod_security_context(TRITON_UID),
+        "automountServiceAccountToken": False,
+        "initContainers": [fetch],
+        "containers": [server],
+        "volumes": [
+            *pods.scratch_volumes(shm=True),
+            {"name": "models", "emptyDir": {}},
+            {"name": "config", "configMap": {"name": f"{name}-config"}},
+        ],
+        **pods.placement(resource.spec.resources),
+    }
+    scaling = resource.spec.autoscaling
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": max(scaling.min_replicas, 1),
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": {**meta["labels"]}}, "spec": pod_spec},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": 8000, "targetPort": "http"},
+                {"name": "grpc", "port": 8001, "targetPort": "grpc"},
+                {"name": "metrics", "port": 8002, "targetPort": "metrics"},
+            ],
+        },
+    }
+    return [config_map, deployment, service]
+
+
+def _router(
+    owner: dict[str, Any], resource: ModelDeployment, settings: Settings, config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    name = labels.child_name(resource.name, ROUTER)
+    meta = labels.child_metadata(owner, name, ROUTER)
+    selector = {
+        labels.owner_label("ModelDeployment"): resource.name,
+        "app.kubernetes.io/component": ROUTER,
+    }
+    container = pods.runtime_container(
+        ROUTER,
+        settings.runtime_image,
+        ["serve", "router", "--config", "/etc/flywheel/router.json", "--port", str(ROUTER_PORT)],
+        pods.object_manifest(owner),
+        settings.image_pull_policy,
+    )
+    container["ports"] = [{"name": "http", "containerPort": ROUTER_PORT}]
+    container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}}
+    container["volumeMounts"].append({"name": "router-config", "mountPath": "/etc/flywheel"})
+    pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
+    pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            # The router re-reads this file, so a traffic step restarts nothing.
+            "data": {"router.json": json.dumps(config, sort_keys=True, indent=2)},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": selector},
+                "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": labels.child_metadata(owner, resource.name, ROUTER),
+            "spec": {
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    ]

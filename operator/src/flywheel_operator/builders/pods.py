@@ -1,0 +1,145 @@
+"""Pod pieces every builder shares: Pod Security "restricted", scratch space, resources."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flywheel.api.common import ResourceRequirements, Toleration
+from flywheel.api.modeldeployment import ServingResources
+
+RUNTIME_UID = 10001
+SCRATCH_VOLUME = "scratch"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# The manifest a runtime command works on travels in this variable (small: a spec).
+MANIFEST_ENV = "FLYWHEEL_MANIFEST"
+INPUTS_ENV = "FLYWHEEL_INPUTS"
+TERMINATION_LOG = "/dev/termination-log"
+
+
+def pod_security_context(uid: int = RUNTIME_UID) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def scratch_volumes(shm: bool = False) -> list[dict[str, Any]]:
+    """Writable space under a read-only root: /tmp, and /dev/shm for Ray's object store."""
+    volumes: list[dict[str, Any]] = [{"name": SCRATCH_VOLUME, "emptyDir": {}}]
+    if shm:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    return volumes
+
+
+def scratch_mounts(shm: bool = False) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [{"name": SCRATCH_VOLUME, "mountPath": "/tmp"}]
+    if shm:
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    return mounts
+
+
+def resources(spec: ResourceRequirements | ServingResources) -> dict[str, Any]:
+    """core/v1 ResourceRequirements; GPUs as whole `nvidia.com/gpu` requests and limits."""
+    requests: dict[str, Any] = {"cpu": spec.cpu, "memory": spec.memory}
+    limits: dict[str, Any] = {"memory": spec.memory}
+    gpus = int(spec.gpu) if float(spec.gpu).is_integer() else 0
+    if gpus:
+        requests[GPU_RESOURCE] = str(gpus)
+        limits[GPU_RESOURCE] = str(gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def placement(spec: ResourceRequirements | ServingResources) -> dict[str, Any]:
+    """nodeSelector and tolerations; GPU pods tolerate the usual nvidia.com/gpu taint."""
+    out: dict[str, Any] = {}
+    selector = dict(spec.node_selector)
+    if spec.gpu and spec.gpu_type:
+        selector.setdefault(GPU_PRODUCT_LABEL, spec.gpu_type)
+    if selector:
+        out["nodeSelector"] = selector
+    tolerations = [_toleration(t) for t in spec.tolerations]
+    if spec.gpu and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        out["tolerations"] = tolerations
+    return out
+
+
+def _toleration(t: Toleration) -> dict[str, Any]:
+    return t.to_wire()
+
+
+def runtime_container(
+    name: str,
+    image: str,
+    args: list[str],
+    manifest: dict[str, Any],
+    pull_policy: str,
+    inputs: dict[str, Any] | None = None,
+    resources_spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A container running a `flywheel ...` command on one object's manifest.
+
+    The result JSON is written to the termination log, where the operator reads it from
+    the Pod status; `FallbackToLogsOnError` keeps the last log lines of a crash.
+    """
+    env = [{"name": MANIFEST_ENV, "value": json.dumps(manifest, sort_keys=True)}]
+    if inputs:
+        env.append({"name": INPUTS_ENV, "value": json.dumps(inputs, sort_keys=True)})
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": ["flywheel"],
+        "args": args,
+        "env": env,
+        "resources": resources_spec
+        or {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        "securityContext": container_security_context(),
+        "volumeMounts": scratch_mounts(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def runtime_pod_spec(
+    containers: list[dict[str, Any]],
+    service_account: str | None,
+    restart_policy: str = "Never",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "restartPolicy": restart_policy,
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": scratch_volumes(),
+        "automountServiceAccountToken": service_account is not None,
+    }
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    return spec
+
+
+def object_manifest(resource_wire: dict[str, Any]) -> dict[str, Any]:
+    """What a runtime command needs of its object: kind, name, namespace and spec."""
+    meta = resource_wire["metadata"]
+    return {
+        "apiVersion": resource_wire["apiVersion"],
+        "kind": resource_wire["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
+        "spec": resource_wire["spec"],
+    }

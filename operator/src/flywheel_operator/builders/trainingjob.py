@@ -1,0 +1,104 @@
+"""TrainingJob -> a KubeRay RayJob whose entrypoint is `flywheel train run`.
+
+The submitter (a Kubernetes Job KubeRay creates from `submitterPodTemplate`) runs
+`flywheel train submit`, which submits the entrypoint, follows its logs and writes the
+training result to its termination message, where the operator reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from flywheel.api import TrainingJob
+from flywheel_operator import labels
+from flywheel_operator.builders import pods
+from flywheel_operator.builders.modeldeployment import ray_pod
+from flywheel_operator.settings import Settings
+
+RAY_API_VERSION = "ray.io/v1"
+COMPONENT = "training"
+
+
+def rayjob_name(owner: dict[str, Any]) -> str:
+    return labels.child_name(owner["metadata"]["name"], "train")
+
+
+def build(
+    owner: dict[str, Any],
+    resource: TrainingJob,
+    settings: Settings,
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
+    spec = resource.spec
+    manifest = pods.object_manifest(owner)
+    env_vars = {
+        pods.MANIFEST_ENV: json.dumps(manifest, sort_keys=True),
+        pods.INPUTS_ENV: json.dumps(inputs, sort_keys=True),
+    }
+    entrypoint = f"flywheel train run --artifact-root {settings.artifact_root}"
+    rayjob_spec: dict[str, Any] = {
+        "entrypoint": entrypoint,
+        "runtimeEnvYAML": yaml.safe_dump({"env_vars": env_vars}, sort_keys=True),
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+        "backoffLimit": spec.backoff_limit,
+        "submissionMode": "K8sJobMode",
+        "submitterPodTemplate": _submitter(owner, settings),
+        "rayClusterSpec": _cluster(owner, resource, settings),
+    }
+    if spec.active_deadline_seconds:
+        rayjob_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    return {
+        "apiVersion": RAY_API_VERSION,
+        "kind": "RayJob",
+        "metadata": labels.child_metadata(owner, rayjob_name(owner), COMPONENT),
+        "spec": rayjob_spec,
+    }
+
+
+def _submitter(owner: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    container = pods.runtime_container(
+        "submitter",
+        settings.runtime_image,
+        ["train", "submit", "--result", pods.TERMINATION_LOG],
+        pods.object_manifest(owner),
+        settings.image_pull_policy,
+    )
+    return {
+        "metadata": {"labels": labels.common_labels(owner, "submitter")},
+        "spec": pods.runtime_pod_spec([container], settings.runtime_service_account),
+    }
+
+
+def _cluster(owner: dict[str, Any], resource: TrainingJob, settings: Settings) -> dict[str, Any]:
+    spec = resource.spec
+    worker = spec.scaling.resources_per_worker
+    head_resources = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    return {
+        "rayVersion": spec.ray.version,
+        "headGroupSpec": {
+            # The head schedules no training work: workers hold the GPUs.
+            "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+            "template": ray_pod(owner, "ray-head", spec.ray.image, head_resources, {}, settings),
+        },
+        "workerGroupSpecs": [
+            {
+                "groupName": "workers",
+                "replicas": spec.scaling.num_workers,
+                "minReplicas": spec.scaling.num_workers,
+                "maxReplicas": spec.scaling.num_workers,
+                "rayStartParams": {},
+                "template": ray_pod(
+                    owner,
+                    "ray-worker",
+                    spec.ray.image,
+                    pods.resources(worker),
+                    pods.placement(worker),
+                    settings,
+                ),
+            }
+        ],
+    }

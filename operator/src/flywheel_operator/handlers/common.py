@@ -1,0 +1,180 @@
+"""The reconcile skeleton every kind follows: parse -> build -> apply -> observe -> status.
+
+Level-based: each call recomputes the desired children from the spec and what is
+observed now, so a crash between any two API writes is repaired by the next call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pydantic
+
+from flywheel import api
+from flywheel.api.common import Resource, StatusBase
+from flywheel_operator import labels
+from flywheel_operator.kube.client import Kube, PermanentError
+from flywheel_operator.settings import Settings
+from flywheel_operator.status import common as status_common
+
+log = logging.getLogger(__name__)
+S = TypeVar("S", bound=StatusBase)
+
+WARNING_PHASES = {
+    "Failed",
+    "Degraded",
+    "RolledBack",
+    "InvalidSpec",
+    "KubeRayNotInstalled",
+    "ApplyFailed",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclasses.dataclass
+class Context:
+    """What a reconcile needs from outside: the API, the settings and the clock."""
+
+    kube: Kube
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    _locks: dict[str, threading.Lock] = dataclasses.field(default_factory=dict)
+    _guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def lock(self, uid: str) -> threading.Lock:
+        """One reconcile per object at a time (a timer and a child event may race)."""
+        with self._guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+
+def parse(body: dict[str, Any]) -> tuple[Resource | None, str]:
+    """The validated resource, or the first problems with their field paths."""
+    model = api.KINDS[body["kind"]]
+    try:
+        return model.model_validate(_essence(body)), ""
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            field = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{field}: {str(err['msg']).removeprefix('Value error, ')}")
+        return None, "; ".join(problems)
+
+
+def _essence(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata", {})
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta
+        },
+        "spec": body.get("spec", {}),
+    }
+
+
+def old_status(body: dict[str, Any], model: type[S]) -> S:
+    """The status as last written; unreadable (older shape) means start afresh."""
+    try:
+        return model.model_validate(body.get("status") or {})
+    except pydantic.ValidationError:
+        return model()
+
+
+def generation(body: dict[str, Any]) -> int:
+    return int(body["metadata"].get("generation", 1))
+
+
+def apply_children(
+    ctx: Context, owner: dict[str, Any], children: list[dict[str, Any]], kinds: Iterable[str]
+) -> None:
+    """Apply the desired children, then delete owned children of `kinds` not desired."""
+    for child in children:
+        ctx.kube.apply(child)
+    desired = {(c["kind"], c["metadata"]["name"]) for c in children}
+    selector = {labels.owner_label(owner["kind"]): owner["metadata"]["name"]}
+    uid = owner["metadata"]["uid"]
+    for kind in kinds:
+        for item in ctx.kube.select(kind, owner["metadata"]["namespace"], selector):
+            name = item["metadata"]["name"]
+            owned = any(r.get("uid") == uid for r in item["metadata"].get("ownerReferences", []))
+            if owned and (kind, name) not in desired:
+                ctx.kube.delete(kind, owner["metadata"]["namespace"], name)
+
+
+def write_status(ctx: Context, owner: dict[str, Any], old: StatusBase, new: StatusBase) -> None:
+    """Patch the status when it changed; an Event when the phase changed."""
+    new_wire, old_wire = new.to_wire(), old.to_wire()
+    if new_wire == old_wire:
+        return
+    meta = owner["metadata"]
+    # Lists are replaced whole by a merge patch; fields that vanished are nulled.
+    patch = {**{k: None for k in old_wire if k not in new_wire}, **new_wire}
+    ctx.kube.patch_status(owner["kind"], meta["namespace"], meta["name"], patch)
+    if new.phase != old.phase and new.phase:
+        message = _phase_message(new)
+        type_ = "Warning" if new.phase in WARNING_PHASES else "Normal"
+        ctx.kube.event(
+            owner, type_, new.phase, message, ctx.clock().isoformat().replace("+00:00", "Z")
+        )
+
+
+def _phase_message(status: StatusBase) -> str:
+    for c in status.conditions:
+        if c.message and (c.status != "True" or c.type == status_common.READY):
+            return c.message
+    return status.phase or ""
+
+
+def upstream(
+    ctx: Context,
+    namespace: str,
+    refs: Iterable[tuple[str, str]],
+    ready: Callable[[dict[str, Any]], bool],
+) -> tuple[dict[str, Any], list[str]]:
+    """Statuses of the referenced objects, and which of them are missing or not ready."""
+    statuses: dict[str, Any] = {}
+    waiting: list[str] = []
+    for kind, name in dict.fromkeys(refs):
+        obj = ctx.kube.get(kind, namespace, name)
+        status = (obj or {}).get("status") or {}
+        if obj is None:
+            waiting.append(f"{kind}/{name} does not exist")
+        elif not ready(status):
+            waiting.append(f"{kind}/{name} is {status.get('phase') or 'not ready'}")
+        else:
+            statuses[f"{kind}/{name}"] = status
+    return statuses, waiting
+
+
+def condition_true(type_: str) -> Callable[[dict[str, Any]], bool]:
+    def check(status: dict[str, Any]) -> bool:
+        return any(
+            c.get("type") == type_ and c.get("status") == "True"
+            for c in status.get("conditions", [])
+        )
+
+    return check
+
+
+def report_apply_failure(
+    ctx: Context, owner: dict[str, Any], old: S, exc: PermanentError, top: str = status_common.READY
+) -> None:
+    """A child the API refuses (e.g. a quota or admission webhook): say so, keep the rest."""
+    log.warning("%s/%s: %s", owner["kind"], owner["metadata"]["name"], exc)
+    new = status_common.blocked(
+        old,
+        generation(owner),
+        "ApplyFailed",
+        f"{exc.reason}: {exc.message}"[:1000],
+        ctx.clock(),
+        top,
+    )
+    write_status(ctx, owner, old, new)

@@ -1,0 +1,42 @@
+"""Operator settings: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from flywheel_operator import labels
+
+DEFAULT_RUNTIME_IMAGE = "flywheel/runtime:0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What builders need besides the spec. Passed in, never read from the environment."""
+
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    artifact_root: str = "pvc://flywheel-artifacts/"
+    # Runtime pods get no API token unless a service account is named: results travel
+    # back as the pod's termination message, so they need no API access.
+    runtime_service_account: str | None = None
+    resync_seconds: float = 60.0
+    field_manager: str = labels.FIELD_MANAGER
+    image_pull_policy: str = "IfNotPresent"
+    # Ray Serve clusters of ModelDeployments (TrainingJobs name their own image).
+    ray_image: str = "rayproject/ray:2.60.0-py311"
+    ray_version: str = "2.60.0"
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    defaults = Settings()
+    return Settings(
+        runtime_image=env.get("FLYWHEEL_RUNTIME_IMAGE", defaults.runtime_image),
+        artifact_root=env.get("FLYWHEEL_ARTIFACT_ROOT", defaults.artifact_root),
+        runtime_service_account=env.get("FLYWHEEL_SERVICE_ACCOUNT") or None,
+        resync_seconds=float(env.get("FLYWHEEL_RESYNC_SECONDS", defaults.resync_seconds)),
+        image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
+        ray_image=env.get("FLYWHEEL_RAY_IMAGE", defaults.ray_image),
+        ray_version=env.get("FLYWHEEL_RAY_VERSION", defaults.ray_version),
+    )

@@ -1,0 +1,1 @@
+"""Pure status logic: the spec + observed children -> status, conditions, phase, decisions."""

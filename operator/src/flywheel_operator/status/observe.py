@@ -1,0 +1,128 @@
+"""Reading children's status: Jobs, CronJobs, Pods, RayJobs, RayServices, Deployments.
+
+Pure: dicts as the API returns them in, small typed observations out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any
+
+
+class RunState(enum.StrEnum):
+    MISSING = "Missing"  # not created yet (or already cleaned up)
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunState.SUCCEEDED, RunState.FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of runtime work and what it reported."""
+
+    name: str
+    state: RunState
+    result: dict[str, Any] | None = None  # the JSON the runtime wrote, when it did
+    message: str = ""  # why it failed, from the Job or the container
+
+
+def job_run(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Run:
+    """A Job and its Pods -> one Run; the result is the termination message of a Pod."""
+    if job is None:
+        return Run("", RunState.MISSING)
+    name = job["metadata"]["name"]
+    status = job.get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+    result, text = _termination(pods)
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        return Run(name, RunState.SUCCEEDED, result, text if result is None else "")
+    if "Failed" in conditions:
+        cond = conditions["Failed"]
+        reason = (
+            (result or {}).get("error") or text or cond.get("message") or cond.get("reason", "")
+        )
+        return Run(name, RunState.FAILED, result, str(reason))
+    if status.get("active"):
+        return Run(name, RunState.RUNNING)
+    return Run(name, RunState.PENDING)
+
+
+def _termination(pods: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """The newest terminated container's message: parsed JSON, or the raw text."""
+    newest: tuple[str, str] | None = None
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses", []):
+            term = (cs.get("state") or {}).get("terminated")
+            if term and term.get("message"):
+                stamp = term.get("finishedAt") or ""
+                if newest is None or stamp >= newest[0]:
+                    newest = (stamp, term["message"])
+    if newest is None:
+        return None, ""
+    text = newest[1].strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None, text[-1000:]
+    return (parsed, "") if isinstance(parsed, dict) else (None, text[-1000:])
+
+
+# KubeRay RayJob: status.jobStatus is the Ray job's state, jobDeploymentStatus the CR's.
+_RAY_JOB_STATES = {
+    "PENDING": RunState.PENDING,
+    "RUNNING": RunState.RUNNING,
+    "SUCCEEDED": RunState.SUCCEEDED,
+    "FAILED": RunState.FAILED,
+    "STOPPED": RunState.FAILED,
+}
+
+
+def rayjob_run(rayjob: dict[str, Any] | None, submitter_pods: list[dict[str, Any]]) -> Run:
+    if rayjob is None:
+        return Run("", RunState.MISSING)
+    name = rayjob["metadata"]["name"]
+    status = rayjob.get("status") or {}
+    state = _RAY_JOB_STATES.get(status.get("jobStatus", ""), RunState.PENDING)
+    if status.get("jobDeploymentStatus") == "Failed":
+        state = RunState.FAILED
+    result, text = _termination(submitter_pods)
+    message = status.get("message", "") if state == RunState.FAILED else ""
+    return Run(name, state, result, (result or {}).get("error") or message or text)
+
+
+def rayservice_ready(rayservice: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a RayService serves, from its Ready condition (or the older serviceStatus)."""
+    if rayservice is None:
+        return False, "RayService not created yet"
+    status = rayservice.get("status") or {}
+    for c in status.get("conditions", []):
+        if c.get("type") == "Ready":
+            return c.get("status") == "True", c.get("message", "") or c.get("reason", "")
+    running = status.get("serviceStatus") == "Running"
+    return running, "" if running else f"serviceStatus {status.get('serviceStatus', 'unknown')}"
+
+
+def deployment_ready(deployment: dict[str, Any] | None) -> tuple[bool, str]:
+    if deployment is None:
+        return False, "not created yet"
+    status = deployment.get("status") or {}
+    want = (deployment.get("spec") or {}).get("replicas", 1)
+    have = status.get("availableReplicas", 0)
+    return have >= max(want, 1), f"{have}/{want} replicas available"
+
+
+def last_cronjob_run(
+    jobs: list[dict[str, Any]], pods_by_job: dict[str, list[dict[str, Any]]]
+) -> Run:
+    """The newest finished Job a CronJob made, or its running one."""
+    ordered = sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
+    runs = [job_run(j, pods_by_job.get(j["metadata"]["name"], [])) for j in ordered]
+    finished = [r for r in runs if r.state.finished]
+    return finished[0] if finished else (runs[0] if runs else Run("", RunState.MISSING))
