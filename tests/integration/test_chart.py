@@ -1,0 +1,183 @@
+"""The chart against a real API server: it lints, installs into a namespace that enforces
+Pod Security "restricted", and its ServiceAccount can do exactly what the operator needs
+(checked with `kubectl auth can-i --as`, the server's own RBAC answer).
+
+The operator pod is scheduled on a kwok fake node, so it is "Running" without a container:
+these tests check objects, admission and authorization, not the operator's behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import Helm, Kubectl, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "flywheel"
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.name}-flywheel"
+
+    @property
+    def user(self) -> str:
+        """The operator's identity for impersonation."""
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+
+def can_i(kubectl: Kubectl, release: Release, verb: str, resource: str, *where: str) -> bool:
+    result = kubectl.run("auth", "can-i", verb, resource, f"--as={release.user}", *where,
+                         check=False)  # fmt: skip
+    answer = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert answer in ("yes", "no"), f"kubectl auth can-i: {result.stdout} {result.stderr}"
+    return answer == "yes"
+
+
+def access_review(
+    kubectl: Kubectl, release: Release, verb: str, group: str, resource: str, namespace: str
+) -> bool:
+    """A SubjectAccessReview with an explicit API group: `kubectl auth can-i` cannot name
+    the group of a resource the server does not serve (ray.io without KubeRay)."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": release.user,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{release.namespace}"],
+            "resourceAttributes": {
+                "verb": verb, "group": group, "resource": resource, "namespace": namespace,
+            },
+        },
+    }  # fmt: skip
+    out = kubectl.run("create", "-f", "-", "-o", "json", input=json.dumps(review)).stdout
+    return bool(json.loads(out)["status"].get("allowed"))
+
+
+@pytest.fixture
+def install(
+    helm: Helm, cluster_kubectl: Kubectl, namespace: str
+) -> Iterator[Callable[..., Release]]:
+    """helm install of the chart into the test's namespace (unique release names, since
+    the ClusterRole and peering objects are cluster-scoped); uninstalled afterwards."""
+    installed: list[Release] = []
+
+    def _install(*args: str) -> Release:
+        release = Release(f"fw{secrets.token_hex(3)}", namespace)
+        helm.run("install", release.name, str(CHART), "--namespace", namespace,
+                 "--wait", "--timeout", "120s", *args)  # fmt: skip
+        installed.append(release)
+        return release
+
+    yield _install
+    for release in installed:
+        helm.run("uninstall", release.name, "--namespace", release.namespace, "--wait",
+                 check=False)  # fmt: skip
+
+
+@pytest.fixture
+def restricted(cluster_kubectl: Kubectl, namespace: str) -> str:
+    """The test namespace, enforcing Pod Security Standards "restricted"."""
+    cluster_kubectl.run(
+        "label", "namespace", namespace, "--overwrite",
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+    return namespace
+
+
+@pytest.fixture
+def extra_namespaces(cluster_kubectl: Kubectl) -> Iterator[list[str]]:
+    suffix = secrets.token_hex(3)
+    names = [f"team-a-{suffix}", f"team-b-{suffix}"]
+    for name in names:
+        cluster_kubectl.run("create", "namespace", name)
+    yield names
+    for name in names:
+        cluster_kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def test_helm_lint_strict(helm: Helm) -> None:
+    for args in ([], ["--set", "watchNamespaces={a,b}"],
+                 ["--set", "networkPolicy.enabled=true"]):  # fmt: skip
+        out = helm.run("lint", "--strict", str(CHART), *args)
+        assert "0 chart(s) failed" in out.stdout, out.stdout
+        assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout
+
+
+def test_install_runs_the_operator_under_restricted_pod_security(
+    install: Callable[..., Release], restricted: str, kubectl: Kubectl, cluster_kubectl: Kubectl
+) -> None:
+    release = install()
+    deployment = kubectl.get("deployment", release.fullname)
+    pod_spec = deployment["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == release.fullname
+    assert kubectl.exists("serviceaccount", release.fullname)
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # The ReplicaSet controller created the pod and PodSecurity admission let it in.
+    pods = wait_for(
+        lambda: kubectl.items("pod", "-l", f"app.kubernetes.io/instance={release.name}"),
+        what=f"a pod of deployment {release.fullname} in {restricted}",
+        timeout=60,
+    )
+    assert pods[0]["spec"]["serviceAccountName"] == release.fullname
+    assert kubectl.exists("service", f"{release.fullname}-metrics")
+    assert cluster_kubectl.exists("clusterkopfpeering", release.fullname)
+    for crd in ("modeldeployments.flywheel.dev", "clusterkopfpeerings.kopf.dev"):
+        assert cluster_kubectl.exists("crd", crd), crd
+
+
+def test_service_account_rbac_all_namespaces(
+    install: Callable[..., Release], cluster_kubectl: Kubectl
+) -> None:
+    release = install()
+    k = cluster_kubectl
+    anywhere = ("-n", "some-user-namespace")
+    assert can_i(k, release, "watch", "modeldeployments.flywheel.dev", "--all-namespaces")
+    assert can_i(k, release, "patch", "trainingjobs.flywheel.dev/status", *anywhere)
+    assert can_i(k, release, "create", "jobs.batch", *anywhere)
+    assert access_review(k, release, "create", "ray.io", "rayjobs", "some-user-namespace")
+    assert access_review(k, release, "patch", "ray.io", "rayservices", "some-user-namespace")
+    assert not access_review(k, release, "create", "ray.io", "rayclusters", "some-user-namespace")
+    assert can_i(k, release, "patch", f"clusterkopfpeerings.kopf.dev/{release.fullname}")
+    assert can_i(k, release, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not can_i(k, release, "list", "secrets", "--all-namespaces")
+    assert not can_i(k, release, "get", "secrets", *anywhere)
+    assert not can_i(k, release, "create", "pods", *anywhere)
+    assert not can_i(k, release, "delete", "namespaces")
+    assert not can_i(k, release, "create", "clusterrolebindings.rbac.authorization.k8s.io")
+
+
+def test_service_account_rbac_watch_namespaces(
+    install: Callable[..., Release],
+    cluster_kubectl: Kubectl,
+    extra_namespaces: list[str],
+    namespace: str,
+) -> None:
+    team_a, team_b = extra_namespaces
+    release = install("--set", f"watchNamespaces={{{team_a},{team_b}}}")
+    k = cluster_kubectl
+    for ns in (team_a, team_b):
+        assert can_i(k, release, "watch", "modeldeployments.flywheel.dev", "-n", ns)
+        assert can_i(k, release, "create", "jobs.batch", "-n", ns)
+        assert can_i(k, release, "patch", "kopfpeerings.kopf.dev", "-n", ns)
+        assert not can_i(k, release, "list", "secrets", "-n", ns)
+        assert k.in_namespace(ns).exists("kopfpeering", release.fullname)
+    # Nothing outside the listed namespaces, and no cluster-wide access to the kinds.
+    assert not can_i(k, release, "watch", "modeldeployments.flywheel.dev", "-n", namespace)
+    assert not can_i(k, release, "watch", "modeldeployments.flywheel.dev", "--all-namespaces")
+    assert not can_i(k, release, "create", "jobs.batch", "-n", "default")
+    assert not can_i(k, release, "patch", "clusterkopfpeerings.kopf.dev")
+    assert can_i(k, release, "list", "namespaces")
+    assert not k.exists("clusterkopfpeering", release.fullname)
