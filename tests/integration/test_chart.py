@@ -147,6 +147,8 @@ def test_service_account_rbac_all_namespaces(
     assert can_i(k, release, "watch", "modeldeployments.flywheel.dev", "--all-namespaces")
     assert can_i(k, release, "patch", "trainingjobs.flywheel.dev/status", *anywhere)
     assert can_i(k, release, "create", "jobs.batch", *anywhere)
+    assert can_i(k, release, "create", "trainingjobs.flywheel.dev", *anywhere)
+    assert not can_i(k, release, "create", "datasets.flywheel.dev", *anywhere)
     assert access_review(k, release, "create", "ray.io", "rayjobs", "some-user-namespace")
     assert access_review(k, release, "patch", "ray.io", "rayservices", "some-user-namespace")
     assert not access_review(k, release, "create", "ray.io", "rayclusters", "some-user-namespace")

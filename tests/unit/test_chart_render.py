@@ -174,7 +174,9 @@ def test_operator_deployment(by_mode: dict[str, list[Manifest]]) -> None:
     assert env["FLYWHEEL_RUNTIME_IMAGE"] == "flywheel/runtime:0.1.0"
     assert env["FLYWHEEL_ARTIFACT_ROOT"] == "pvc://flywheel-artifacts/"
     assert env["FLYWHEEL_RESYNC_SECONDS"] == "60"
+    assert env["FLYWHEEL_IMAGE_PULL_POLICY"] == "IfNotPresent"
     assert "FLYWHEEL_SERVICE_ACCOUNT" not in env
+    assert "FLYWHEEL_RAY_IMAGE" not in env and "FLYWHEEL_RAY_VERSION" not in env
     assert container["resources"]["requests"] == {"cpu": "100m", "memory": "192Mi"}
 
 
@@ -195,6 +197,9 @@ def test_values_reach_the_operator_env(helm_binary: Path) -> None:
         "--set", "runtimeServiceAccount=flywheel-runtime",
         "--set", "resyncSeconds=15",
         "--set", "image.tag=dev",
+        "--set", "runtimeImage.pullPolicy=Never",
+        "--set", "ray.image=rayproject/ray:2.60.0-py311-gpu",
+        "--set", "ray.version=2.60.0",
     )  # fmt: skip
     (container,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -203,6 +208,9 @@ def test_values_reach_the_operator_env(helm_binary: Path) -> None:
     assert env["FLYWHEEL_RUNTIME_IMAGE"] == "registry.example/flywheel-runtime:1.2.3"
     assert env["FLYWHEEL_SERVICE_ACCOUNT"] == "flywheel-runtime"
     assert env["FLYWHEEL_RESYNC_SECONDS"] == "15"
+    assert env["FLYWHEEL_IMAGE_PULL_POLICY"] == "Never"
+    assert env["FLYWHEEL_RAY_IMAGE"] == "rayproject/ray:2.60.0-py311-gpu"
+    assert env["FLYWHEEL_RAY_VERSION"] == "2.60.0"
 
 
 # --- RBAC --------------------------------------------------------------------------------
@@ -242,7 +250,10 @@ def test_all_namespaces_uses_one_cluster_role(by_mode: dict[str, list[Manifest]]
     ]
     r = role["rules"]
     for resource in FLYWHEEL_RESOURCES:
-        assert granted(r, "flywheel.dev", resource) == {"get", "list", "watch", "patch", "update"}
+        reconcile = {"get", "list", "watch", "patch", "update"}
+        # Only TrainingJobs are created by the operator (a DriftMonitor's retrain).
+        expected = reconcile | {"create"} if resource == "trainingjobs" else reconcile
+        assert granted(r, "flywheel.dev", resource) == expected, resource
         assert granted(r, "flywheel.dev", f"{resource}/status") == {"get", "patch", "update"}
         assert granted(r, "flywheel.dev", f"{resource}/finalizers") == {"update"}
     crud = {"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -381,6 +392,7 @@ def test_chart_crds_are_the_generated_ones() -> None:
         (["--set", "artifactRoot=/data"], "/artifactRoot"),
         (["--set", "resyncSeconds=0"], "/resyncSeconds"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
+        (["--set", "ray.version=latest"], "/ray/version"),
         (["--set", "networkPolicy.enable=true"], "additional properties 'enable' not allowed"),
     ],
 )

@@ -75,6 +75,10 @@ no access to Secrets: runtime pods mount them, the operator never reads them.
 - apiGroups: [flywheel.dev]
   resources: [datasets, featureviews, trainingjobs, modeldeployments, driftmonitors]
   verbs: [get, list, watch, patch, update]
+# A DriftMonitor with action retrain creates a new TrainingJob.
+- apiGroups: [flywheel.dev]
+  resources: [trainingjobs]
+  verbs: [create]
 - apiGroups: [flywheel.dev]
   resources:
     - datasets/status
