@@ -1,0 +1,445 @@
+"""The operator against the real local API server.
+
+The operator runs as users run it (`python -m flywheel_operator`), watching the test's
+namespace. The tests play the parts no real process plays here: kwok runs Pods to
+completion, and the tests write what a runtime would report (the termination message of
+a Pod) and what KubeRay would (RayJob / RayService status, from minimal CRD stand-ins).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster import ControlPlane, Kubectl, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart"
+KUBERAY_CRDS = Path(__file__).parent / "fixtures" / "kuberay-crds.yaml"
+INVALID = ROOT / "tests" / "manifests" / "invalid"
+
+
+def quickstart(kind: str, name: str) -> dict[str, Any]:
+    for path in sorted(QUICKSTART.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == kind and doc["metadata"]["name"] == name:
+                return dict(doc)
+    raise KeyError(f"{kind}/{name}")
+
+
+class Operator:
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane,
+    namespace: str,
+    flywheel_crds: list[str],
+    tmp_path: Path,
+) -> Iterator[Operator]:
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "FLYWHEEL_RESYNC_SECONDS": "1",
+        "FLYWHEEL_RUNTIME_IMAGE": "flywheel/runtime:test",
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flywheel_operator", "--standalone", "--namespace", namespace],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    op = Operator(log)
+    try:
+        yield op
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print(f"operator log tail:\n{op.tail()}")  # shown by pytest when the test fails
+
+
+@pytest.fixture
+def kuberay(cluster_kubectl: Kubectl) -> None:
+    cluster_kubectl.apply(KUBERAY_CRDS)
+    for name in ("rayjobs.ray.io", "rayservices.ray.io"):
+        cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
+
+
+@pytest.fixture
+def no_kuberay(cluster_kubectl: Kubectl) -> None:
+    cluster_kubectl.delete("crd", "rayjobs.ray.io", "rayservices.ray.io")
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def wait_condition(
+    kubectl: Kubectl, ref: str, type_: str, status: str = "True", timeout: float = 60
+) -> dict[str, Any]:
+    kind, name = ref.split("/")
+    obj: dict[str, Any] = wait_for(
+        lambda: kubectl.get(kind, name),
+        lambda o: condition(o, type_).get("status") == status,
+        what=f"{ref} condition {type_}={status}",
+        timeout=timeout,
+    )
+    return obj
+
+
+def report(kubectl: Kubectl, job_name: str, result: dict[str, Any]) -> None:
+    """What the runtime does at the end of a run: its result as the termination message."""
+    pods = wait_for(
+        lambda: kubectl.items("pod", "-l", f"batch.kubernetes.io/job-name={job_name}"),
+        lambda items: any(
+            (cs.get("state") or {}).get("terminated")
+            for p in items
+            for cs in p.get("status", {}).get("containerStatuses", [])
+        ),
+        what=f"a terminated pod of job {job_name}",
+    )
+    pod = pods[0]["metadata"]["name"]
+    patch = [
+        {
+            "op": "add",
+            "path": "/status/containerStatuses/0/state/terminated/message",
+            "value": json.dumps(result),
+        }
+    ]
+    kubectl.run("patch", "pod", pod, "--subresource=status", "--type=json", "-p", json.dumps(patch))
+
+
+def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    return any(
+        r["uid"] == owner["metadata"]["uid"] and r["controller"]
+        for r in obj["metadata"]["ownerReferences"]
+    )
+
+
+def assert_restricted(pod_spec: dict[str, Any]) -> None:
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    assert pod_spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for c in pod_spec["containers"] + pod_spec.get("initContainers", []):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+
+
+def columns(kubectl: Kubectl, kind: str) -> dict[str, str]:
+    """`kubectl get <kind>` of one object as {COLUMN: value}."""
+    header, row = kubectl.run("get", kind).stdout.splitlines()[:2]
+    starts = [header.index(h) for h in header.split()]
+    cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return dict(zip(header.split(), cells, strict=True))
+
+
+# --- each kind --------------------------------------------------------------------------
+
+
+def test_dataset_job_result_status_and_garbage_collection(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    kubectl.apply(yaml.safe_dump(quickstart("Dataset", "churn-labels")))
+    ds = kubectl.get("dataset", "churn-labels")
+    job = wait_for(lambda: kubectl.items("job"), lambda j: len(j) == 1, what="the ingest Job")[0]
+    assert owned_by(job, ds)
+    assert job["metadata"]["labels"]["flywheel.dev/dataset"] == "churn-labels"
+    assert_restricted(job["spec"]["template"]["spec"])
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["dataset", "ingest"]
+
+    result = {
+        "version": "sha256-5f1e",
+        "rows": 12000,
+        "bytes": 90210,
+        "badRows": 0,
+        "snapshotUri": "pvc://flywheel-artifacts/datasets/churn-labels/sha256-5f1e/",
+    }
+    report(kubectl, job["metadata"]["name"], result)
+    kubectl.wait("--for=condition=Ready", "dataset/churn-labels", timeout=60)
+    ds = kubectl.get("dataset", "churn-labels")
+    assert ds["status"]["version"] == "sha256-5f1e" and ds["status"]["observedGeneration"] == 1
+    assert columns(kubectl, "dataset") | {"AGE": ""} == {
+        "NAME": "churn-labels",
+        "PHASE": "Ready",
+        "VERSION": "sha256-5f1e",
+        "ROWS": "12000",
+        "AGE": "",
+    }
+    events = kubectl.items("events", "--field-selector", "involvedObject.name=churn-labels")
+    assert any(e["reason"] == "Ready" for e in events)
+
+    kubectl.run("delete", "dataset", "churn-labels")
+    # The garbage collector learns of new CRDs by periodic discovery (30 s): allow two rounds.
+    wait_for(lambda: kubectl.items("job"), lambda j: not j, what="the Job garbage-collected", timeout=90)
+
+
+def test_featureview_waits_for_its_dataset_then_materializes(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    kubectl.apply(
+        yaml.safe_dump_all(
+            [
+                quickstart("Dataset", "customer-events"),
+                quickstart("FeatureView", "customer-features"),
+            ]
+        )
+    )
+    fv = wait_condition(kubectl, "featureview/customer-features", "Progressing", "False")
+    assert condition(fv, "Ready")["reason"] == "WaitingForDependencies"
+    assert "Dataset/customer-events" in condition(fv, "Ready")["message"]
+    [ingest] = wait_for(lambda: kubectl.items("job"), lambda j: len(j) == 1, what="ingest Job")
+    report(kubectl, ingest["metadata"]["name"], {"version": "v7", "rows": 192000, "badRows": 960})
+
+    jobs = wait_for(
+        lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=materialize"),
+        what="the materialization Job",
+    )
+    cron = kubectl.items("cronjob")
+    assert [c["spec"]["schedule"] for c in cron] == ["0 * * * *"]
+    inputs = {
+        e["name"]: e["value"] for e in jobs[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert json.loads(inputs["FLYWHEEL_INPUTS"])["Dataset/customer-events"]["version"] == "v7"
+    report(
+        kubectl,
+        jobs[0]["metadata"]["name"],
+        {"onlineRows": 4000, "lastMaterialized": "2026-05-01T12:00:00Z", "offlineVersion": "o1"},
+    )
+    kubectl.wait("--for=condition=Ready", "featureview/customer-features", timeout=60)
+    assert columns(kubectl, "featureview")["ONLINE-ROWS"] == "4000"
+
+
+def test_trainingjob_runs_as_a_rayjob(operator: Operator, kubectl: Kubectl, kuberay: None) -> None:
+    for kind, name in (("Dataset", "customer-events"), ("Dataset", "churn-labels")):
+        kubectl.apply(yaml.safe_dump(quickstart(kind, name)))
+    for job in wait_for(lambda: kubectl.items("job"), lambda j: len(j) == 2, what="ingest Jobs"):
+        report(kubectl, job["metadata"]["name"], {"version": "v1", "rows": 10})
+    fv = quickstart("FeatureView", "customer-features")
+    del fv["spec"]["materialization"]
+    kubectl.apply(yaml.safe_dump(fv))
+    [mat] = wait_for(
+        lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=materialize"),
+        what="materialize",
+    )
+    report(kubectl, mat["metadata"]["name"], {"lastMaterialized": "2026-05-01T00:00:00Z"})
+    tj = quickstart("TrainingJob", "churn-mlp")
+    tj["spec"]["scaling"]["resourcesPerWorker"].update(gpu=1, gpuType="NVIDIA-A10G")
+    kubectl.apply(yaml.safe_dump(tj))
+
+    rayjob = wait_for(lambda: kubectl.items("rayjob"), what="the RayJob")[0]
+    assert owned_by(rayjob, kubectl.get("trainingjob", "churn-mlp"))
+    worker = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert worker["replicas"] == 2
+    assert (
+        worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    )
+    assert_restricted(worker["template"]["spec"])
+
+    # KubeRay's part: a submitter Job of the RayJob's name, then the RayJob's status.
+    name = rayjob["metadata"]["name"]
+    submitter = rayjob["spec"]["submitterPodTemplate"]
+    kubectl.create(
+        json.dumps(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": name},
+                "spec": {"template": submitter},
+            }
+        )
+    )
+    status = {"status": {"jobStatus": "RUNNING", "jobDeploymentStatus": "Running"}}
+    kubectl.run(
+        "patch", "rayjob", name, "--subresource=status", "--type=merge", "-p", json.dumps(status)
+    )
+    wait_condition(kubectl, "trainingjob/churn-mlp", "Running")
+    report(
+        kubectl,
+        name,
+        {
+            "modelVersion": "churn-mlp-1",
+            "artifactUri": "s3://m/models/churn/churn-mlp-1",
+            "metrics": {"auc": 0.81},
+            "primaryMetric": "auc=0.810",
+            "progress": "30/30 epochs",
+        },
+    )
+    status = {"status": {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}}
+    kubectl.run(
+        "patch", "rayjob", name, "--subresource=status", "--type=merge", "-p", json.dumps(status)
+    )
+    kubectl.wait("--for=condition=Succeeded", "trainingjob/churn-mlp", timeout=60)
+    cols = columns(kubectl, "trainingjob")
+    assert (cols["PHASE"], cols["METRIC"], cols["MODEL-VERSION"]) == (
+        "Succeeded",
+        "auc=0.810",
+        "churn-mlp-1",
+    )
+
+
+def test_modeldeployment_on_rayserve_canary(
+    operator: Operator, kubectl: Kubectl, kuberay: None
+) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
+    md["spec"]["candidate"] = {"modelName": "churn", "version": "v2"}
+    kubectl.apply(yaml.safe_dump(md))
+    svc = wait_for(lambda: kubectl.items("rayservice"), what="the RayService")[0]
+    app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
+    assert app["deployments"][0]["user_config"]["traffic"] == {"v1": 90.0, "v2": 10.0}
+    patch = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "ServeApplicationsReady",
+                    "lastTransitionTime": "2026-05-01T00:00:00Z",
+                    "message": "",
+                }
+            ]
+        }
+    }
+    kubectl.run(
+        "patch",
+        "rayservice",
+        svc["metadata"]["name"],
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
+    kubectl.wait("--for=condition=Ready", "md/churn", timeout=60)
+    cols = columns(kubectl, "md")
+    assert {
+        k: cols[k] for k in ("PHASE", "STABLE", "CANDIDATE", "STRATEGY", "TRAFFIC", "STEP")
+    } == {
+        "PHASE": "Progressing",
+        "STABLE": "v1",
+        "CANDIDATE": "v2",
+        "STRATEGY": "canary",
+        "TRAFFIC": "v1=90 v2=10",
+        "STEP": "1/3",
+    }
+    # No router metrics: the analysis is inconclusive and never promotes.
+    md_obj = kubectl.get("md", "churn")
+    assert md_obj["status"]["lastAnalysis"]["decision"] == "Inconclusive"
+    assert condition(md_obj, "Promoted")["status"] == "False"
+
+
+def test_modeldeployment_on_triton(operator: Operator, kubectl: Kubectl) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {
+        "backend": "triton",
+        "stable": {"modelName": "churn", "version": "v1"},
+        "triton": {"instanceCount": 2, "maxBatchSize": 16},
+    }
+    kubectl.apply(yaml.safe_dump(md))
+    deployments = wait_for(
+        lambda: kubectl.items("deployment"), lambda d: len(d) == 2, what="deployments"
+    )
+    assert sorted(d["metadata"]["name"] for d in deployments) == ["churn-router", "churn-v1"]
+    for d in deployments:
+        assert_restricted(d["spec"]["template"]["spec"])
+    assert {s["metadata"]["name"] for s in kubectl.items("service")} == {"churn", "churn-v1"}
+    config = kubectl.get("configmap", "churn-v1-config")["data"]["config.pbtxt"]
+    assert "count: 2 kind: KIND_CPU" in config
+    # kwok runs the pods; the Deployments become available and the deployment Ready.
+    kubectl.wait("--for=condition=Ready", "md/churn", timeout=90)
+    assert columns(kubectl, "md")["TRAFFIC"] == "v1=100"
+
+
+def test_driftmonitor_detects_drift_and_triggers_one_retrain(
+    operator: Operator, kubectl: Kubectl, kuberay: None
+) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
+    dm = quickstart("DriftMonitor", "churn-drift")
+    dm["spec"]["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    kubectl.apply(yaml.safe_dump_all([quickstart("Dataset", "churn-labels"), md, dm]))
+    [ingest] = wait_for(lambda: kubectl.items("job"), what="ingest Job")
+    report(kubectl, ingest["metadata"]["name"], {"version": "v1", "rows": 1})
+    wait_for(lambda: kubectl.items("cronjob"), what="the monitor CronJob")
+    kubectl.wait("--for=condition=Ready", "dm/churn-drift", timeout=60)
+    kubectl.run("create", "job", "churn-drift-manual", "--from=cronjob/churn-drift-monitor")
+    report(
+        kubectl,
+        "churn-drift-manual",
+        {
+            "lastRun": "2026-05-01T00:10:00Z",
+            "samples": 2000,
+            "driftedFeatures": ["plan"],
+            "maxScore": 0.41,
+            "scores": [
+                {
+                    "feature": "plan",
+                    "method": "chi2",
+                    "score": 0.999,
+                    "threshold": 0.99,
+                    "drifted": True,
+                }
+            ],
+        },
+    )
+    dm_obj = wait_condition(kubectl, "dm/churn-drift", "DriftDetected")
+    retrain = wait_for(lambda: kubectl.items("trainingjob"), what="the retrain TrainingJob")
+    assert [t["metadata"]["name"] for t in retrain] == ["churn-drift-retrain-1"]
+    assert owned_by(retrain[0], dm_obj)
+    time.sleep(3)  # several resyncs: the cooldown holds, no second retrain
+    assert len(kubectl.items("trainingjob")) == 1
+    assert kubectl.get("dm", "churn-drift")["status"]["retrainsTriggered"] == 1
+
+
+# --- failure paths ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case", ["12-bad-cron-field", "21-regex-does-not-compile", "28-unsafe-expression"]
+)
+def test_spec_the_schema_allows_but_the_models_reject_is_reported(
+    operator: Operator, kubectl: Kubectl, case: str
+) -> None:
+    text = (INVALID / f"{case}.yaml").read_text()
+    doc = yaml.safe_load(text)
+    kubectl.apply(text)
+    ref = f"{doc['kind'].lower()}/{doc['metadata']['name']}"
+    kind_top = "Ready"
+    obj = wait_condition(kubectl, ref, kind_top, "False")
+    cond = condition(obj, kind_top)
+    assert cond["reason"] == "InvalidSpec", cond
+    assert obj["status"]["phase"] == "InvalidSpec"
+    assert cond["message"].startswith("spec.")
+
+
+def test_without_kuberay_training_and_rayserve_say_how_to_install_it(
+    no_kuberay: None, operator: Operator, kubectl: Kubectl
+) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
+    md["spec"]["candidate"] = {"modelName": "churn", "version": "v2"}
+    kubectl.apply(yaml.safe_dump_all([quickstart("TrainingJob", "churn-mlp"), md]))
+    for ref, top in (("trainingjob/churn-mlp", "Succeeded"), ("md/churn", "Ready")):
+        cond = condition(wait_condition(kubectl, ref, top, "False"), top)
+        assert (
+            cond["reason"] == "KubeRayNotInstalled"
+            and "helm install kuberay-operator" in cond["message"]
+        )
