@@ -189,7 +189,9 @@ def test_dataset_job_result_status_and_garbage_collection(
 
     kubectl.run("delete", "dataset", "churn-labels")
     # The garbage collector learns of new CRDs by periodic discovery (30 s): allow two rounds.
-    wait_for(lambda: kubectl.items("job"), lambda j: not j, what="the Job garbage-collected", timeout=90)
+    wait_for(
+        lambda: kubectl.items("job"), lambda j: not j, what="the Job garbage-collected", timeout=90
+    )
 
 
 def test_featureview_waits_for_its_dataset_then_materializes(
