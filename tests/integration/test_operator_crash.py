@@ -108,7 +108,8 @@ def test_killed_after_every_write_then_restarted(
     reconcile: Reconcile,
     manifest: Callable[[], dict[str, Any]],
 ) -> None:
-    api_client = k8s_config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    kubeconfig = str(control_plane.kubeconfig)
+    api_client = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
     def create(name: str) -> None:
         doc = manifest()
