@@ -58,7 +58,7 @@ def api() -> Iterator[tuple[Script, client.Kube, list[float]]]:
     try:
         yield script, kube, sleeps
     finally:
-        kube.api.close()
+        kube.api.close()  # type: ignore[no-untyped-call]
         server.shutdown()
         server.server_close()
 
