@@ -18,6 +18,8 @@ import pytest
 
 from tests.cluster import Helm, Kubectl, wait_for
 
+pytestmark = pytest.mark.integration
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "flywheel"
 
@@ -119,7 +121,7 @@ def test_helm_lint_strict(helm: Helm) -> None:
 def test_install_runs_the_operator_under_restricted_pod_security(
     install: Callable[..., Release], restricted: str, kubectl: Kubectl, cluster_kubectl: Kubectl
 ) -> None:
-    release = install()
+    release = install("--set", "networkPolicy.enabled=true")
     deployment = kubectl.get("deployment", release.fullname)
     pod_spec = deployment["spec"]["template"]["spec"]
     assert pod_spec["serviceAccountName"] == release.fullname
@@ -133,6 +135,8 @@ def test_install_runs_the_operator_under_restricted_pod_security(
     )
     assert pods[0]["spec"]["serviceAccountName"] == release.fullname
     assert kubectl.exists("service", f"{release.fullname}-metrics")
+    policy = kubectl.get("networkpolicy", release.fullname)["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pods[0]["metadata"]["labels"].items()
     assert cluster_kubectl.exists("clusterkopfpeering", release.fullname)
     for crd in ("modeldeployments.flywheel.dev", "clusterkopfpeerings.kopf.dev"):
         assert cluster_kubectl.exists("crd", crd), crd
