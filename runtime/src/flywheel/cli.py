@@ -15,6 +15,7 @@ from flywheel import manifests, plan
 # Imported lazily so that `flywheel validate` never pays for pyarrow or torch.
 EXTENSIONS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
+    "features": "flywheel.features.commands:register",
 }
 
 

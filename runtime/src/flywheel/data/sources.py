@@ -96,7 +96,8 @@ def _open(file: Location, seekable: bool) -> Any:
     if file.is_http:
         response = urllib.request.urlopen(file.path, timeout=HTTP_TIMEOUT_SECONDS)
         if seekable:  # parquet reads its footer first: fetch the whole file into memory
-            return pa.BufferReader(response.read())
+            with response:
+                return pa.BufferReader(response.read())
         return pa.PythonFile(io.BufferedReader(response), mode="r")
     if seekable:
         return file.filesystem.open_input_file(file.path)

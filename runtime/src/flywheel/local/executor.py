@@ -37,6 +37,7 @@ Runner = Callable[[Any, Context], StatusBase]
 # dependencies stay out of commands that do not need them.
 RUNNERS: dict[str, str] = {
     "Dataset": "flywheel.data.runner:run_dataset",
+    "FeatureView": "flywheel.features.runner:run_featureview",
 }
 
 

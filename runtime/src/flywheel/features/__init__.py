@@ -1,0 +1,1 @@
+"""FeatureViews: declarative features, point-in-time joins, offline and online stores."""

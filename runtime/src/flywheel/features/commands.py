@@ -1,0 +1,153 @@
+"""`flywheel features ...`: the commands a Job or a serving Deployment runs.
+
+    flywheel features materialize  -f manifests/ --name customer-features --result out.json
+    flywheel features training-set -f manifests/ --name customer-features \\
+        --labels churn-labels --out train.parquet
+    flywheel features get-online   -f manifests/ --name customer-features \\
+        --entity customer_id=C000001
+    flywheel features serve        -f manifests/ --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flywheel.api.dataset import Dataset
+from flywheel.api.featureview import FeatureView
+from flywheel.data.commands import add_common_arguments, select, write_result
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("features", help="FeatureView work: materialize, training sets, serving")
+    fsub = p.add_subparsers(dest="features_command", required=True, metavar="COMMAND")
+
+    m = fsub.add_parser("materialize", help="compute features; update offline and online stores")
+    add_common_arguments(m)
+    m.set_defaults(handler=cmd_materialize)
+
+    t = fsub.add_parser("training-set", help="point-in-time correct features for label rows")
+    add_common_arguments(t)
+    t.add_argument("--labels", required=True, help="the Dataset (in -f) holding the labels")
+    t.add_argument("--label-time", help="label time column (default: its timestampColumn)")
+    t.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    t.set_defaults(handler=cmd_training_set)
+
+    g = fsub.add_parser("get-online", help="look up online features of entities")
+    add_common_arguments(g)
+    g.add_argument(
+        "--entity",
+        action="append",
+        required=True,
+        help="join key values, e.g. customer_id=C000001 (a,b=1,2 for composite keys)",
+    )
+    g.add_argument("--at", help="ISO time to answer for (default: now)")
+    g.set_defaults(handler=cmd_get_online)
+
+    s = fsub.add_parser("serve", help="serve online features over HTTP")
+    add_common_arguments(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(handler=cmd_serve)
+
+
+def _view(args: argparse.Namespace) -> tuple[FeatureView, Any]:
+    resource, context, loaded = select(args, "FeatureView")
+    assert isinstance(resource, FeatureView)
+    for item in loaded.resources:
+        context.resources[f"{item.resource.kind_name}/{item.resource.name}"] = item.resource
+    return resource, context
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from flywheel.features import runner
+
+    view, context = _view(args)
+    status = runner.run_featureview(view, context)
+    write_result(args.result, view, status)
+    ready = status.conditions[-1]
+    print(f"FeatureView/{view.name}: {ready.reason}: {ready.message}", file=sys.stderr)
+    return 0 if status.phase == "Ready" else 1
+
+
+def cmd_training_set(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from flywheel.data import runner as datasets
+    from flywheel.features import runner
+
+    view, context = _view(args)
+    labels_ds = context.resources.get(f"Dataset/{args.labels}")
+    if not isinstance(labels_ds, Dataset):
+        raise SystemExit(f"error: Dataset {args.labels!r} is not in the given manifests")
+    label_time = args.label_time or labels_ds.spec.timestamp_column
+    if label_time is None:
+        raise SystemExit("error: give --label-time; the labels Dataset has no timestampColumn")
+    labels = datasets.snapshot_table(datasets.dataset_root(labels_ds, context))
+    if labels is None:
+        raise SystemExit(f"error: Dataset {args.labels!r} has no snapshot; ingest it first")
+    table = runner.training_set(view, labels, context, label_time)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, args.out)
+    print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {args.out}")
+    return 0
+
+
+def parse_entity(text: str, join_keys: list[str]) -> dict[str, Any]:
+    """'customer_id=C000001' -> {'customer_id': 'C000001'}; numbers stay numbers.
+
+    >>> parse_entity("a,b=x,2", ["a", "b"])
+    {'a': 'x', 'b': 2}
+    """
+    names, _, values = text.partition("=")
+    keys = names.split(",") if values else join_keys
+    raw = (values or names).split(",")
+    if len(keys) != len(raw):
+        raise SystemExit(f"error: --entity {text!r} does not match join keys {join_keys}")
+    return {k: _scalar(v) for k, v in zip(keys, raw, strict=True)}
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return json.loads(text) if text.lstrip("-").isdigit() else text
+    except ValueError:
+        return text
+
+
+def cmd_get_online(args: argparse.Namespace) -> int:
+    from flywheel.features import runner
+
+    view, context = _view(args)
+    entities = [parse_entity(e, view.spec.join_keys) for e in args.entity]
+    at = datetime.fromisoformat(args.at) if args.at else None
+    rows = runner.get_online_features(view, entities, context, at)
+    print(
+        json.dumps(
+            [{"entity": e, "features": r} for e, r in zip(entities, rows, strict=True)],
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flywheel.features import runner, serving
+
+    view, context = _view(args)
+    opened = {view.name: runner.open_online_view(view, context)}
+    server = serving.serve(opened, args.host, args.port)
+    port = server.server_address[1]
+    url = f"http://{args.host}:{port}/v1/features/{view.name}"
+    print(f"serving FeatureView/{view.name} on {url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,105 @@
+"""The FeatureView entrypoints: materialize, training sets, online lookups.
+
+`run_featureview` is what `flywheel run` and `flywheel features materialize` (a Job in
+a cluster) call; `training_set` and `get_online_features` are the Python API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from flywheel.api import conditions
+from flywheel.api.common import duration_seconds
+from flywheel.api.featureview import FeatureView, FeatureViewStatus
+from flywheel.features import materialize, online, pit, serving, stores
+from flywheel.local.executor import Context
+from flywheel.storage import publish
+
+
+def run_featureview(
+    view: FeatureView,
+    context: Context,
+    now: datetime | None = None,
+    checkpoint: publish.Checkpoint = publish._no_checkpoint,
+) -> FeatureViewStatus:
+    now = now or datetime.now(UTC)
+    previous = view.status or FeatureViewStatus()
+    generation = view.metadata.generation
+    try:
+        done = materialize.materialize(view, context, now, checkpoint)
+    except materialize.MaterializeError as exc:
+        status = previous.model_copy()
+        status.phase = "Failed"
+        status.conditions = conditions.set_condition(
+            previous.conditions, "Ready", False, exc.reason, str(exc), now, generation
+        )
+        return status
+    online_note = (
+        f"; online: {done.written} entities updated, {done.online_rows} stored"
+        if done.online_rows is not None
+        else "; online store disabled"
+    )
+    return FeatureViewStatus(
+        observed_generation=generation,
+        phase="Ready",
+        offline_version=done.offline_version,
+        offline_uri=done.offline_uri,
+        source_version=done.source_version,
+        online_rows=done.online_rows,
+        watermark=done.watermark,
+        last_materialized=now,
+        conditions=conditions.set_condition(
+            previous.conditions,
+            "Ready",
+            True,
+            "Materialized",
+            f"offline version {done.offline_version} from source {done.source_version}"
+            + online_note,
+            now,
+            generation,
+        ),
+    )
+
+
+def training_set(
+    view: FeatureView,
+    labels: Any,
+    context: Context,
+    label_time_column: str,
+) -> Any:
+    """`labels` (with the view's join keys and a time column) plus point-in-time correct
+    features from the current offline version."""
+    offline = stores.read_offline(view, context)
+    if offline is None:
+        raise LookupError(f"FeatureView {view.name!r} has no offline version; materialize it")
+    _, features = offline
+    spec = view.spec
+    return pit.point_in_time_join(
+        labels,
+        features,
+        spec.join_keys,
+        label_time_column,
+        spec.timestamp_column,
+        duration_seconds(spec.ttl),
+        [f.name for f in spec.features],
+    )
+
+
+def open_online_view(view: FeatureView, context: Context) -> serving.OnlineView:
+    return serving.OnlineView(view, stores.open_online(view, context))
+
+
+def get_online_features(
+    view: FeatureView,
+    entities: Sequence[online.Entity],
+    context: Context,
+    now: datetime | None = None,
+) -> list[online.Row | None]:
+    """Per entity: the features the point-in-time join gives for a label at `now`."""
+    opened = open_online_view(view, context)
+    try:
+        return opened.get(entities, now)
+    finally:
+        opened.store.close()

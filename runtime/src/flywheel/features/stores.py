@@ -1,0 +1,91 @@
+"""Where a FeatureView's data lives, and opening its stores.
+
+<artifact root>/featureviews/<namespace>/<name>/
+    offline/            versioned Parquet (storage.publish layout), or spec.offlineStore.uri
+    online.sqlite       the embedded online store, or spec.onlineStore.path
+    state.json          the materialization watermark, committed after a verified write
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from flywheel.api.dataset import Dataset
+from flywheel.api.featureview import FeatureView, OnlineStoreType
+from flywheel.data import runner as datasets
+from flywheel.features import online
+from flywheel.local.executor import Context
+from flywheel.storage import credentials, publish, uris
+from flywheel.storage.uris import Location
+
+OFFLINE_FILE = "features.parquet"
+STATE_FILE = "state.json"
+REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
+
+
+def namespace(view: FeatureView, context: Context) -> str:
+    return view.metadata.namespace or context.namespace
+
+
+def view_root(view: FeatureView, context: Context) -> Location:
+    path = context.artifact_root / "featureviews" / namespace(view, context) / view.name
+    return uris.resolve(str(path))
+
+
+def offline_root(view: FeatureView, context: Context) -> Location:
+    if view.spec.offline_store.uri:
+        return uris.resolve(view.spec.offline_store.uri, context.base_dir)
+    return view_root(view, context).join("offline")
+
+
+def source_root(view: FeatureView, context: Context) -> Location:
+    name = view.spec.source.dataset_ref.name
+    resource = context.resources.get(f"Dataset/{name}")
+    if isinstance(resource, Dataset):
+        return datasets.dataset_root(resource, context)
+    path = context.artifact_root / "datasets" / namespace(view, context) / name
+    return uris.resolve(str(path))
+
+
+def read_source(view: FeatureView, context: Context) -> tuple[str, Any] | None:
+    """(version, table) of the source Dataset's current snapshot, or None."""
+    root = source_root(view, context)
+    manifest = publish.current(root)
+    if manifest is None:
+        return None
+    return manifest["version"], datasets.snapshot_table(root)
+
+
+def read_offline(view: FeatureView, context: Context) -> tuple[str, Any] | None:
+    """(version, feature table sorted by entity and time) of the current offline version."""
+    root = offline_root(view, context)
+    manifest = publish.current(root)
+    if manifest is None:
+        return None
+    data = publish.version_location(root, manifest["version"]).join(OFFLINE_FILE)
+    return manifest["version"], pq.read_table(data.path, filesystem=data.filesystem)
+
+
+def open_online(view: FeatureView, context: Context) -> online.OnlineStore:
+    store = view.spec.online_store
+    ns = namespace(view, context)
+    if store.type == OnlineStoreType.REDIS:
+        return online.RedisStore(redis_url(view), f"{ns}/{view.name}")
+    if store.path:
+        path = uris.resolve(store.path, context.base_dir).path
+    else:
+        path = view_root(view, context).join("online.sqlite").path
+    return online.SQLiteStore(Path(path), f"fv_{ns}_{view.name}")
+
+
+def redis_url(view: FeatureView) -> str:
+    """$FLYWHEEL_REDIS_URL, else the mounted connection secret."""
+    if os.environ.get(REDIS_URL_ENV):
+        return os.environ[REDIS_URL_ENV]
+    ref = view.spec.online_store.connection_secret_ref
+    assert ref is not None  # the model requires it for redis
+    return credentials.secret_path(ref.name, ref.key).read_text().strip()
