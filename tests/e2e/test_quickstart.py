@@ -17,11 +17,9 @@ from tests.e2e import support
 pytestmark = pytest.mark.kind
 
 MINUTE = 60
-# The Ray Serve app of ModelDeployment `churn` (RayService churn-serve; KubeRay names its
-# serve Service <rayservice>-serve-svc), Open Inference Protocol v2 on port 8000.
-SERVE_URL = os.environ.get(
-    "FLYWHEEL_E2E_SERVE_URL", "http://churn-serve-serve-svc:8000/v2/models/churn/infer"
-)
+# Open Inference Protocol v2 inference path of the router, below the ModelDeployment's
+# status.url (for Ray Serve: http://churn-serve-serve-svc.<ns>.svc:8000).
+INFER_PATH = "/v2/models/churn/infer"
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +63,10 @@ def test_modeldeployment_canary_is_promoted(
     cluster: support.Cluster, quickstart: str, runtime_image: str
 ) -> None:
     cluster.wait("Ready", ["md/churn"], quickstart, 15 * MINUTE)
+    md = json.loads(cluster.run("get", "md/churn", "-o", "json", namespace=quickstart).stdout)
+    url = os.environ.get("FLYWHEEL_E2E_SERVE_URL") or md["status"]["url"].rstrip("/") + INFER_PATH
     # The analysis never promotes without data: send traffic while the canary steps run.
-    job = support.traffic_job("churn-traffic", runtime_image, SERVE_URL, seconds=15 * MINUTE)
+    job = support.traffic_job("churn-traffic", runtime_image, url, seconds=15 * MINUTE)
     cluster.run("apply", "-f", "-", namespace=quickstart, input=json.dumps(job))
     try:
         cluster.wait("Promoted", ["md/churn"], quickstart, 15 * MINUTE)
