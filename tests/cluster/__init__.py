@@ -1,6 +1,6 @@
 """Test helpers for a real local Kubernetes control plane (see hack/k8s/README.md)."""
 
-from tests.cluster.controlplane import (
+from .controlplane import (
     DEFAULT_NODES,
     GPU_NODE,
     GPU_RESOURCE,
@@ -11,7 +11,7 @@ from tests.cluster.controlplane import (
     ToolsMissingError,
     find_tools,
 )
-from tests.cluster.kubectl import CommandError, Helm, Kubectl, WaitTimeout, wait_for
+from .kubectl import CommandError, Helm, Kubectl, WaitTimeout, wait_for
 
 __all__ = [
     "DEFAULT_NODES",

