@@ -109,7 +109,7 @@ def test_killed_after_every_write_then_restarted(
     manifest: Callable[[], dict[str, Any]],
 ) -> None:
     kubeconfig = str(control_plane.kubeconfig)
-    api_client = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    api_client = k8s_config.new_client_from_config(config_file=kubeconfig)
 
     def create(name: str) -> None:
         doc = manifest()

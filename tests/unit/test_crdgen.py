@@ -70,8 +70,9 @@ def test_names_status_and_printer_columns() -> None:
 def spec_schema(kind: str) -> dict[str, Any]:
     model = api.KINDS[kind]
     crd = CRDS[f"flywheel.dev_{model.plural}.yaml"]
-    spec: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-    return spec["spec"]
+    props: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    spec: dict[str, Any] = props["spec"]
+    return spec
 
 
 def test_cel_rules_are_carried_to_the_schema() -> None:

@@ -58,7 +58,7 @@ def api() -> Iterator[tuple[Script, client.Kube, list[float]]]:
     try:
         yield script, kube, sleeps
     finally:
-        kube.api.close()  # type: ignore[no-untyped-call]
+        kube.api.close()
         server.shutdown()
         server.server_close()
 
