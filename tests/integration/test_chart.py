@@ -9,12 +9,18 @@ these tests check objects, admission and authorization, not the operator's behav
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.cluster import Helm, Kubectl, wait_for
 
@@ -22,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "flywheel"
+QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 
 
 @dataclass(frozen=True)
@@ -187,3 +194,98 @@ def test_service_account_rbac_watch_namespaces(
     assert not can_i(k, release, "patch", "clusterkopfpeerings.kopf.dev")
     assert can_i(k, release, "list", "namespaces")
     assert not k.exists("clusterkopfpeering", release.fullname)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token_kubeconfig(kubectl: Kubectl, release: Release, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount (a bound token)."""
+    token = kubectl.run(
+        "create", "token", release.fullname, "--namespace", release.namespace,
+        "--duration=1h",
+    ).stdout.strip()  # fmt: skip
+    admin = kubectl.json("config", "view", "--raw", "--minify")
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {
+            "cluster": admin["clusters"][0]["name"], "user": "operator"}}],
+        "current-context": "operator",
+    }  # fmt: skip
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_operator_runs_with_only_the_charts_rbac(
+    install: Callable[..., Release],
+    cluster_kubectl: Kubectl,
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The operator, started with the args and env of the chart's Deployment and the
+    chart's ServiceAccount token, joins its peering and reconciles a Dataset: no request
+    of it is forbidden."""
+    release = install("--set", f"watchNamespaces={{{namespace}}}")
+    (container,) = kubectl.get("deployment", release.fullname)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    health, metrics = free_port(), free_port()
+    args = [
+        f"--liveness=http://127.0.0.1:{health}/healthz" if a.startswith("--liveness=")
+        else f"--metrics-port={metrics}" if a.startswith("--metrics-port=")
+        else a
+        for a in container["args"]
+    ]  # fmt: skip
+    assert f"--namespace={namespace}" in args and f"--peering={release.fullname}" in args
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env |= {
+        "POD_ID": f"{release.fullname}-test",
+        "KUBECONFIG": str(token_kubeconfig(cluster_kubectl, release, tmp_path / "kubeconfig")),
+        "FLYWHEEL_RESYNC_SECONDS": "2",
+    }
+    log = tmp_path / "operator.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flywheel_operator", *args],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2).status,
+            lambda status: status == 200,
+            what=f"the operator's liveness endpoint (log: {log})",
+            timeout=60,
+        )
+        dataset = next(
+            doc
+            for doc in yaml.safe_load_all((QUICKSTART / "01-datasets.yaml").read_text())
+            if doc["metadata"]["name"] == "churn-labels"
+        )
+        kubectl.apply(json.dumps(dataset))
+        jobs = wait_for(lambda: kubectl.items("job"), what="the Dataset's ingest Job", timeout=60)
+        assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "Dataset"
+        wait_for(
+            lambda: kubectl.get("dataset", "churn-labels").get("status", {}).get("conditions"),
+            what="conditions on dataset/churn-labels",
+            timeout=60,
+        )
+        peering = kubectl.get("kopfpeering", release.fullname)
+        assert peering.get("status"), f"the operator did not join its peering: {peering}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    forbidden = [line for line in text.splitlines() if "forbidden" in line.lower()]
+    assert not forbidden, "\n".join(forbidden[:20])
