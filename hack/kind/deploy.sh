@@ -5,7 +5,7 @@
 #   hack/kind/deploy.sh            (make deploy)
 #
 # Environment (defaults in hack/kind.mk): KIND_CLUSTER, IMAGE_TAG, OPERATOR_IMAGE,
-# RUNTIME_IMAGE, RUNTIME_EXTRAS, KUBERAY_INSTALL, KUBERAY_VERSION, FLYWHEEL_NAMESPACE,
+# RUNTIME_IMAGE, RUNTIME_EXTRAS, TORCH_INDEX_URL, KUBERAY_INSTALL, KUBERAY_VERSION, FLYWHEEL_NAMESPACE,
 # HELM, KUBECTL, KIND, DOCKER.
 set -euo pipefail
 
@@ -17,6 +17,8 @@ cd "$repo"
 : "${OPERATOR_IMAGE:=flywheel/operator}"
 : "${RUNTIME_IMAGE:=flywheel/runtime}"
 : "${RUNTIME_EXTRAS:=data,train,serve}"
+# CPU-only torch for kind; empty for PyPI's default (CUDA) wheels.
+: "${TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu}"
 : "${KUBERAY_INSTALL:=true}"
 : "${KUBERAY_VERSION:=1.5.1}"
 : "${FLYWHEEL_NAMESPACE:=flywheel-system}"
@@ -41,6 +43,7 @@ fi
 log "building $OPERATOR_IMAGE:$IMAGE_TAG and $RUNTIME_IMAGE:$IMAGE_TAG (extras: $RUNTIME_EXTRAS)"
 "$DOCKER" build -f operator/Dockerfile -t "$OPERATOR_IMAGE:$IMAGE_TAG" .
 "$DOCKER" build -f runtime/Dockerfile --build-arg "EXTRAS=$RUNTIME_EXTRAS" \
+  --build-arg "EXTRA_INDEX_URL=$TORCH_INDEX_URL" \
   -t "$RUNTIME_IMAGE:$IMAGE_TAG" .
 
 log "loading the images into kind cluster $KIND_CLUSTER"

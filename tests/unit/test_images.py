@@ -119,6 +119,7 @@ def test_runtime_extras_are_a_build_argument() -> None:
     build = stages(path)[0]
     args = dict(rest.partition("=")[::2] for kw, rest in build.instructions if kw == "ARG")
     assert args.get("EXTRAS") == "data"
+    assert args.get("EXTRA_INDEX_URL") == '""', "PyPI only unless asked"
     runs = " ".join(rest for kw, rest in build.instructions if kw == "RUN")
     assert "./runtime[${EXTRAS}]" in runs
 
