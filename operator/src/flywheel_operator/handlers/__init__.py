@@ -39,6 +39,7 @@ CHILD_RESOURCES = (
 )
 OPERATOR_SETTINGS = settings.from_env()
 _context: common.Context | None = None
+COALESCER = common.Coalescer()
 
 
 def context() -> common.Context:
@@ -50,10 +51,11 @@ def context() -> common.Context:
 
 def reconcile(body: kopf.Body | dict[str, Any]) -> None:
     raw = dict(body)
+    meta = raw["metadata"]
     ctx = context()
-    with ctx.lock(raw["metadata"]["uid"]):
+
+    def once() -> None:
         # Re-read: the body kopf holds may be older than the latest status write.
-        meta = raw["metadata"]
         fresh = ctx.kube.get(raw["kind"], meta["namespace"], meta["name"])
         if fresh is None:
             return
@@ -63,6 +65,8 @@ def reconcile(body: kopf.Body | dict[str, Any]) -> None:
             except Exception:
                 metrics.RECONCILE_ERRORS.labels(raw["kind"]).inc()
                 raise
+
+    COALESCER.run(meta["uid"], once)
 
 
 @kopf.on.startup()
@@ -106,7 +110,10 @@ def _owner_of(child: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _on_child_event(body: kopf.Body, **_: Any) -> None:
+def _on_child_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    # ADDED follows our own apply, and None is the initial listing (resume covers owners).
+    if type not in ("MODIFIED", "DELETED"):
+        return
     owner = _owner_of(dict(body))
     if owner is None:
         return
