@@ -69,3 +69,4 @@ clean:
 	rm -rf .flywheel .pytest_cache .mypy_cache .ruff_cache $(EXAMPLE)/data
 
 include hack/cluster.mk
+include hack/kind.mk
