@@ -289,3 +289,63 @@ def test_operator_runs_with_only_the_charts_rbac(
     text = log.read_text(errors="replace")
     forbidden = [line for line in text.splitlines() if "forbidden" in line.lower()]
     assert not forbidden, "\n".join(forbidden[:20])
+
+
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors",
+                  "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object",
+                                           "x-kubernetes-preserve-unknown-fields": True}},
+        }],
+    },
+}  # fmt: skip
+
+
+@pytest.fixture
+def prometheus_operator_crd(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """A stand-in for the Prometheus Operator's ServiceMonitor CRD (schema left open)."""
+    existed = cluster_kubectl.exists("crd", "servicemonitors.monitoring.coreos.com")
+    if not existed:
+        cluster_kubectl.apply(json.dumps(SERVICE_MONITOR_CRD))
+        cluster_kubectl.wait(
+            "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"
+        )
+    yield
+    if not existed:
+        cluster_kubectl.delete("crd", "servicemonitors.monitoring.coreos.com", wait=True)
+
+
+def test_service_monitor_installs_where_the_prometheus_operator_is(
+    install: Callable[..., Release],
+    helm: Helm,
+    kubectl: Kubectl,
+    namespace: str,
+    prometheus_operator_crd: None,
+) -> None:
+    release = install("--set", "monitoring.serviceMonitor.enabled=true")
+    monitor = kubectl.get("servicemonitor", release.fullname)
+    service = kubectl.get("service", f"{release.fullname}-metrics")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_service_monitor_without_the_prometheus_operator_is_refused(
+    helm: Helm, cluster_kubectl: Kubectl, namespace: str
+) -> None:
+    if cluster_kubectl.exists("crd", "servicemonitors.monitoring.coreos.com"):
+        pytest.skip("this cluster has the ServiceMonitor CRD")
+    result = helm.run(
+        "install", f"fw{secrets.token_hex(3)}", str(CHART), "--namespace", namespace,
+        "--set", "monitoring.serviceMonitor.enabled=true", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "needs the Prometheus Operator CRDs" in result.stderr, result.stderr
