@@ -119,3 +119,11 @@ def test_driftmonitor_drift_and_retrain_cooldown() -> None:
     s.last_run = T0 + timedelta(minutes=10)
     assert not kinds.retrain_due(s, 3600, T0 + timedelta(minutes=10))  # cooldown
     assert kinds.retrain_due(s, 60, T0 + timedelta(minutes=10))
+
+
+def test_credentials_in_results_are_redacted() -> None:
+    result = {"version": "v", "snapshotUri": "s3://AKIA123:s3cr3t@bucket/ds/v/"}
+    s = kinds.dataset(DatasetStatus(), 1, Run("j", RunState.SUCCEEDED, result), T0)
+    assert s.snapshot_uri == "s3://***@bucket/ds/v/"
+    run = observe.job_run(job("j", "Failed"), [pod("cannot open https://user:pw@host/x.csv")])
+    assert "pw" not in run.message and "https://***@host/x.csv" in run.message

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from flywheel.api import conditions
 from flywheel.api.common import ConditionStatus, StatusBase
+from flywheel_operator.redaction import redact
 from flywheel_operator.status.observe import Run, RunState
 
 S = TypeVar("S", bound=StatusBase)
@@ -41,7 +42,7 @@ def merge_result(status: S, result: dict[str, Any] | None) -> S:
     """The status with the fields a runtime result reports (never the operator's own)."""
     if not result:
         return status
-    fields = {k: v for k, v in result.items() if k not in OPERATOR_FIELDS and k != "error"}
+    fields = {k: redact(v) for k, v in result.items() if k not in OPERATOR_FIELDS and k != "error"}
     merged = {**status.to_wire(), **fields}
     return type(status).model_validate(merged)
 

@@ -10,6 +10,8 @@ import enum
 import json
 from typing import Any
 
+from flywheel_operator.redaction import redact
+
 
 class RunState(enum.StrEnum):
     MISSING = "Missing"  # not created yet (or already cleaned up)
@@ -66,7 +68,7 @@ def _termination(pods: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str
                     newest = (stamp, term["message"])
     if newest is None:
         return None, ""
-    text = newest[1].strip()
+    text = redact(newest[1].strip())
     try:
         parsed = json.loads(text)
     except ValueError:
