@@ -324,11 +324,9 @@ def prometheus_operator_crd(cluster_kubectl: Kubectl) -> Iterator[None]:
 
 
 def test_service_monitor_installs_where_the_prometheus_operator_is(
+    prometheus_operator_crd: None,  # first: removed only after the release is uninstalled
     install: Callable[..., Release],
-    helm: Helm,
     kubectl: Kubectl,
-    namespace: str,
-    prometheus_operator_crd: None,
 ) -> None:
     release = install("--set", "monitoring.serviceMonitor.enabled=true")
     monitor = kubectl.get("servicemonitor", release.fullname)
