@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,28 @@ def dataset(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"source": {"uri": f"s3://bench/{name}.parquet", "format": "parquet"}},
     }
+
+
+METRICS_PORT = 18089
+
+
+def operator_means() -> list[str]:
+    """Mean reconcile and API request time, from the operator's own /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read()
+    sums: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        if line.startswith("flywheel_") and ("_sum{" in line or "_count{" in line):
+            key, value = line.rsplit(" ", 1)
+            sums[key] = float(value)
+    out = []
+    for key, total in sums.items():
+        if "_sum{" in key:
+            count = sums.get(key.replace("_sum{", "_count{"), 0)
+            if count:
+                out.append(
+                    f"{key.replace('_sum', '')}: {total / count * 1000:.1f} ms x {count:.0f}"
+                )
+    return out
 
 
 def rss_mib(pid: int) -> float:
@@ -119,7 +142,15 @@ def main(latency_objects: int, throughput: list[int]) -> None:
         ns = "bench"
         env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig), "FLYWHEEL_RESYNC_SECONDS": "600"}
         op = subprocess.Popen(
-            [sys.executable, "-m", "flywheel_operator", "--standalone", "-n", ns],
+            [
+                sys.executable,
+                "-m",
+                "flywheel_operator",
+                "--standalone",
+                "-n",
+                ns,
+                f"--metrics-port={METRICS_PORT}",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -149,6 +180,9 @@ def main(latency_objects: int, throughput: list[int]) -> None:
                 print(
                     f"  {n:5d} objects at once: {per_min:8.0f} reconciled/min ({end - start:.1f} s)"
                 )
+            print("inside the operator (means):")
+            for line in operator_means():
+                print(f"  {line}")
             print("operator RSS vs objects watched:")
             for count, mib in memory:
                 print(f"  {count:5d} objects: {mib:6.1f} MiB")

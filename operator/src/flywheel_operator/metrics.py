@@ -11,3 +11,9 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 RECONCILE_ERRORS = Counter("flywheel_reconcile_errors_total", "Reconciles that raised.", ["kind"])
+API_SECONDS = Histogram(
+    "flywheel_api_request_seconds",
+    "Time of one request to the API server, retries included.",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from flywheel_operator import labels
+from flywheel_operator import labels, metrics
 from flywheel_operator.kube import retry
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,17 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        with metrics.API_SECONDS.labels(method).time():
+            return self._call_with_retries(method, url, body, content_type, query)
+
+    def _call_with_retries(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        content_type: str,
+        query: list[tuple[str, str]] | None,
     ) -> dict[str, Any]:
         attempt = 0
         while True:
