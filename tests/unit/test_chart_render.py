@@ -8,6 +8,7 @@ tests/integration/test_chart.py installs the same chart into a real API server.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -401,3 +402,14 @@ def test_schema_rejects_bad_values(helm_binary: Path, args: list[str], message: 
     assert result.returncode != 0, f"{args} rendered"
     assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_every_operator_setting_can_be_set_from_the_chart() -> None:
+    """The operator reads its settings in one module; each variable has a place in the
+    Deployment template, so a new setting cannot silently miss the chart."""
+    settings = (REPO_ROOT / "operator" / "src" / "flywheel_operator" / "settings.py").read_text()
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    names = set(re.findall(r"\bFLYWHEEL_[A-Z_]+\b", settings))
+    assert names, "no FLYWHEEL_* settings found"
+    missing = sorted(n for n in names if f"name: {n}\n" not in template)
+    assert not missing, f"settings without a chart value: {missing}"
