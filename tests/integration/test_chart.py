@@ -17,7 +17,9 @@ import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -222,6 +224,10 @@ def token_kubeconfig(kubectl: Kubectl, release: Release, path: Path) -> Path:
     return path
 
 
+def conditions(kubectl: Kubectl, ref: str) -> list[dict[str, Any]]:
+    return list(kubectl.get(ref).get("status", {}).get("conditions", []))
+
+
 def test_operator_runs_with_only_the_charts_rbac(
     install: Callable[..., Release],
     cluster_kubectl: Kubectl,
@@ -230,8 +236,8 @@ def test_operator_runs_with_only_the_charts_rbac(
     tmp_path: Path,
 ) -> None:
     """The operator, started with the args and env of the chart's Deployment and the
-    chart's ServiceAccount token, joins its peering and reconciles a Dataset: no request
-    of it is forbidden."""
+    chart's ServiceAccount token, joins its peering and reconciles the quickstart: no
+    request of it is forbidden."""
     release = install("--set", f"watchNamespaces={{{namespace}}}")
     (container,) = kubectl.get("deployment", release.fullname)["spec"]["template"]["spec"][
         "containers"
@@ -263,19 +269,25 @@ def test_operator_runs_with_only_the_charts_rbac(
             what=f"the operator's liveness endpoint (log: {log})",
             timeout=60,
         )
-        dataset = next(
+        # The whole quickstart: every handler runs at least its first steps (status,
+        # events, children of the Datasets) under the chart's RBAC.
+        objects = [
             doc
-            for doc in yaml.safe_load_all((QUICKSTART / "01-datasets.yaml").read_text())
-            if doc["metadata"]["name"] == "churn-labels"
-        )
-        kubectl.apply(json.dumps(dataset))
-        jobs = wait_for(lambda: kubectl.items("job"), what="the Dataset's ingest Job", timeout=60)
-        assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "Dataset"
-        wait_for(
-            lambda: kubectl.get("dataset", "churn-labels").get("status", {}).get("conditions"),
-            what="conditions on dataset/churn-labels",
+            for path in sorted(QUICKSTART.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text())
+            if doc
+        ]
+        kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        jobs = wait_for(
+            lambda: kubectl.items("job"),
+            lambda items: len(items) == 2,
+            what="the ingest Jobs of both Datasets",
             timeout=60,
         )
+        assert {j["metadata"]["ownerReferences"][0]["kind"] for j in jobs} == {"Dataset"}
+        for obj in objects:
+            ref = f"{obj['kind'].lower()}/{obj['metadata']['name']}"
+            wait_for(partial(conditions, kubectl, ref), what=f"conditions on {ref}", timeout=60)
         peering = kubectl.get("kopfpeering", release.fullname)
         assert peering.get("status"), f"the operator did not join its peering: {peering}"
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
@@ -286,6 +298,8 @@ def test_operator_runs_with_only_the_charts_rbac(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
+        print(f"operator log tail:\n{tail}")  # shown by pytest when the test fails
     text = log.read_text(errors="replace")
     forbidden = [line for line in text.splitlines() if "forbidden" in line.lower()]
     assert not forbidden, "\n".join(forbidden[:20])
