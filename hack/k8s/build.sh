@@ -8,6 +8,9 @@
 #   hack/k8s/build.sh            build what is missing or stale
 #   hack/k8s/build.sh --print    print the bin dir and exit (no build)
 #   hack/k8s/build.sh --force    rebuild everything
+# Environment: FLYWHEEL_CACHE (cache root), GO (go binary; default go on PATH, then
+# /usr/local/go/bin/go), GO_BUILD_PARALLELISM (go build -p, default 2),
+# FLYWHEEL_K8S_TOOLS (subset to build, default "etcd kwok helm kube").
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,6 +49,12 @@ case " ${GOFLAGS:-} " in *" -buildvcs=false "*) ;; *) export GOFLAGS="${GOFLAGS:
 gobuild=(-p "${GO_BUILD_PARALLELISM:-2}" -trimpath)
 
 mkdir -p "$bin" "$build"
+
+# Two `make test` runs at once must not build into the same directories.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$root/.lock"
+  flock 9
+fi
 
 sha() { cat "$@" | sha256sum | cut -c1-16; }
 
