@@ -207,7 +207,12 @@ def parse_timestamps(array: Any, fmt: str | None) -> tuple[Any, Any]:
     """Text -> UTC timestamps. With a strptime format, exactly that; otherwise ISO 8601."""
     target = ARROW_TYPES[ColumnType.TIMESTAMP]
     present = pc.is_valid(array)
-    if fmt is not None:
+    if fmt is None:
+        try:  # the common case: every value is a naive ISO time
+            return pc.cast(pc.cast(array, pa.timestamp("us")), target), _no_failures(array)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    else:
         parsed = pc.strptime(array, format=fmt, unit="us", error_is_null=True)
         parsed = pc.cast(parsed, pa.timestamp("us")) if parsed.type.tz is None else parsed
         parsed = pc.cast(parsed, target)
@@ -246,6 +251,10 @@ def _cast_or_rowwise(candidates: Any, target: Any) -> tuple[Any, Any]:
                 values.append(None)
                 failed.append(True)
         return pa.array(values, type=target), pa.array(failed, type=pa.bool_())
+
+
+def _no_failures(array: Any) -> Any:
+    return pa.array(np.zeros(len(array), dtype=bool))
 
 
 def _fill(mask: Any, value: bool = False) -> Any:

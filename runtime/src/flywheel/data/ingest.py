@@ -158,7 +158,9 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     try:
         for file in files:
             file_row = 0
-            batches = sources.read_batches(file, spec.source.format, spec.source.csv, spec.contract)
+            batches = sources.prefetch(
+                sources.read_batches(file, spec.source.format, spec.source.csv, spec.contract)
+            )
             for batch in batches:
                 rows = np.arange(file_row, file_row + batch.num_rows, dtype=np.int64)
                 file_row += batch.num_rows

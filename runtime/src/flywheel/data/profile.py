@@ -88,12 +88,18 @@ def numeric_profile(column: Any) -> dict[str, Any]:
 
 def categorical_profile(column: Any) -> dict[str, Any]:
     counts = pc.value_counts(column.drop_null())
-    values = counts.field("values").to_pylist()
+    values = counts.field("values")
     freq = counts.field("counts").to_numpy()
-    order = np.argsort(-freq, kind="stable")[:TOP_VALUES]
-    top = [{"value": values[i], "count": int(freq[i])} for i in order]
+    if len(freq) > TOP_VALUES:  # only the most frequent values leave Arrow
+        candidates = np.argpartition(-freq, TOP_VALUES)[:TOP_VALUES]
+    else:
+        candidates = np.arange(len(freq))
+    # Most frequent first; equal counts in the order the values first appeared.
+    order = candidates[np.lexsort((candidates, -freq[candidates]))]
+    top_values = values.take(pa.array(order)).to_pylist()
+    top = [{"value": v, "count": int(freq[i])} for v, i in zip(top_values, order, strict=True)]
     return {
-        "distinct": len(values),
+        "distinct": len(freq),
         "top": top,
         "other": int(freq.sum() - sum(t["count"] for t in top)),
     }

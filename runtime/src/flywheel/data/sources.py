@@ -10,9 +10,11 @@ from __future__ import annotations
 import fnmatch
 import io
 import posixpath
+import queue
+import threading
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -120,3 +122,54 @@ def _csv_reader(stream: Any, options: CsvOptions, contract: DatasetSchema | None
         strings_can_be_null=True,
     )
     return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate `items` in a background thread, up to `depth` ahead.
+
+    Arrow parses without holding the GIL, so reading the next batch overlaps with
+    validating and writing this one. Errors surface in the consumer, in order; a
+    consumer that stops early stops the reader.
+    """
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="flywheel-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -54,8 +54,11 @@ def micros(column: Any) -> Int64s:
     """Timestamps as int64 microseconds (nulls become the smallest int64)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    column = pc.cast(column, pa.timestamp(TIME_UNIT, tz=getattr(column.type, "tz", None)))
-    as_int = pc.fill_null(column.view(pa.int64()), np.iinfo(np.int64).min)
+    if column.type.unit != TIME_UNIT:
+        column = pc.cast(column, pa.timestamp(TIME_UNIT, tz=column.type.tz))
+    as_int = column.view(pa.int64())
+    if as_int.null_count:
+        as_int = pc.fill_null(as_int, np.iinfo(np.int64).min)
     return np.asarray(as_int.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -73,8 +76,12 @@ def segments(sorted_table: Any, keys: list[str], time_column: str) -> Segments:
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Segments(key, empty, empty, empty)
-    changed = pc.not_equal(key.slice(1), key.slice(0, n - 1))
-    boundaries = np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1
+    if pa.types.is_integer(key.type) and key.null_count == 0:
+        values = key.to_numpy()
+        changed = values[1:] != values[:-1]
+    else:
+        changed = pc.not_equal(key.slice(1), key.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    boundaries = np.flatnonzero(changed) + 1
     starts = np.concatenate([[0], boundaries]).astype(np.int64)
     ends = np.concatenate([boundaries, [n]]).astype(np.int64)
     return Segments(key.take(pa.array(starts)), starts, ends, micros(sorted_table[time_column]))
@@ -84,21 +91,27 @@ def upper_bound_in_segments(
     times: Int64s, lo: Int64s, hi: Int64s, value: Int64s, inclusive: bool = True
 ) -> Int64s:
     """Per query q: the first index i in [lo[q], hi[q]) with times[i] > value[q]
-    (>= when not inclusive), or hi[q]. `times` is sorted within each segment."""
-    lo = lo.copy()
-    hi = hi.copy()
-    last = max(len(times) - 1, 0)
+    (>= when not inclusive), or hi[q]. `times` is sorted within each segment.
+
+    A branchless binary search, all queries at once: each pass halves every query's
+    range with one gather, one comparison and one select.
+    """
+    base = lo.copy()
+    n = hi - lo
+    if len(times) == 0 or len(base) == 0:
+        return base
+    last = len(times) - 1
     while True:
-        active = lo < hi
-        if not active.any():
-            return lo
-        mid = (lo + hi) >> 1
-        probe = times[np.minimum(mid, last)] if len(times) else mid
-        right = probe <= value if inclusive else probe < value
-        go_right = active & right
-        go_left = active & ~right
-        lo = np.where(go_right, mid + 1, lo)
-        hi = np.where(go_left, mid, hi)
+        half = n >> 1
+        if not half.any():
+            break
+        probe = times[base + half]
+        below = probe <= value if inclusive else probe < value
+        base = np.where(below, base + half, base)
+        n = n - half
+    probe = times[np.minimum(base, last)]
+    below = probe <= value if inclusive else probe < value
+    return base + ((n > 0) & below)
 
 
 def asof_rows(features: Segments, label_keys: Any, label_times: Int64s, ttl_micros: int) -> Int64s:
@@ -136,8 +149,22 @@ def point_in_time_join(
     if label_keys.type != seg.keys.type:
         label_keys = pc.cast(label_keys, seg.keys.type)
     rows = asof_rows(seg, label_keys, micros(labels[label_time]), int(ttl_seconds * 1_000_000))
-    take = pa.array(rows, mask=rows < 0)
     out = labels
     for name in feature_columns:
-        out = out.append_column(name, features.column(name).take(take))
+        out = out.append_column(name, take_rows(features.column(name), rows))
     return out
+
+
+def take_rows(column: Any, rows: Int64s) -> Any:
+    """column[rows], null where rows is -1. Numbers without nulls go through numpy, which
+    gathers several times faster than Arrow's general take."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    missing = rows < 0
+    numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+    if numeric and column.null_count == 0:
+        values = column.to_numpy()[np.where(missing, 0, rows)] if len(column) else None
+        if values is None:
+            return pa.nulls(len(rows), column.type)
+        return pa.array(values, type=column.type, mask=missing if missing.any() else None)
+    return column.take(pa.array(rows, mask=missing))

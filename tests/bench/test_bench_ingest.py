@@ -1,0 +1,116 @@
+"""Ingest + validate throughput vs a bare pyarrow read of the same file.
+
+The bare read is pyarrow's multi-threaded reader with type inference and nothing else;
+the ingest streams the file through the contract (every check of every column), writes
+the snapshot and its quarantine, profiles it and publishes it atomically.
+
+    .venv/bin/pytest -m bench -s tests/bench/test_bench_ingest.py
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from flywheel.api.dataset import DatasetSpec
+from flywheel.data import ingest
+from flywheel.storage import uris
+from tests.bench.common import best_of, report, scaled
+
+pytestmark = pytest.mark.bench
+
+COLUMNS = [
+    {"name": "customer_id", "type": "string", "nullable": False, "regex": "C[0-9]{6}"},
+    {"name": "event_time", "type": "timestamp", "nullable": False},
+    {
+        "name": "plan",
+        "type": "string",
+        "nullable": False,
+        "allowedValues": ["basic", "standard", "premium"],
+    },
+    {"name": "country", "type": "string", "allowedValues": ["DE", "FR", "US", "GB", "IN", "BR"]},
+    {"name": "monthly_charges", "type": "float64", "nullable": False, "min": 0, "max": 500},
+    {"name": "support_calls", "type": "int64", "min": 0, "max": 100},
+    {"name": "tenure_days", "type": "int64", "nullable": False, "min": 0},
+]
+
+
+def make_table(rows: int) -> pa.Table:
+    rng = np.random.default_rng(5)
+    ids = np.char.add("C", np.char.zfill(rng.integers(0, 999_999, rows).astype(str), 6))
+    ids[rng.random(rows) < 0.005] = "customer-x"  # about 0.5% bad rows, as the quickstart
+    seconds = np.sort(rng.integers(0, 120 * 86400, rows)) + 1_767_225_600
+    times = pa.array(seconds * 1_000_000, pa.int64()).view(pa.timestamp("us"))
+    return pa.table(
+        {
+            "customer_id": ids,
+            "event_time": pc_strftime(times),
+            "plan": rng.choice(["basic", "standard", "premium"], rows),
+            "country": rng.choice(["DE", "FR", "US", "GB", "IN", "BR"], rows),
+            "monthly_charges": np.round(rng.uniform(10, 150, rows), 2),
+            "support_calls": rng.integers(0, 4, rows),
+            "tenure_days": rng.integers(0, 900, rows),
+        }
+    )
+
+
+def pc_strftime(times: pa.Array) -> pa.Array:
+    import pyarrow.compute as pc
+
+    return pc.strftime(times, format="%Y-%m-%d %H:%M:%S")
+
+
+def spec(uri: str, fmt: str) -> DatasetSpec:
+    return DatasetSpec.model_validate(
+        {
+            "source": {"uri": uri, "format": fmt},
+            "timestampColumn": "event_time",
+            "schema": {"columns": COLUMNS},
+            "validation": {"onError": "quarantine", "maxBadRowFraction": 0.02},
+        }
+    )
+
+
+def measure(fmt: str, path: Path, bare: Callable[[Path], Any], out: Path) -> list[str]:
+    bare_s, read = best_of(2, lambda: bare(path))
+    runs = iter(range(100))
+
+    def run() -> ingest.Result:
+        dest = uris.resolve(str(out / f"{fmt}-{next(runs)}"))
+        return ingest.ingest(spec(str(path), fmt), uris.resolve(str(path)), dest)
+
+    ingest_s, result = best_of(2, run)
+    rows = read.num_rows
+    assert result.report.rows == rows and result.report.bad_rows > 0
+    return [
+        fmt,
+        f"{path.stat().st_size / 1e6:.0f}",
+        f"{rows / bare_s / 1e6:.2f}",
+        f"{rows / ingest_s / 1e6:.2f}",
+        f"{bare_s / ingest_s:.2f}x",
+    ]
+
+
+def test_ingest_throughput(tmp_path: Path) -> None:
+    rows = scaled(2_000_000)
+    table = make_table(rows)
+    csv_path = tmp_path / "events.csv"
+    pacsv.write_csv(table, csv_path)
+    parquet_path = tmp_path / "events.parquet"
+    pq.write_table(table, parquet_path)
+    results = [
+        measure("csv", csv_path, pacsv.read_csv, tmp_path / "out"),
+        measure("parquet", parquet_path, pq.read_table, tmp_path / "out"),
+    ]
+    report(
+        f"ingest + validate, {rows:,} rows x {len(COLUMNS)} columns (goal >= 0.5x bare read)",
+        ["format", "MB", "bare read M rows/s", "ingest M rows/s", "ingest/bare"],
+        results,
+    )

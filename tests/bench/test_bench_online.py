@@ -1,0 +1,93 @@
+"""Online lookups: p50/p99 latency for 1 and 100 entities, SQLite and Redis.
+
+Each lookup goes through the same path as `get_online_features` (key encoding, store
+read, JSON decode, ttl check) on a store of 100k entities (at scale 1) with 10 features.
+
+    .venv/bin/pytest -m bench -s tests/bench/test_bench_online.py
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flywheel.api.featureview import FeatureView
+from flywheel.features import materialize, online, serving
+from tests.bench.common import report, scaled
+
+pytestmark = pytest.mark.bench
+
+GOALS_P99_MS = {("sqlite", 1): 0.5, ("redis", 1): 1.0}
+
+
+def view() -> FeatureView:
+    return FeatureView.model_validate(
+        {
+            "apiVersion": "flywheel.dev/v1alpha1",
+            "kind": "FeatureView",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "entities": [{"name": "customer", "joinKey": "customer_id"}],
+                "source": {"datasetRef": {"name": "events"}},
+                "timestampColumn": "t",
+                "ttl": "30d",
+                "features": [{"name": f"f{i}", "column": f"f{i}"} for i in range(10)],
+            },
+        }
+    )
+
+
+def fill(store: online.OnlineStore, entities: int, now: int) -> None:
+    rng = random.Random(1)
+    items = []
+    for i in range(entities):
+        values: dict[str, Any] = {f"f{j}": rng.random() * 100 for j in range(9)}
+        values["f9"] = rng.choice(["basic", "standard", "premium"])
+        items.append((online.entity_key([f"C{i:07d}"]), now, online.encode(now, values)))
+    store.write(items)
+
+
+def latencies(opened: serving.OnlineView, entities: int, batch: int, calls: int) -> np.ndarray:
+    rng = random.Random(2)
+    out = np.empty(calls)
+    for c in range(calls):
+        wanted = [{"customer_id": f"C{rng.randrange(entities):07d}"} for _ in range(batch)]
+        start = time.perf_counter()
+        rows = opened.get(wanted)
+        out[c] = time.perf_counter() - start
+        assert all(r is not None for r in rows)
+    return out * 1000
+
+
+def test_online_lookup_latency(tmp_path: Path, redis_url: str) -> None:
+    entities = scaled(100_000)
+    now = materialize.to_micros(datetime.now(UTC))
+    stores: dict[str, online.OnlineStore] = {
+        "sqlite": online.SQLiteStore(tmp_path / "online.sqlite", "fv_bench"),
+        "redis": online.RedisStore(redis_url, "bench/online"),
+    }
+    rows = []
+    for name, store in stores.items():
+        fill(store, entities, now)
+        opened = serving.OnlineView(view(), store)
+        latencies(opened, entities, 1, 200)  # warm caches and connections
+        for batch, calls in ((1, 5000), (100, 1000)):
+            ms = latencies(opened, entities, batch, calls)
+            p50, p99 = np.percentile(ms, [50, 99])
+            goal = GOALS_P99_MS.get((name, batch))
+            verdict = (
+                "-" if goal is None else (f"< {goal} ms: " + ("met" if p99 < goal else "MISSED"))
+            )
+            rows.append([name, str(batch), f"{p50:.3f}", f"{p99:.3f}", verdict])
+        store.close()
+    report(
+        f"online lookup latency, {entities:,} entities, 10 features, in-process client",
+        ["store", "entities/lookup", "p50 ms", "p99 ms", "p99 goal"],
+        rows,
+    )

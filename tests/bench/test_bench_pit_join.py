@@ -1,0 +1,161 @@
+"""Point-in-time join: Flywheel vs pandas merge_asof vs DuckDB ASOF JOIN vs a numpy floor.
+
+1M label rows x 10M feature rows x 10 features at scale 1. Every method gets the
+features in the order it wants them prepared ahead (Flywheel: entity then time, as the
+offline store keeps them; pandas: time; DuckDB: as they are), and the labels out of
+order: sorting the labels is part of the join. Each method must return the same values.
+
+    .venv/bin/pytest -m bench -s tests/bench/test_bench_pit_join.py
+    FLYWHEEL_BENCH_SCALE=0.05 .venv/bin/pytest -m bench -s tests/bench/test_bench_pit_join.py
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from flywheel.features import pit
+from tests.bench.common import best_of, report, scaled
+
+pytestmark = pytest.mark.bench
+
+N_FEATURES = 10
+TTL_SECONDS = 7 * 86400
+SPAN_SECONDS = 365 * 86400
+TS = pa.timestamp("us", tz="UTC")
+
+
+def make_data() -> tuple[pa.Table, pa.Table]:
+    rng = np.random.default_rng(7)
+    n_features, n_labels = scaled(10_000_000), scaled(1_000_000)
+    n_entities = max(1, n_features // 100)
+    feature_entity = rng.integers(0, n_entities, n_features)
+    feature_time = rng.integers(0, SPAN_SECONDS, n_features) * 1_000_000
+    columns: dict[str, Any] = {
+        "entity": feature_entity,
+        "t": pa.array(feature_time, pa.int64()).view(TS),
+    }
+    for i in range(N_FEATURES):
+        columns[f"f{i}"] = rng.standard_normal(n_features)
+    features = pa.table(columns)
+    labels = pa.table(
+        {
+            # Some labels name entities that have no feature rows at all.
+            "entity": rng.integers(0, int(n_entities * 1.05) + 1, n_labels),
+            "t": pa.array(rng.integers(0, SPAN_SECONDS, n_labels) * 1_000_000, pa.int64()).view(TS),
+        }
+    )
+    return features, labels
+
+
+def flywheel_join(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> np.ndarray:
+    out = pit.point_in_time_join(labels, by_entity, ["entity"], "t", "t", TTL_SECONDS, names)
+    return out.column("f0").to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+
+
+def numpy_floor(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> np.ndarray:
+    """The least work possible: one global searchsorted over entity * span + time."""
+    span = SPAN_SECONDS * 1_000_000 + 1
+    fe = by_entity.column("entity").to_numpy()
+    ft = by_entity.column("t").combine_chunks().view(pa.int64()).to_numpy()
+    le = labels.column("entity").to_numpy()
+    lt = labels.column("t").combine_chunks().view(pa.int64()).to_numpy()
+    row = np.searchsorted(fe * span + ft, le * span + lt, side="right") - 1
+    safe = np.maximum(row, 0)
+    ok = (row >= 0) & (fe[safe] == le) & (lt - ft[safe] <= TTL_SECONDS * 1_000_000)
+    taken = [by_entity.column(n).to_numpy()[safe] for n in names]
+    return np.where(ok, taken[0], np.nan)
+
+
+def pandas_join(labels: Any, by_time: Any, names: list[str]) -> np.ndarray:
+    import pandas as pd
+
+    ordered = labels.assign(_row=np.arange(len(labels))).sort_values("t", kind="stable")
+    out = pd.merge_asof(
+        ordered,
+        by_time,
+        on="t",
+        by="entity",
+        direction="backward",
+        allow_exact_matches=True,
+        tolerance=pd.Timedelta(seconds=TTL_SECONDS),
+    )
+    return out.sort_values("_row")["f0"].to_numpy()  # type: ignore[no-any-return]
+
+
+def duckdb_join(con: Any, names: list[str]) -> np.ndarray:
+    picks = ", ".join(
+        f"CASE WHEN l.t - f.t <= INTERVAL {TTL_SECONDS} SECOND THEN f.{n} END AS {n}" for n in names
+    )
+    table = con.sql(
+        f"SELECT l.row, {picks} FROM labels l ASOF LEFT JOIN features f "
+        "ON l.entity = f.entity AND l.t >= f.t ORDER BY l.row"
+    ).to_arrow_table()
+    return table.column("f0").to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+
+
+def mismatches(a: np.ndarray, b: np.ndarray) -> int:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return int((~((np.isnan(a) & np.isnan(b)) | (a == b))).sum())
+
+
+def test_point_in_time_join() -> None:
+    features, labels = make_data()
+    names = [f"f{i}" for i in range(N_FEATURES)]
+    by_entity = pit.sort_by_entity_and_time(features, ["entity"], "t")
+    results: dict[str, tuple[float, np.ndarray]] = {}
+    repeats = 2
+
+    results["flywheel"] = best_of(repeats, lambda: flywheel_join(labels, by_entity, names))
+    results["numpy searchsorted floor"] = best_of(
+        repeats, lambda: numpy_floor(labels, by_entity, names)
+    )
+    try:
+        import pandas  # noqa: F401
+
+        by_time = features.to_pandas().sort_values("t", kind="stable")
+        label_frame = labels.to_pandas()
+        results["pandas merge_asof"] = best_of(
+            repeats, lambda: pandas_join(label_frame, by_time, names)
+        )
+    except ImportError:
+        print("pandas not installed; skipped")
+    try:
+        import duckdb
+
+        con = duckdb.connect()
+        con.register("features_arrow", features)
+        con.register(
+            "labels_arrow", labels.append_column("row", pa.array(np.arange(labels.num_rows)))
+        )
+        con.execute("CREATE TABLE features AS SELECT * FROM features_arrow")
+        con.execute("CREATE TABLE labels AS SELECT * FROM labels_arrow")
+        results["duckdb ASOF JOIN"] = best_of(repeats, lambda: duckdb_join(con, names))
+        con.close()
+    except ImportError:
+        print("duckdb not installed; skipped")
+
+    reference = results["flywheel"][1]
+    mine = results["flywheel"][0]
+    rows = []
+    for name, (seconds, values) in results.items():
+        differ = mismatches(values, reference)
+        assert differ == 0, f"{name} disagrees with flywheel on {differ} rows"
+        rows.append(
+            [
+                name,
+                f"{seconds:.3f}",
+                f"{labels.num_rows / seconds / 1e6:.2f}",
+                f"{seconds / mine:.2f}x",
+            ]
+        )
+    report(
+        f"point-in-time join: {labels.num_rows:,} labels x {features.num_rows:,} feature rows x "
+        f"{N_FEATURES} features (best of {repeats})",
+        ["method", "seconds", "M label rows/s", "time vs flywheel"],
+        rows,
+    )
