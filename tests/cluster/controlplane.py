@@ -782,8 +782,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.purge:
                 shutil.rmtree(cp.workdir, ignore_errors=True)
         elif args.command == "env":
-            for key, value in cp.env().items():
-                print(f"export {key}={value}")
+            tools = cp.tools
+            dirs = dict.fromkeys([str(tools.bin_dir), str(tools.kubectl.parent)])
+            print(f"export KUBECONFIG={cp.kubeconfig}")
+            print(f'export PATH="{os.pathsep.join(dirs)}{os.pathsep}$PATH"')
         elif args.command == "status":
             if not cp.running():
                 print(f"no cluster running in {cp.workdir}", file=sys.stderr)

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import GPU_NODE, GPU_RESOURCE, ControlPlane, Helm, Kubectl, wait_for
+from tests.cluster import (
+    GPU_NODE,
+    GPU_RESOURCE,
+    ControlPlane,
+    Helm,
+    Kubectl,
+    WaitTimeout,
+    wait_for,
+)
 from tests.cluster.controlplane import read_versions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +182,16 @@ def test_helm_install_and_uninstall(
     crds = kubectl.run("get", "crd", "-o", "name").stdout
     assert "flywheel.dev" in crds, crds
     helm.run("uninstall", "flywheel", "--namespace", namespace, "--wait")
+
+
+def test_wait_for_reports_what_it_last_saw(kubectl: Kubectl) -> None:
+    kubectl.run("create", "configmap", "settings", "--from-literal=mode=shadow")
+    with pytest.raises(WaitTimeout) as failure:
+        wait_for(
+            lambda: kubectl.get("configmap", "settings")["data"],
+            until=lambda data: data.get("mode") == "canary",
+            what="configmap settings in canary mode",
+            timeout=1,
+        )
+    message = str(failure.value)
+    assert "configmap settings in canary mode" in message and '"mode": "shadow"' in message
