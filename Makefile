@@ -40,6 +40,11 @@ crds-check: dev
 	.venv/bin/flywheel crds --check crds
 	.venv/bin/flywheel crds --check charts/flywheel/crds
 
+## Lint the Helm chart and check what it renders
+chart: dev k8s-tools
+	"$$(hack/k8s/build.sh --print)/helm" lint --strict charts/flywheel
+	.venv/bin/pytest -q tests/unit/test_chart_render.py
+
 ## ruff, mypy, import contracts
 lint: dev
 	.venv/bin/ruff check .

@@ -23,9 +23,15 @@ class Settings:
     resync_seconds: float = 60.0
     field_manager: str = labels.FIELD_MANAGER
     image_pull_policy: str = "IfNotPresent"
-    # Ray Serve clusters of ModelDeployments (TrainingJobs name their own image).
-    ray_image: str = "rayproject/ray:2.60.0-py311"
+    # Ray clusters run Flywheel code (the Serve app, `flywheel train run`), so their image
+    # is the runtime image unless set; a TrainingJob may name its own.
+    ray_image: str | None = None
     ray_version: str = "2.60.0"
+    pvc_root: str = "/mnt/pvc"
+
+    @property
+    def ray_cluster_image(self) -> str:
+        return self.ray_image or self.runtime_image
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -37,6 +43,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         runtime_service_account=env.get("FLYWHEEL_SERVICE_ACCOUNT") or None,
         resync_seconds=float(env.get("FLYWHEEL_RESYNC_SECONDS", defaults.resync_seconds)),
         image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
-        ray_image=env.get("FLYWHEEL_RAY_IMAGE", defaults.ray_image),
+        ray_image=env.get("FLYWHEEL_RAY_IMAGE") or None,
         ray_version=env.get("FLYWHEEL_RAY_VERSION", defaults.ray_version),
     )

@@ -253,3 +253,46 @@ def test_resources_request_whole_gpus(gpu: int) -> None:
 
     res = pods.resources(ResourceRequirements(gpu=gpu))
     assert ("nvidia.com/gpu" in res["requests"]) == bool(gpu)
+
+
+def test_pvc_uris_are_mounted_where_the_runtime_looks() -> None:
+    settings = Settings(
+        runtime_image="flywheel/runtime:test", artifact_root="pvc://flywheel-artifacts/"
+    )
+    body = owners()["Dataset/customer-events"]
+    body["spec"]["source"]["uri"] = "pvc://raw-data/events/*.csv"
+    [job] = dataset.build(body, model(body), settings)
+    spec = job["spec"]["template"]["spec"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"flywheel-artifacts", "raw-data"}
+    [c] = spec["containers"]
+    assert {"name": "pvc-raw-data", "mountPath": "/mnt/pvc/raw-data"} in c["volumeMounts"]
+    assert {"name": "FLYWHEEL_PVC_ROOT", "value": "/mnt/pvc"} in c["env"]
+    tj = owners()["TrainingJob/churn-logistic"]
+    rayjob = trainingjob.build(tj, model(tj), settings, {})
+    for template in (
+        rayjob["spec"]["submitterPodTemplate"],
+        rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"],
+        rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"],
+    ):
+        mounts = template["spec"]["containers"][0]["volumeMounts"]
+        assert {
+            "name": "pvc-flywheel-artifacts",
+            "mountPath": "/mnt/pvc/flywheel-artifacts",
+        } in mounts
+
+
+def test_ray_clusters_run_the_runtime_image_unless_told_otherwise(settings: Settings) -> None:
+    tj = owners()["TrainingJob/churn-logistic"]
+    head = trainingjob.build(tj, model(tj), settings, {})["spec"]["rayClusterSpec"]["headGroupSpec"]
+    assert head["template"]["spec"]["containers"][0]["image"] == "flywheel/runtime:test"
+    tj["spec"]["ray"] = {"image": "registry.example/ml/ray-flywheel:2.60.0"}
+    head = trainingjob.build(tj, model(tj), settings, {})["spec"]["rayClusterSpec"]["headGroupSpec"]
+    assert (
+        head["template"]["spec"]["containers"][0]["image"]
+        == "registry.example/ml/ray-flywheel:2.60.0"
+    )

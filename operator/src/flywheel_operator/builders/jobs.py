@@ -79,7 +79,9 @@ def _pod_template(
         settings.image_pull_policy,
         inputs,
     )
+    spec = pods.runtime_pod_spec([container], settings.runtime_service_account)
+    claims = pods.claims_in(settings.artifact_root, owner["spec"], inputs)
     return {
         "metadata": {"labels": labels.common_labels(owner, component)},
-        "spec": pods.runtime_pod_spec([container], settings.runtime_service_account),
+        "spec": pods.mount_claims(spec, claims, settings.pvc_root),
     }

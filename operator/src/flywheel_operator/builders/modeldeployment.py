@@ -123,6 +123,8 @@ def rayservice(
         worker["requests"][pods.GPU_RESOURCE] = str(gpus_per_pod)
         worker["limits"][pods.GPU_RESOURCE] = str(gpus_per_pod)
     head = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    claims = pods.claims_in(settings.artifact_root, [v.artifact_uri for v in versions])
+    image = settings.ray_cluster_image
     return {
         "apiVersion": RAY_API_VERSION,
         "kind": "RayService",
@@ -136,7 +138,7 @@ def rayservice(
                 "enableInTreeAutoscaling": True,
                 "headGroupSpec": {
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": ray_pod(owner, "ray-head", settings.ray_image, head, {}, settings),
+                    "template": ray_pod(owner, "ray-head", image, head, {}, settings, claims),
                 },
                 "workerGroupSpecs": [
                     {
@@ -148,10 +150,11 @@ def rayservice(
                         "template": ray_pod(
                             owner,
                             "ray-worker",
-                            settings.ray_image,
+                            image,
                             worker,
                             pods.placement(res),
                             settings,
+                            claims,
                         ),
                     }
                 ],
@@ -167,26 +170,28 @@ def ray_pod(
     resources: dict[str, Any],
     placement: dict[str, Any],
     settings: Settings,
+    claims: list[str],
 ) -> dict[str, Any]:
-    """A Ray head or worker pod: restricted, with /tmp and /dev/shm as scratch."""
+    """A Ray head or worker pod: restricted, /tmp and /dev/shm as scratch, claims mounted."""
+    spec = {
+        "securityContext": pods.pod_security_context(RAY_UID),
+        "automountServiceAccountToken": False,
+        "containers": [
+            {
+                "name": name,
+                "image": image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "resources": resources,
+                "securityContext": pods.container_security_context(),
+                "volumeMounts": pods.scratch_mounts(shm=True),
+            }
+        ],
+        "volumes": pods.scratch_volumes(shm=True),
+        **placement,
+    }
     return {
         "metadata": {"labels": labels.common_labels(owner, name)},
-        "spec": {
-            "securityContext": pods.pod_security_context(RAY_UID),
-            "automountServiceAccountToken": False,
-            "containers": [
-                {
-                    "name": name,
-                    "image": image,
-                    "imagePullPolicy": settings.image_pull_policy,
-                    "resources": resources,
-                    "securityContext": pods.container_security_context(),
-                    "volumeMounts": pods.scratch_mounts(shm=True),
-                }
-            ],
-            "volumes": pods.scratch_volumes(shm=True),
-            **placement,
-        },
+        "spec": pods.mount_claims(spec, claims, settings.pvc_root),
     }
 
 
@@ -313,6 +318,8 @@ def _triton_version(
         ],
         **pods.placement(resource.spec.resources),
     }
+    claims = pods.claims_in(version.artifact_uri)
+    pods.mount_claims(pod_spec, claims, settings.pvc_root)
     scaling = resource.spec.autoscaling
     deployment = {
         "apiVersion": "apps/v1",

@@ -16,6 +16,7 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 MANIFEST_ENV = "FLYWHEEL_MANIFEST"
 INPUTS_ENV = "FLYWHEEL_INPUTS"
 TERMINATION_LOG = "/dev/termination-log"
+PVC_ROOT_ENV = "FLYWHEEL_PVC_ROOT"
 
 
 def pod_security_context(uid: int = RUNTIME_UID) -> dict[str, Any]:
@@ -143,3 +144,43 @@ def object_manifest(resource_wire: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
         "spec": resource_wire["spec"],
     }
+
+
+def claims_in(*objs: Any) -> list[str]:
+    """PersistentVolumeClaims named by `pvc://<claim>/...` strings anywhere in `objs`."""
+    found: list[str] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, str) and obj.startswith("pvc://"):
+            claim = obj[len("pvc://") :].split("/", 1)[0]
+            if claim and claim not in found:
+                found.append(claim)
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    for obj in objs:
+        walk(obj)
+    return found
+
+
+def mount_claims(pod_spec: dict[str, Any], claims: list[str], root: str) -> dict[str, Any]:
+    """Mount each claim at `<root>/<claim>` in every container: where the runtime looks
+    for `pvc://<claim>/path` (FLYWHEEL_PVC_ROOT)."""
+    containers = pod_spec["containers"] + pod_spec.get("initContainers", [])
+    for claim in claims:
+        volume = f"pvc-{claim}"[:63].rstrip("-.")
+        pod_spec["volumes"].append({"name": volume, "persistentVolumeClaim": {"claimName": claim}})
+        for c in containers:
+            c.setdefault("volumeMounts", []).append(
+                {"name": volume, "mountPath": f"{root.rstrip('/')}/{claim}"}
+            )
+    if claims:
+        for c in containers:
+            env = c.setdefault("env", [])
+            if not any(e["name"] == PVC_ROOT_ENV for e in env):
+                env.append({"name": PVC_ROOT_ENV, "value": root})
+    return pod_spec

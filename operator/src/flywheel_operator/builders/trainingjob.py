@@ -38,6 +38,8 @@ def build(
         pods.MANIFEST_ENV: json.dumps(manifest, sort_keys=True),
         pods.INPUTS_ENV: json.dumps(inputs, sort_keys=True),
     }
+    # Data and models on a PVC are mounted where the runtime resolves pvc:// URIs.
+    claims = pods.claims_in(settings.artifact_root, owner["spec"], inputs)
     entrypoint = f"flywheel train run --artifact-root {settings.artifact_root}"
     rayjob_spec: dict[str, Any] = {
         "entrypoint": entrypoint,
@@ -46,8 +48,8 @@ def build(
         "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
         "backoffLimit": spec.backoff_limit,
         "submissionMode": "K8sJobMode",
-        "submitterPodTemplate": _submitter(owner, settings),
-        "rayClusterSpec": _cluster(owner, resource, settings),
+        "submitterPodTemplate": _submitter(owner, settings, claims),
+        "rayClusterSpec": _cluster(owner, resource, settings, claims),
     }
     if spec.active_deadline_seconds:
         rayjob_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
@@ -59,7 +61,7 @@ def build(
     }
 
 
-def _submitter(owner: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _submitter(owner: dict[str, Any], settings: Settings, claims: list[str]) -> dict[str, Any]:
     container = pods.runtime_container(
         "submitter",
         settings.runtime_image,
@@ -69,20 +71,27 @@ def _submitter(owner: dict[str, Any], settings: Settings) -> dict[str, Any]:
     )
     return {
         "metadata": {"labels": labels.common_labels(owner, "submitter")},
-        "spec": pods.runtime_pod_spec([container], settings.runtime_service_account),
+        "spec": pods.mount_claims(
+            pods.runtime_pod_spec([container], settings.runtime_service_account),
+            claims,
+            settings.pvc_root,
+        ),
     }
 
 
-def _cluster(owner: dict[str, Any], resource: TrainingJob, settings: Settings) -> dict[str, Any]:
+def _cluster(
+    owner: dict[str, Any], resource: TrainingJob, settings: Settings, claims: list[str]
+) -> dict[str, Any]:
     spec = resource.spec
     worker = spec.scaling.resources_per_worker
     head_resources = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    image = spec.ray.image or settings.ray_cluster_image
     return {
         "rayVersion": spec.ray.version,
         "headGroupSpec": {
             # The head schedules no training work: workers hold the GPUs.
             "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-            "template": ray_pod(owner, "ray-head", spec.ray.image, head_resources, {}, settings),
+            "template": ray_pod(owner, "ray-head", image, head_resources, {}, settings, claims),
         },
         "workerGroupSpecs": [
             {
@@ -94,10 +103,11 @@ def _cluster(owner: dict[str, Any], resource: TrainingJob, settings: Settings) -
                 "template": ray_pod(
                     owner,
                     "ray-worker",
-                    spec.ray.image,
+                    image,
                     pods.resources(worker),
                     pods.placement(worker),
                     settings,
+                    claims,
                 ),
             }
         ],

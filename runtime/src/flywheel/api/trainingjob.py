@@ -93,8 +93,10 @@ class Scaling(FlywheelModel):
 
 
 class RayRuntime(FlywheelModel):
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = (
-        "rayproject/ray:2.60.0-py311"
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
+        default=None,
+        description="Image of the Ray head and workers; it must carry Flywheel and Ray. "
+        "Default: the operator's runtime image.",
     )
     version: Annotated[
         str, StringConstraints(max_length=32, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
