@@ -12,6 +12,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -93,6 +94,10 @@ def _session_workdir() -> Iterator[Path]:
     base = REPO_ROOT / ".cluster"
     base.mkdir(exist_ok=True)
     name = f"pytest-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    for old in base.glob(f"{name}-*"):  # left by concurrent sessions that have ended
+        pid = old.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
     with (base / f"{name}.lock").open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
