@@ -59,7 +59,7 @@ def test_names_status_and_printer_columns() -> None:
     assert columns == ["Phase", "Stable", "Candidate", "Strategy", "Traffic", "Step", "Age"]
     short = {c["spec"]["names"]["kind"]: c["spec"]["names"]["shortNames"] for c in CRDS.values()}
     assert short == {
-        "Dataset": ["ds"],
+        "Dataset": ["ds", "dset"],
         "FeatureView": ["fv"],
         "TrainingJob": ["tj"],
         "ModelDeployment": ["md"],

@@ -230,7 +230,8 @@ class Dataset(common.Resource):
 
     kind_name = "Dataset"
     plural = "datasets"
-    short_names = ("ds",)
+    # kubectl resolves `ds` to DaemonSets first; `dset` always reaches Datasets.
+    short_names = ("ds", "dset")
     printer_columns = (
         common.PHASE_COLUMN,
         {"name": "Version", "type": "string", "jsonPath": ".status.version"},
