@@ -57,6 +57,7 @@ def operator(
         "KUBECONFIG": str(control_plane.kubeconfig),
         "FLYWHEEL_RESYNC_SECONDS": "1",
         "FLYWHEEL_RUNTIME_IMAGE": "flywheel/runtime:test",
+        "FLYWHEEL_ARTIFACT_ROOT": "s3://flywheel-test/",  # a PVC root would need a volume
     }
     with log.open("w") as out:
         proc = subprocess.Popen(

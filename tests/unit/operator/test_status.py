@@ -36,7 +36,16 @@ def test_job_run_reads_the_result_from_the_termination_message() -> None:
     run = observe.job_run(job("j", "Complete"), [pod('{"version": "v1", "rows": 5}')])
     assert run == Run("j", RunState.SUCCEEDED, {"version": "v1", "rows": 5}, "")
     assert observe.job_run(None, []).state == RunState.MISSING
-    assert observe.job_run(job("j", active=1), []).state == RunState.RUNNING
+    running = {"status": {"phase": "Running"}}
+    assert observe.job_run(job("j", active=1), [running]).state == RunState.RUNNING
+    unschedulable = {"status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": 'persistentvolumeclaim "flywheel-artifacts" not found'}]}}  # fmt: skip
+    run = observe.job_run(job("j", active=1), [unschedulable])
+    assert run.state == RunState.PENDING
+    assert run.message == 'Unschedulable: persistentvolumeclaim "flywheel-artifacts" not found'
+    s = kinds.dataset(DatasetStatus(), 1, run, T0)
+    assert "flywheel-artifacts" in s.conditions[0].message
 
 
 def test_failed_job_reports_the_log_tail_when_there_is_no_json() -> None:

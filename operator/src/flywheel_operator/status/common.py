@@ -64,13 +64,13 @@ def from_run(old: S, generation: int, run: Run, now: datetime, words: Words) -> 
     elif failed:
         set_cond(status, READY, False, words.failed, failure, now)
     else:
-        set_cond(status, READY, False, words.running, f"{run.name or 'run'} {run.state}", now)
+        set_cond(status, READY, False, words.running, _run_message(run), now)
     set_cond(
         status,
         PROGRESSING,
         running,
         words.running if running else "Idle",
-        f"{run.name} {run.state}" if running else "",
+        _run_message(run) if running else "",
         now,
     )
     set_cond(
@@ -88,6 +88,11 @@ def from_run(old: S, generation: int, run: Run, now: datetime, words: Words) -> 
     else:
         status.phase = "Ready" if published else words.running
     return status
+
+
+def _run_message(run: Run) -> str:
+    text = f"{run.name or 'run'} {run.state}"
+    return f"{text}: {run.message}" if run.message else text
 
 
 def _describe(status: StatusBase, words: Words) -> str:

@@ -51,9 +51,27 @@ def job_run(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Run:
             (result or {}).get("error") or text or cond.get("message") or cond.get("reason", "")
         )
         return Run(name, RunState.FAILED, result, str(reason))
-    if status.get("active"):
+    if status.get("active") and any(_phase(p) == "Running" for p in pods):
         return Run(name, RunState.RUNNING)
-    return Run(name, RunState.PENDING)
+    return Run(name, RunState.PENDING, message=_waiting_reason(pods))
+
+
+def _phase(pod: dict[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("phase", ""))
+
+
+def _waiting_reason(pods: list[dict[str, Any]]) -> str:
+    """Why a run's Pod does not run yet: unschedulable, image pull, ... (first found)."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for c in status.get("conditions", []):
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                return f"{c.get('reason', 'Unschedulable')}: {c.get('message', '')}"
+        for cs in status.get("containerStatuses", []):
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
+                return f"{waiting['reason']}: {waiting.get('message', '')}"
+    return ""
 
 
 def _termination(pods: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
