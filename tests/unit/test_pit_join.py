@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +122,15 @@ def test_composite_keys() -> None:
     ordered = pit.sort_by_entity_and_time(features, ["k1", "k2"], "t")
     out = pit.point_in_time_join(labels, ordered, ["k1", "k2"], "lt", "t", 100, ["v"])
     assert out.column("v").to_pylist() == [20, 30, None]
+
+
+def test_the_threaded_path_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pit, "PARALLEL_MIN_LABELS", 1)
+    rng = random.Random(11)
+    features = [(rng.choice("abcdefg"), rng.randrange(300)) for _ in range(400)]
+    labels: list[tuple[str | None, int | None]] = [
+        (rng.choice("abcdefgh"), rng.randrange(300)) for _ in range(400)
+    ]
+    assert join(features_table(features), labels_table(labels), 40) == brute_force(
+        features, labels, 40
+    )

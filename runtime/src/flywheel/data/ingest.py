@@ -10,8 +10,11 @@ Nothing is published unless the whole run succeeds and the policy allows it.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
+import functools
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ import pyarrow.parquet as pq
 
 from flywheel.api.dataset import DatasetSpec, OnError
 from flywheel.data import contract as contracts
-from flywheel.data import profile, sources
+from flywheel.data import pipeline, profile, sources
 from flywheel.data.errors import IngestError
 from flywheel.storage import publish
 from flywheel.storage.uris import Location
@@ -31,6 +34,8 @@ QUARANTINE_FILE = "quarantine/part-00000.parquet"
 PROFILE_FILE = "profile.json"
 REPORT_FILE = "report.json"
 MAX_EXAMPLES = 20
+# Batches checked at once; the checks are Arrow kernels, which run without the GIL.
+CHECK_WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass
@@ -78,12 +83,20 @@ class Result:
 
 
 class _Writer:
-    """A Parquet file opened at the first batch, all later batches cast to its schema."""
+    """A Parquet file opened at the first batch, all later batches cast to its schema.
+
+    Batches are encoded on a background thread (Arrow releases the GIL), so validating
+    the next batch overlaps with writing this one; errors surface at the next call.
+    """
+
+    MAX_PENDING = 2
 
     def __init__(self, location: Location) -> None:
         self.location = location
         self.writer: Any = None
         self.rows = 0
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
+        self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
 
     def write(self, batch: Any) -> None:
         if batch.num_rows == 0:
@@ -96,12 +109,19 @@ class _Writer:
             )
         elif batch.schema != self.writer.schema:
             batch = batch.cast(self.writer.schema)
-        self.writer.write_batch(batch)
         self.rows += batch.num_rows
+        while len(self._pending) >= self.MAX_PENDING:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self.writer.write_batch, batch))
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+            if self.writer is not None:
+                self.writer.close()
 
 
 def ingest(
@@ -157,26 +177,29 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     unique_values: dict[str, list[Any]] = {n: [] for n in unique_columns}
     try:
         for file in files:
-            file_row = 0
-            batches = sources.prefetch(
+            batches = pipeline.prefetch(
                 sources.read_batches(file, spec.source.format, spec.source.csv, spec.contract)
             )
-            for batch in batches:
-                rows = np.arange(file_row, file_row + batch.num_rows, dtype=np.int64)
-                file_row += batch.num_rows
-                report.rows += batch.num_rows
-                if spec.contract is None:
+            file_row = 0
+            if spec.contract is None:
+                for batch in batches:
+                    report.rows += batch.num_rows
                     data.write(batch)
-                    continue
-                conformed = contracts.conform(batch, spec.contract, file.path)
+                continue
+            check = functools.partial(_conform, contract=spec.contract, source=file.path)
+            for conformed in pipeline.ordered_map(check, batches, CHECK_WORKERS):
+                n = conformed.batch.num_rows
+                rows = np.arange(file_row, file_row + n, dtype=np.int64)
+                file_row += n
+                report.rows += n
                 good = conformed.batch
                 bad = conformed.bad_mask()
                 if bad.true_count:
                     _record_bad(report, conformed, bad, rows, file.path, quarantine, policy)
                     if policy != OnError.WARN:
                         good = good.filter(pc.invert(bad))
-                for n in unique_columns:
-                    unique_values[n].append(good.column(n))
+                for name in unique_columns:
+                    unique_values[name].append(good.column(name))
                 data.write(good)
     finally:
         data.close()
@@ -195,6 +218,10 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     _write_profile(staging)
     publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
     return report
+
+
+def _conform(batch: Any, contract: Any, source: str) -> contracts.Conformed:
+    return contracts.conform(batch, contract, source)
 
 
 def _record_bad(
@@ -342,13 +369,16 @@ def _verify(location: Location, expected_rows: int) -> None:
 def _write_profile(staging: Location) -> None:
     loc = staging.join(DATA_FILE)
     fs = loc.filesystem
-    schema = pq.read_schema(loc.path, filesystem=fs)
-    columns = {}
-    rows = 0
-    for name in schema.names:  # one column at a time keeps memory to one column
+    names = pq.read_schema(loc.path, filesystem=fs).names
+    rows = pq.read_metadata(loc.path, filesystem=fs).num_rows
+
+    def one(name: str) -> dict[str, Any]:  # one column at a time bounds memory
         column = pq.read_table(loc.path, columns=[name], filesystem=fs).column(name)
-        rows = len(column)
-        columns[name] = profile.profile_column(column)
+        return profile.profile_column(column)
+
+    # Columns are profiled in parallel: Arrow and numpy release the GIL.
+    with concurrent.futures.ThreadPoolExecutor(min(len(names), os.cpu_count() or 2)) as pool:
+        columns = dict(zip(names, pool.map(one, names), strict=True))
     publish.write_atomic(
         staging.join(PROFILE_FILE), publish.dumps({"rows": rows, "columns": columns})
     )

@@ -4,7 +4,9 @@ Pure: Arrow columns in, plain JSON-ready dicts out.
 
     numbers     count, nulls, nan, min, max, mean, std, quantiles, histogram (bin edges
                 and counts of equal-width bins between min and max)
-    categories  count, nulls, distinct, the most frequent values with their counts, other
+    categories  count, nulls, distinct, the most frequent values with their counts, other;
+                a column that looks like an identifier (most values of a large sample are
+                distinct) gets no frequencies: they would say nothing about drift
     times       count, nulls, min, max
 """
 
@@ -19,6 +21,9 @@ import pyarrow.compute as pc
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HISTOGRAM_BINS = 20
 TOP_VALUES = 50
+# Above this many values, a sample decides whether a text column is an identifier.
+IDENTIFIER_SAMPLE = 100_000
+IDENTIFIER_DISTINCT_RATIO = 0.5
 
 
 def profile_table(table: Any) -> dict[str, Any]:
@@ -87,7 +92,14 @@ def numeric_profile(column: Any) -> dict[str, Any]:
 
 
 def categorical_profile(column: Any) -> dict[str, Any]:
-    counts = pc.value_counts(column.drop_null())
+    present = column.drop_null()
+    if len(present) > 2 * IDENTIFIER_SAMPLE:
+        step = len(present) // IDENTIFIER_SAMPLE
+        sample = present.take(pa.array(np.arange(0, len(present), step)[:IDENTIFIER_SAMPLE]))
+        ratio = pc.count_distinct(sample).as_py() / len(sample)
+        if ratio > IDENTIFIER_DISTINCT_RATIO:
+            return {"identifierLike": True, "sampleDistinctRatio": round(ratio, 4)}
+    counts = pc.value_counts(present)
     values = counts.field("values")
     freq = counts.field("counts").to_numpy()
     if len(freq) > TOP_VALUES:  # only the most frequent values leave Arrow

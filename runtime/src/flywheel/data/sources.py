@@ -10,11 +10,9 @@ from __future__ import annotations
 import fnmatch
 import io
 import posixpath
-import queue
-import threading
 import urllib.request
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -27,6 +25,8 @@ from flywheel.data.errors import IngestError
 from flywheel.storage.uris import Location
 
 BLOCK_BYTES = 8 << 20
+# Text files up to this size are parsed whole on all cores; larger ones are streamed.
+WHOLE_FILE_BYTES = 256 << 20
 PARQUET_BATCH_ROWS = 128 * 1024
 HTTP_TIMEOUT_SECONDS = 60
 
@@ -76,8 +76,14 @@ def read_batches(
         with _open(file, seekable=fmt == SourceFormat.PARQUET) as stream:
             if fmt == SourceFormat.PARQUET:
                 reader: Any = pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+            elif _small(file):
+                # Small enough to hold: parse on every core, then hand out the batches.
+                reader = _read_whole(stream, fmt, csv, contract).to_batches()
             elif fmt == SourceFormat.CSV:
-                reader = _csv_reader(stream, csv or CsvOptions(), contract)
+                read, parse, convert = _csv_options(csv or CsvOptions(), contract)
+                reader = pacsv.open_csv(
+                    stream, read_options=read, parse_options=parse, convert_options=convert
+                )
             else:
                 reader = pajson.open_json(
                     stream, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES)
@@ -106,7 +112,25 @@ def _open(file: Location, seekable: bool) -> Any:
     return file.filesystem.open_input_stream(file.path)
 
 
-def _csv_reader(stream: Any, options: CsvOptions, contract: DatasetSchema | None) -> Any:
+def _small(file: Location) -> bool:
+    if file.is_http:
+        return False
+    size = file.filesystem.get_file_info(file.path).size
+    return size is not None and size <= WHOLE_FILE_BYTES
+
+
+def _read_whole(
+    stream: Any, fmt: SourceFormat | str, csv: CsvOptions | None, contract: DatasetSchema | None
+) -> Any:
+    if fmt == SourceFormat.CSV:
+        read, parse, convert = _csv_options(csv or CsvOptions(), contract)
+        return pacsv.read_csv(
+            stream, read_options=read, parse_options=parse, convert_options=convert
+        )
+    return pajson.read_json(stream, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
+
+
+def _csv_options(options: CsvOptions, contract: DatasetSchema | None) -> tuple[Any, Any, Any]:
     names = [c.name for c in contract.columns] if contract else None
     read = pacsv.ReadOptions(
         block_size=BLOCK_BYTES,
@@ -121,55 +145,4 @@ def _csv_reader(stream: Any, options: CsvOptions, contract: DatasetSchema | None
         null_values=options.null_values,
         strings_can_be_null=True,
     )
-    return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-
-
-T = TypeVar("T")
-_DONE = object()
-
-
-def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Iterate `items` in a background thread, up to `depth` ahead.
-
-    Arrow parses without holding the GIL, so reading the next batch overlaps with
-    validating and writing this one. Errors surface in the consumer, in order; a
-    consumer that stops early stops the reader.
-    """
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="flywheel-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    return read, parse, convert

@@ -12,7 +12,10 @@ loop over rows.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import itertools
+import os
 from typing import Any
 
 import numpy as np
@@ -148,11 +151,36 @@ def point_in_time_join(
     label_keys = entity_key(labels, keys)
     if label_keys.type != seg.keys.type:
         label_keys = pc.cast(label_keys, seg.keys.type)
-    rows = asof_rows(seg, label_keys, micros(labels[label_time]), int(ttl_seconds * 1_000_000))
+    times = micros(labels[label_time])
+    ttl = int(ttl_seconds * 1_000_000)
+    workers = _workers(len(times))
+    if workers == 1:
+        rows = asof_rows(seg, label_keys, times, ttl)
+        taken = [take_rows(features.column(n), rows) for n in feature_columns]
+    else:
+        # numpy and Arrow release the GIL: label slices and feature columns go to threads.
+        bounds = np.linspace(0, len(times), workers + 1).astype(np.int64)
+        slices = list(itertools.pairwise(bounds.tolist()))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            parts = pool.map(
+                lambda s: asof_rows(
+                    seg, label_keys.slice(s[0], s[1] - s[0]), times[s[0] : s[1]], ttl
+                ),
+                slices,
+            )
+            rows = np.concatenate(list(parts))
+            taken = list(pool.map(lambda n: take_rows(features.column(n), rows), feature_columns))
     out = labels
-    for name in feature_columns:
-        out = out.append_column(name, take_rows(features.column(name), rows))
+    for name, column in zip(feature_columns, taken, strict=True):
+        out = out.append_column(name, column)
     return out
+
+
+PARALLEL_MIN_LABELS = 100_000
+
+
+def _workers(labels: int) -> int:
+    return 1 if labels < PARALLEL_MIN_LABELS else max(1, min(8, os.cpu_count() or 1))
 
 
 def take_rows(column: Any, rows: Int64s) -> Any:
