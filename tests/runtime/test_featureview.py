@@ -328,7 +328,7 @@ def test_commands_materialize_and_training_set(tmp_path: Path) -> None:
         cli.main(["features", "materialize", "-f", str(manifest), *art, "--result", str(result)])
         == 0
     )
-    status = json.loads(result.read_text())["status"]
+    status = json.loads(result.read_text())
     assert status["phase"] == "Ready" and status["onlineRows"] == len(ENTITIES)
     out = tmp_path / "train.parquet"
     assert (
@@ -350,3 +350,31 @@ def test_commands_materialize_and_training_set(tmp_path: Path) -> None:
     table = pq.read_table(out)
     assert table.num_rows == len(ENTITIES)
     assert {"plan", "calls_3d", "label_time"} <= set(table.column_names)
+
+
+def test_materialize_in_a_job_uses_the_input_status_of_its_dataset(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the operator's Job runs it: manifest and the Dataset's status in the environment."""
+    events = ctx.resources["Dataset/events"]
+    assert isinstance(events, Dataset)
+    dataset_status = datasets.run_dataset(events, ctx)
+    monkeypatch.setenv("FLYWHEEL_MANIFEST", json.dumps(feature_view().to_wire()))
+    monkeypatch.setenv("FLYWHEEL_INPUTS", json.dumps({"Dataset/events": dataset_status.to_wire()}))
+    result = tmp_path / "termination-log"
+    # A different artifact root: the snapshot is found through the input status alone.
+    code = cli.main(
+        [
+            "features",
+            "materialize",
+            "--incremental",
+            "--artifact-root",
+            str(tmp_path / "elsewhere"),
+            "--result",
+            str(result),
+        ]
+    )
+    assert code == 0
+    status = json.loads(result.read_text())
+    assert status["sourceVersion"] == dataset_status.version
+    assert status["lastMaterialized"] and status["onlineRows"] == len(ENTITIES)

@@ -199,7 +199,7 @@ def test_a_killed_process_leaves_the_previous_version(tmp_path: Path) -> None:
         )
         == 0
     )
-    old = json.loads((tmp_path / "r.json").read_text())["status"]["version"]
+    old = json.loads((tmp_path / "r.json").read_text())["version"]
     write(tmp_path / "events.csv", EVENTS_CSV + "C000007,2026-01-03,basic,20,0\n")
     script = f"""
 import os, sys
@@ -234,7 +234,7 @@ runner.run_dataset(dataset("events", spec), ctx, checkpoint=die)
         )
         == 0
     )
-    new = json.loads((tmp_path / "r.json").read_text())["status"]
+    new = json.loads((tmp_path / "r.json").read_text())
     assert new["version"] != old and new["rows"] == 4
 
 
@@ -443,11 +443,39 @@ def test_ingest_command_writes_the_status_file(tmp_path: Path) -> None:
             "--artifact-root",
             str(tmp_path / "a"),
             "--result",
-            str(tmp_path / "out/r.json"),
+            str(tmp_path / "r.json"),
         ]
     )
     assert code == 1
-    result = json.loads((tmp_path / "out/r.json").read_text())
-    assert result["kind"] == "Dataset" and result["name"] == "ev"
-    assert result["status"]["phase"] == "Failed"
-    assert result["status"]["conditions"][0]["reason"] == "ValidationFailed"
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["phase"] == "Failed"
+    assert result["error"].startswith("ValidationFailed: ")
+    assert "conditions" not in result
+
+
+def test_ingest_command_reads_the_manifest_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the operator's Job runs it: no -f, the manifest in $FLYWHEEL_MANIFEST."""
+    write(tmp_path / "events.csv", EVENTS_CSV)
+    spec = events_spec(str(tmp_path / "events.csv"), "quarantine", 0.5)
+    monkeypatch.setenv(
+        "FLYWHEEL_MANIFEST",
+        json.dumps(
+            {
+                "apiVersion": "flywheel.dev/v1alpha1",
+                "kind": "Dataset",
+                "metadata": {"name": "ev", "namespace": "team-a"},
+                "spec": spec,
+            }
+        ),
+    )
+    result_file = tmp_path / "termination-log"
+    code = cli.main(
+        ["dataset", "ingest", "--artifact-root", str(tmp_path / "a"), "--result", str(result_file)]
+    )
+    assert code == 0
+    result = json.loads(result_file.read_text())
+    assert result["rows"] == 3 and result["badRows"] == 3 and result["version"]
+    assert "/datasets/team-a/ev/versions/" in result["snapshotUri"]
+    assert len(result_file.read_bytes()) < 4096

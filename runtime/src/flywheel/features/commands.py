@@ -28,6 +28,11 @@ def register(sub: Any) -> None:
 
     m = fsub.add_parser("materialize", help="compute features; update offline and online stores")
     add_common_arguments(m)
+    m.add_argument(
+        "--incremental",
+        action="store_true",
+        help="for scheduled runs; the online store is always updated from the watermark on",
+    )
     m.set_defaults(handler=cmd_materialize)
 
     t = fsub.add_parser("training-set", help="point-in-time correct features for label rows")
@@ -56,10 +61,8 @@ def register(sub: Any) -> None:
 
 
 def _view(args: argparse.Namespace) -> tuple[FeatureView, Any]:
-    resource, context, loaded = select(args, "FeatureView")
+    resource, context = select(args, "FeatureView")
     assert isinstance(resource, FeatureView)
-    for item in loaded.resources:
-        context.resources[f"{item.resource.kind_name}/{item.resource.name}"] = item.resource
     return resource, context
 
 
@@ -68,7 +71,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     view, context = _view(args)
     status = runner.run_featureview(view, context)
-    write_result(args.result, view, status)
+    write_result(args.result, status)
     ready = status.conditions[-1]
     print(f"FeatureView/{view.name}: {ready.reason}: {ready.message}", file=sys.stderr)
     return 0 if status.phase == "Ready" else 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from flywheel.api.dataset import Dataset
+from flywheel.api.dataset import Dataset, DatasetStatus
 from flywheel.api.featureview import FeatureView, OnlineStoreType
 from flywheel.data import runner as datasets
 from flywheel.features import online
@@ -52,7 +52,15 @@ def source_root(view: FeatureView, context: Context) -> Location:
 
 
 def read_source(view: FeatureView, context: Context) -> tuple[str, Any] | None:
-    """(version, table) of the source Dataset's current snapshot, or None."""
+    """(version, table) of the source Dataset's snapshot, or None.
+
+    The version its status names when known (the run that just ingested it, or the
+    operator's inputs), else the current one under its root.
+    """
+    status = context.status_of("Dataset", view.spec.source.dataset_ref.name)
+    if isinstance(status, DatasetStatus) and status.snapshot_uri and status.version:
+        data = uris.resolve(status.snapshot_uri, context.base_dir)
+        return status.version, pq.read_table(data.path, filesystem=data.filesystem)
     root = source_root(view, context)
     manifest = publish.current(root)
     if manifest is None:
