@@ -1,0 +1,82 @@
+"""URIs to filesystems and credentials parsing: no network, no object store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyarrow import fs as pafs
+
+from flywheel.storage import credentials, publish, uris
+
+
+def test_relative_paths_resolve_against_the_base_dir() -> None:
+    loc = uris.resolve("./data/../x.csv", Path("/srv/m"))
+    assert isinstance(loc.filesystem, pafs.LocalFileSystem)
+    assert loc.path == "/srv/m/x.csv" and loc.uri == "file:///srv/m/x.csv"
+
+
+def test_file_uri_and_absolute_path() -> None:
+    assert uris.resolve("file:///a/b.parquet").path == "/a/b.parquet"
+    assert uris.resolve("/a/b.parquet").path == "/a/b.parquet"
+
+
+def test_pvc_uri_uses_the_mount_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_PVC_ROOT", "/mnt/claims")
+    loc = uris.resolve("pvc://raw-data/events/2026/")
+    assert loc.path == "/mnt/claims/raw-data/events/2026"
+    assert loc.uri == "pvc://raw-data/events/2026/"
+
+
+def test_http_is_a_single_remote_file() -> None:
+    loc = uris.resolve("https://example.com/x.csv")
+    assert loc.is_http and loc.path == "https://example.com/x.csv"
+
+
+def test_s3_location_with_an_endpoint_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_S3_ENDPOINT", "http://127.0.0.1:9")
+    loc = uris.resolve("s3://bucket/raw/events.parquet")
+    assert isinstance(loc.filesystem, pafs.S3FileSystem)
+    assert loc.path == "bucket/raw/events.parquet"
+
+
+def test_unknown_scheme_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unsupported URI scheme"):
+        uris.resolve("ftp://x/y")
+
+
+def test_s3_credentials_from_json_and_ini() -> None:
+    assert credentials.parse_s3(
+        '{"accessKeyId": "a", "secretAccessKey": "s", "sessionToken": "t", "endpoint": "e"}'
+    ) == {"access_key": "a", "secret_key": "s", "session_token": "t", "endpoint_override": "e"}
+    ini = "[default]\naws_access_key_id = a\naws_secret_access_key = s\nregion = eu-west-1\n"
+    assert credentials.parse_s3(ini) == {
+        "access_key": "a",
+        "secret_key": "s",
+        "region": "eu-west-1",
+    }
+
+
+def test_secret_files_are_looked_up_under_the_secrets_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_SECRETS_DIR", "/run/s")
+    assert credentials.secret_path("aws", "credentials") == Path("/run/s/aws/credentials")
+
+
+def test_gcs_token_file(tmp_path: Path) -> None:
+    token = tmp_path / "token.json"
+    token.write_text('{"access_token": "ya29.x", "expires_in": 60}')
+    options = credentials.gcs_options(token)
+    assert options["access_token"] == "ya29.x"
+    assert "credential_token_expiration" in options
+
+
+def test_publish_writes_small_files_atomically_and_reads_them_back(tmp_path: Path) -> None:
+    root = uris.resolve(str(tmp_path))
+    publish.write_atomic(root.join("a.json"), publish.dumps({"x": 1}))
+    assert publish.read_json(root.join("a.json")) == {"x": 1}
+    assert publish.read_json(root.join("missing.json")) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary left behind
