@@ -1,14 +1,16 @@
 """Ingest + validate throughput vs a bare pyarrow read of the same file.
 
-The bare read is pyarrow's multi-threaded reader with type inference and nothing else;
-the ingest streams the file through the contract (every check of every column), writes
-the snapshot and its quarantine, profiles it and publishes it atomically.
+The bare read is pyarrow's multi-threaded reader with type inference and nothing else.
+"read + validate" is the ingest's contract pass alone: the file read as the ingest reads
+it and every check of every column, writing nothing. "full ingest" also writes the
+snapshot and its quarantine, profiles it, hashes it and publishes it atomically.
 
     .venv/bin/pytest -m bench -s tests/bench/test_bench_ingest.py
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flywheel.api.dataset import DatasetSpec
-from flywheel.data import ingest
+from flywheel.data import ingest, pipeline, sources
 from flywheel.storage import uris
 from tests.bench.common import best_of, report, scaled
 
@@ -78,23 +80,38 @@ def spec(uri: str, fmt: str) -> DatasetSpec:
     )
 
 
+def read_and_validate(path: Path, fmt: str) -> int:
+    """The contract pass alone, as the ingest runs it (threads included), writing nothing."""
+    dataset = spec(str(path), fmt)
+    assert dataset.contract is not None
+    batches = pipeline.prefetch(
+        sources.read_batches(uris.resolve(str(path)), fmt, None, dataset.contract)
+    )
+    check = functools.partial(ingest._conform, contract=dataset.contract, source=str(path))
+    bad = 0
+    for conformed in pipeline.ordered_map(check, batches, ingest.CHECK_WORKERS):
+        bad += conformed.bad_mask().true_count
+    return bad
+
+
 def measure(fmt: str, path: Path, bare: Callable[[Path], Any], out: Path) -> list[str]:
-    bare_s, read = best_of(2, lambda: bare(path))
+    bare_s, read = best_of(3, lambda: bare(path))
+    check_s, bad = best_of(3, lambda: read_and_validate(path, fmt))
     runs = iter(range(100))
 
     def run() -> ingest.Result:
         dest = uris.resolve(str(out / f"{fmt}-{next(runs)}"))
         return ingest.ingest(spec(str(path), fmt), uris.resolve(str(path)), dest)
 
-    ingest_s, result = best_of(2, run)
+    ingest_s, result = best_of(3, run)
     rows = read.num_rows
-    assert result.report.rows == rows and result.report.bad_rows > 0
+    assert result.report.rows == rows and result.report.bad_rows == bad > 0
     return [
         fmt,
         f"{path.stat().st_size / 1e6:.0f}",
         f"{rows / bare_s / 1e6:.2f}",
-        f"{rows / ingest_s / 1e6:.2f}",
-        f"{bare_s / ingest_s:.2f}x",
+        f"{rows / check_s / 1e6:.2f} ({bare_s / check_s:.2f}x)",
+        f"{rows / ingest_s / 1e6:.2f} ({bare_s / ingest_s:.2f}x)",
     ]
 
 
@@ -110,7 +127,9 @@ def test_ingest_throughput(tmp_path: Path) -> None:
         measure("parquet", parquet_path, pq.read_table, tmp_path / "out"),
     ]
     report(
-        f"ingest + validate, {rows:,} rows x {len(COLUMNS)} columns (goal >= 0.5x bare read)",
-        ["format", "MB", "bare read M rows/s", "ingest M rows/s", "ingest/bare"],
+        f"ingest + validate, {rows:,} rows x {len(COLUMNS)} columns, M rows/s (x bare read; "
+        "goal >= 0.5x). Full ingest also writes the snapshot and quarantine, profiles, "
+        "hashes and publishes.",
+        ["format", "MB", "bare pyarrow read", "read + validate", "full ingest"],
         results,
     )
