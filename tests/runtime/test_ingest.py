@@ -479,3 +479,45 @@ def test_ingest_command_reads_the_manifest_from_the_environment(
     assert result["rows"] == 3 and result["badRows"] == 3 and result["version"]
     assert "/datasets/team-a/ev/versions/" in result["snapshotUri"]
     assert len(result_file.read_bytes()) < 4096
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_large_files_are_streamed_block_by_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    from flywheel.data import sources
+
+    rows = [
+        {
+            "customer_id": f"C{i:06d}",
+            "event_time": f"2026-01-01 00:00:{i % 60:02d}",
+            "plan": "platinum" if i % 50 == 0 else "basic",
+            "charges": i / 10,
+            "calls": i % 7,
+        }
+        for i in range(3000)
+    ]
+    if fmt == "csv":
+        text = "customer_id,event_time,plan,charges,calls\n" + "".join(
+            f"{r['customer_id']},{r['event_time']},{r['plan']},{r['charges']},{r['calls']}\n"
+            for r in rows
+        )
+    else:
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    write(tmp_path / f"big.{fmt}", text)
+    spec = events_spec(f"./big.{fmt}", "quarantine", 0.05, format=fmt)
+    whole = runner.run_dataset(dataset("whole", spec), context(tmp_path))
+    monkeypatch.setattr(sources, "WHOLE_FILE_BYTES", 0)
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 16 << 10)  # many small blocks
+    streamed = runner.run_dataset(dataset("streamed", spec), context(tmp_path))
+    for status in (whole, streamed):
+        assert status.phase == "Ready", status.conditions
+        assert (status.rows, status.bad_rows) == (2940, 60)
+    table = runner.snapshot_table(runner.dataset_root(dataset("streamed", spec), context(tmp_path)))
+    assert table.column("customer_id").to_pylist()[:2] == ["C000001", "C000002"]
+
+
+def test_corrupt_jsonl_names_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "x.jsonl", '{"customer_id": "C000001"}\n{"customer_id": \n')
+    msg = failed_message(tmp_path, events_spec("./x.jsonl", "warn", format="jsonl"))
+    assert "x.jsonl" in msg and "cannot read as jsonl" in msg
