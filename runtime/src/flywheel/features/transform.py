@@ -119,8 +119,13 @@ def _like(values: npt.NDArray[np.float64], arrow_type: Any) -> Any:
 def _window_sum(
     values: npt.NDArray[Any], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64]
 ) -> npt.NDArray[Any]:
-    cumulative = np.concatenate([np.zeros(1, dtype=values.dtype), np.cumsum(values)])
-    return cumulative[end] - cumulative[start]  # type: ignore[no-any-return]
+    """Sums over [start, end) as differences of one running total. Floats run in extended
+    precision: the total grows over the whole table, and a window is a small difference."""
+    exact = values.dtype.kind in "iub"
+    running = np.cumsum(values if exact else values.astype(np.longdouble))
+    cumulative = np.concatenate([np.zeros(1, dtype=running.dtype), running])
+    window: npt.NDArray[Any] = cumulative[end] - cumulative[start]
+    return window if exact else window.astype(np.float64)
 
 
 def _window_extreme(
