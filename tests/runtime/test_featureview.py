@@ -378,3 +378,37 @@ def test_materialize_in_a_job_uses_the_input_status_of_its_dataset(
     status = json.loads(result.read_text())
     assert status["sourceVersion"] == dataset_status.version
     assert status["lastMaterialized"] and status["onlineRows"] == len(ENTITIES)
+
+
+def test_jobs_on_a_claim_hand_over_pvc_uris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's default artifact root is pvc://flywheel-artifacts/, mounted in each
+    Job's Pod under $FLYWHEEL_PVC_ROOT; results name pvc:// URIs another Pod can read."""
+    monkeypatch.setenv("FLYWHEEL_PVC_ROOT", str(tmp_path / "mnt"))
+    write_events(tmp_path / "events.csv")
+    spec = events_dataset().spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    spec["source"]["uri"] = str(tmp_path / "events.csv")
+    monkeypatch.setenv(
+        "FLYWHEEL_MANIFEST",
+        json.dumps(
+            {
+                "apiVersion": "flywheel.dev/v1alpha1",
+                "kind": "Dataset",
+                "metadata": {"name": "events"},
+                "spec": spec,
+            }
+        ),
+    )
+    root = ["--artifact-root", "pvc://flywheel-artifacts/"]
+    out = tmp_path / "ds.json"
+    assert cli.main(["dataset", "ingest", *root, "--result", str(out)]) == 0
+    ds_status = json.loads(out.read_text())
+    assert ds_status["snapshotUri"].startswith("pvc://flywheel-artifacts/datasets/default/events/")
+    monkeypatch.setenv("FLYWHEEL_MANIFEST", json.dumps(feature_view().to_wire()))
+    monkeypatch.setenv("FLYWHEEL_INPUTS", json.dumps({"Dataset/events": ds_status}))
+    out = tmp_path / "fv.json"
+    assert cli.main(["features", "materialize", *root, "--result", str(out)]) == 0
+    fv_status = json.loads(out.read_text())
+    assert fv_status["sourceVersion"] == ds_status["version"]
+    assert fv_status["offlineUri"].startswith("pvc://flywheel-artifacts/featureviews/")

@@ -80,3 +80,34 @@ def test_publish_writes_small_files_atomically_and_reads_them_back(tmp_path: Pat
     assert publish.read_json(root.join("a.json")) == {"x": 1}
     assert publish.read_json(root.join("missing.json")) is None
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary left behind
+
+
+def test_paths_on_a_mounted_claim_are_reported_as_pvc_uris(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_PVC_ROOT", "/mnt/pvc")
+    assert uris.resolve("/mnt/pvc/art/datasets/x").uri == "pvc://art/datasets/x"
+    assert uris.resolve("/elsewhere/x").uri == "file:///elsewhere/x"
+    monkeypatch.delenv("FLYWHEEL_PVC_ROOT")
+    assert uris.resolve("/mnt/pvc/art/x").uri == "file:///mnt/pvc/art/x"
+
+
+def test_the_artifact_root_is_a_local_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_PVC_ROOT", "/mnt/pvc")
+    assert uris.local_directory("pvc://flywheel-artifacts/") == Path("/mnt/pvc/flywheel-artifacts")
+    assert uris.local_directory("./a", Path("/srv")) == Path("/srv/a")
+    with pytest.raises(ValueError, match="must be a local path"):
+        uris.local_directory("s3://bucket/artifacts")
+
+
+def test_validate_never_imports_the_data_plane() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from flywheel import cli; cli.build_parser(); "
+        "heavy = [m for m in ('pyarrow', 'numpy', 'redis') if m in sys.modules]; "
+        "print(*heavy, file=sys.stderr); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

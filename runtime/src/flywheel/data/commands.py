@@ -40,9 +40,9 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", default=os.environ.get("FLYWHEEL_NAMESPACE", "default"))
     p.add_argument(
         "--artifact-root",
-        type=Path,
-        default=Path(os.environ.get("FLYWHEEL_HOME", ".flywheel")),
-        help="where snapshots and stores go (default: $FLYWHEEL_HOME or ./.flywheel)",
+        default=os.environ.get("FLYWHEEL_HOME", ".flywheel"),
+        help="where snapshots and stores go: a path, file:// or pvc://claim/path "
+        "(default: $FLYWHEEL_HOME or ./.flywheel)",
     )
     p.add_argument("--result", type=Path, help="write the resulting status here as JSON")
 
@@ -64,8 +64,14 @@ def select(args: argparse.Namespace, kind: str) -> tuple[Resource, Context]:
         raise SystemExit(f"error: expected one {kind} (found: {names}); choose one with --name")
     item = items[0]
     source = item.source.rsplit("#", 1)[0]
+    from flywheel.storage import uris  # pyarrow: only for commands that do data work
+
+    try:
+        artifact_root = uris.local_directory(args.artifact_root)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     context = Context(
-        artifact_root=args.artifact_root.resolve(),
+        artifact_root=artifact_root,
         base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
         namespace=item.resource.metadata.namespace or args.namespace,
     )

@@ -55,7 +55,7 @@ def resolve(uri: str, base_dir: Path | None = None, secret_file: Path | None = N
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
         path = Path(os.path.normpath(path))
-        return Location(pafs.LocalFileSystem(), path.as_posix(), path.as_uri())
+        return Location(pafs.LocalFileSystem(), path.as_posix(), local_uri(path))
     if scheme == "pvc":
         root = Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT))
         path = root / parsed.netloc / parsed.path.lstrip("/")
@@ -72,6 +72,31 @@ def resolve(uri: str, base_dir: Path | None = None, secret_file: Path | None = N
         f"unsupported URI scheme {scheme!r} in {uri!r}; use a path, file://, "
         "pvc://, s3://, gs://, http:// or https://"
     )
+
+
+def local_uri(path: Path) -> str:
+    """file:///..., or pvc://claim/... for a path on a claim mounted under $FLYWHEEL_PVC_ROOT
+    (set in Pods that mount claims), so that another Pod can find the same data."""
+    root = os.environ.get(PVC_ROOT_ENV)
+    if root:
+        try:
+            relative = path.relative_to(Path(root))
+        except ValueError:
+            return path.as_uri()
+        if relative.parts:
+            return "pvc://" + relative.as_posix()
+    return path.as_uri()
+
+
+def local_directory(uri: str, base_dir: Path | None = None) -> Path:
+    """A path, file:// or pvc:// URI as a local directory (the artifact root)."""
+    location = resolve(uri, base_dir)
+    if not isinstance(location.filesystem, pafs.LocalFileSystem):
+        raise ValueError(
+            f"the artifact root {uri!r} must be a local path, file:// or pvc://; "
+            "put snapshots on object storage with spec.destination"
+        )
+    return Path(location.path)
 
 
 def _bucket_path(parsed: Any) -> str:
