@@ -481,7 +481,7 @@ def test_ingest_command_reads_the_manifest_from_the_environment(
     assert len(result_file.read_bytes()) < 4096
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_large_files_are_streamed_block_by_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
@@ -505,9 +505,13 @@ def test_large_files_are_streamed_block_by_block(
     else:
         text = "".join(json.dumps(r) + "\n" for r in rows)
     write(tmp_path / f"big.{fmt}", text)
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=500)
+        monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 700)
     spec = events_spec(f"./big.{fmt}", "quarantine", 0.05, format=fmt)
     whole = runner.run_dataset(dataset("whole", spec), context(tmp_path))
     monkeypatch.setattr(sources, "WHOLE_FILE_BYTES", 0)
+    monkeypatch.setattr(sources, "WHOLE_PARQUET_BYTES", 0)
     monkeypatch.setattr(sources, "BLOCK_BYTES", 16 << 10)  # many small blocks
     streamed = runner.run_dataset(dataset("streamed", spec), context(tmp_path))
     for status in (whole, streamed):

@@ -25,8 +25,10 @@ from flywheel.data.errors import IngestError
 from flywheel.storage.uris import Location
 
 BLOCK_BYTES = 8 << 20
-# Text files up to this size are parsed whole on all cores; larger ones are streamed.
+# Files up to this size are decoded whole on all cores; larger ones are streamed.
+# Parquet is compressed: the same bytes hold several times more rows.
 WHOLE_FILE_BYTES = 256 << 20
+WHOLE_PARQUET_BYTES = 64 << 20
 PARQUET_BATCH_ROWS = 128 * 1024
 HTTP_TIMEOUT_SECONDS = 60
 
@@ -74,11 +76,12 @@ def read_batches(
     name = file.path
     try:
         with _open(file, seekable=fmt == SourceFormat.PARQUET) as stream:
-            if fmt == SourceFormat.PARQUET:
-                reader: Any = pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_BATCH_ROWS)
-            elif _small(file):
-                # Small enough to hold: parse on every core, then hand out the batches.
-                reader = _read_whole(stream, fmt, csv, contract).to_batches()
+            if _small(file, fmt):
+                # Small enough to hold: decode on every core, then hand out the batches.
+                whole = _read_whole(stream, fmt, csv, contract)
+                reader: Any = whole.to_batches(max_chunksize=PARQUET_BATCH_ROWS)
+            elif fmt == SourceFormat.PARQUET:
+                reader = pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_BATCH_ROWS)
             elif fmt == SourceFormat.CSV:
                 read, parse, convert = _csv_options(csv or CsvOptions(), contract)
                 reader = pacsv.open_csv(
@@ -112,16 +115,19 @@ def _open(file: Location, seekable: bool) -> Any:
     return file.filesystem.open_input_stream(file.path)
 
 
-def _small(file: Location) -> bool:
+def _small(file: Location, fmt: SourceFormat | str) -> bool:
     if file.is_http:
         return False
     size = file.filesystem.get_file_info(file.path).size
-    return size is not None and size <= WHOLE_FILE_BYTES
+    limit = WHOLE_PARQUET_BYTES if fmt == SourceFormat.PARQUET else WHOLE_FILE_BYTES
+    return size is not None and size <= limit
 
 
 def _read_whole(
     stream: Any, fmt: SourceFormat | str, csv: CsvOptions | None, contract: DatasetSchema | None
 ) -> Any:
+    if fmt == SourceFormat.PARQUET:
+        return pq.ParquetFile(stream).read()
     if fmt == SourceFormat.CSV:
         read, parse, convert = _csv_options(csv or CsvOptions(), contract)
         return pacsv.read_csv(
