@@ -44,6 +44,7 @@ class Report:
 
     rows: int = 0
     bad_rows: int = 0
+    published_rows: int = 0  # rows in the snapshot: all of them with warn, else the good ones
     counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -66,6 +67,7 @@ class Report:
         return {
             "rows": self.rows,
             "badRows": self.bad_rows,
+            "publishedRows": self.published_rows,
             "failedChecks": dict(self.counts.most_common()),
             "examples": self.examples,
         }
@@ -144,7 +146,7 @@ def ingest(
         report = _stage(spec, files, staging)
         checkpoint("staged")
         metadata = {
-            "rows": report.rows - (0 if _keeps_bad_rows(spec) else report.bad_rows),
+            "rows": report.published_rows,
             "badRows": report.bad_rows,
             "sourceRows": report.rows,
             "source": spec.source.uri,
@@ -156,10 +158,6 @@ def ingest(
         publish.discard(staging)
         raise
     return Result(manifest, publish.version_location(destination, manifest["version"]), report)
-
-
-def _keeps_bad_rows(spec: DatasetSpec) -> bool:
-    return spec.contract is None or spec.validation.on_error == OnError.WARN
 
 
 def _salt(spec: DatasetSpec) -> str:
@@ -215,6 +213,7 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
         _enforce_unique(report, unique_values, staging, data, policy)
     _apply_policy(report, spec)
     _verify(staging.join(DATA_FILE), data.rows)
+    report.published_rows = data.rows
     _write_profile(staging)
     publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
     return report

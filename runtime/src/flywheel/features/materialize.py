@@ -147,11 +147,8 @@ def update_online(
     finally:
         store.close()
     if items:
-        watermark = (
-            max(t for _, t, _ in items)
-            if watermark is None
-            else max(watermark, *(t for _, t, _ in items))
-        )
+        newest = max(t for _, t, _ in items)
+        watermark = newest if watermark is None else max(watermark, newest)
         state["watermark"] = watermark
         state_location.filesystem.create_dir(state_location.path.rsplit("/", 1)[0], recursive=True)
         publish.write_atomic(state_location, publish.dumps(state))
