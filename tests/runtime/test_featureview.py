@@ -412,3 +412,18 @@ def test_jobs_on_a_claim_hand_over_pvc_uris(
     fv_status = json.loads(out.read_text())
     assert fv_status["sourceVersion"] == ds_status["version"]
     assert fv_status["offlineUri"].startswith("pvc://flywheel-artifacts/featureviews/")
+
+
+def test_an_unreachable_online_store_is_a_clear_condition(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_SECRETS_DIR", str(tmp_path / "no-secrets"))
+    status = runner.run_featureview(feature_view(store="redis"), ctx)
+    assert status.phase == "Failed"
+    assert status.conditions[0].reason == "OnlineStoreUnavailable"
+    assert "redis/url" in status.conditions[0].message
+    monkeypatch.setenv("FLYWHEEL_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    status = runner.run_featureview(feature_view(store="redis"), ctx)
+    assert status.conditions[0].reason == "OnlineStoreUnavailable"
+    assert "127.0.0.1:1" in status.conditions[0].message
+    assert "hunter2" not in status.conditions[0].message

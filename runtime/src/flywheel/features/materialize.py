@@ -62,7 +62,12 @@ def materialize(
     checkpoint("offline")
     written, online_rows, watermark = 0, None, None
     if view.spec.online_store.enabled:
-        written, online_rows, watermark = update_online(view, context, features, now, checkpoint)
+        try:
+            written, online_rows, watermark = update_online(
+                view, context, features, now, checkpoint
+            )
+        except online.StoreError as exc:
+            raise MaterializeError(str(exc), "OnlineStoreUnavailable") from None
     return Materialized(
         source_version, offline_version, offline_uri, online_rows, written, watermark
     )

@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 Entity = dict[str, Any]
+
+
+class StoreError(Exception):
+    """The online store cannot be reached or opened; the message says which and why."""
+
+
 Row = dict[str, Any]  # feature name -> value
 
 
@@ -61,7 +67,10 @@ class SQLiteStore:
     """One table per FeatureView; WAL so that readers never wait for a writer."""
 
     def __init__(self, path: Path, table: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the SQLite store at {path}: {exc}") from None
         self.path = path
         self.table = '"' + table.replace('"', "") + '"'
         self._local = threading.local()
@@ -158,7 +167,13 @@ class RedisStore:
     def __init__(self, url: str, name: str) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            self.client.close()
+            where = url.rsplit("@", 1)[-1]  # never the password
+            raise StoreError(f"redis at {where} is not reachable: {exc}") from None
         self.docs = f"flywheel:{{{name}}}:docs"
         self.times = f"flywheel:{{{name}}}:times"
         self._upsert = self.client.register_script(_UPSERT_IF_NEWER)

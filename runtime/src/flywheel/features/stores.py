@@ -96,4 +96,11 @@ def redis_url(view: FeatureView) -> str:
         return os.environ[REDIS_URL_ENV]
     ref = view.spec.online_store.connection_secret_ref
     assert ref is not None  # the model requires it for redis
-    return credentials.secret_path(ref.name, ref.key).read_text().strip()
+    path = credentials.secret_path(ref.name, ref.key)
+    try:
+        return path.read_text().strip()
+    except OSError:
+        raise online.StoreError(
+            f"the redis URL secret {ref.name}/{ref.key} is not at {path}; mount it, or set "
+            f"${REDIS_URL_ENV}"
+        ) from None
