@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -64,8 +65,6 @@ def make_table(rows: int) -> pa.Table:
 
 
 def pc_strftime(times: pa.Array) -> pa.Array:
-    import pyarrow.compute as pc
-
     return pc.strftime(times, format="%Y-%m-%d %H:%M:%S")
 
 
@@ -121,7 +120,9 @@ def test_ingest_throughput(tmp_path: Path) -> None:
     csv_path = tmp_path / "events.csv"
     pacsv.write_csv(table, csv_path)
     parquet_path = tmp_path / "events.parquet"
-    pq.write_table(table, parquet_path)
+    # Parquet carries types: the times are timestamps there, not text.
+    typed_time = pc.cast(table.column("event_time"), pa.timestamp("us"))
+    pq.write_table(table.set_column(1, "event_time", typed_time), parquet_path)
     results = [
         measure("csv", csv_path, pacsv.read_csv, tmp_path / "out"),
         measure("parquet", parquet_path, pq.read_table, tmp_path / "out"),
