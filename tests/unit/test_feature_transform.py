@@ -123,3 +123,23 @@ def test_columns_and_missing_source_columns() -> None:
     assert table.column("z").to_pylist() == [4, 2]
     with pytest.raises(transform.FeatureError, match="no column"):
         transform.feature_table(source, spec([{"name": "y", "column": "nope"}]))
+
+
+def test_start_time_drops_older_source_rows() -> None:
+    source = pa.table(
+        {
+            "id": ["a", "a", "a"],
+            "t": pa.array([EPOCH + timedelta(days=d) for d in (0, 1, 2)], TS),
+            "x": [1.0, 2.0, 4.0],
+        }
+    )
+    view = spec([{"name": "s", "aggregation": {"column": "x", "function": "sum", "window": "7d"}}])
+    view.materialization.start_time = EPOCH + timedelta(days=1)
+    table = transform.feature_table(source, view)
+    assert table.column("s").to_pylist() == [2.0, 6.0]
+
+
+def test_an_expression_the_data_cannot_satisfy_names_the_feature() -> None:
+    source = pa.table({"id": ["a"], "t": pa.array([EPOCH], TS), "x": [1.0]})
+    with pytest.raises(transform.FeatureError, match="feature 'bad'"):
+        transform.feature_table(source, spec([{"name": "bad", "expression": "lower(x)"}]))
