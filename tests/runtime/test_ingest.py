@@ -525,3 +525,16 @@ def test_corrupt_jsonl_names_the_file(tmp_path: Path) -> None:
     write(tmp_path / "x.jsonl", '{"customer_id": "C000001"}\n{"customer_id": \n')
     msg = failed_message(tmp_path, events_spec("./x.jsonl", "warn", format="jsonl"))
     assert "x.jsonl" in msg and "cannot read as jsonl" in msg
+
+
+def test_the_profile_is_the_same_held_in_memory_or_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.data import ingest
+
+    write(tmp_path / "events.csv", EVENTS_CSV)
+    spec = events_spec("./events.csv", "quarantine", 0.5)
+    in_memory = runner.run_dataset(dataset("a", spec), context(tmp_path))
+    monkeypatch.setattr(ingest, "PROFILE_IN_MEMORY_BYTES", 0)
+    read_back = runner.run_dataset(dataset("b", spec), context(tmp_path))
+    assert in_memory.version == read_back.version

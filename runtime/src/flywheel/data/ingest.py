@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ QUARANTINE_FILE = "quarantine/part-00000.parquet"
 PROFILE_FILE = "profile.json"
 REPORT_FILE = "report.json"
 MAX_EXAMPLES = 20
+# Published rows up to this size stay in memory for the profile (no read back).
+PROFILE_IN_MEMORY_BYTES = 1 << 30
 # Batches checked at once; the checks are Arrow kernels, which run without the GIL.
 CHECK_WORKERS = min(4, os.cpu_count() or 1)
 
@@ -91,10 +94,9 @@ class _Writer:
     the next batch overlaps with writing this one; errors surface at the next call.
     """
 
-    MAX_PENDING = 2
-
-    def __init__(self, location: Location) -> None:
+    def __init__(self, location: Location, max_pending: int = 2) -> None:
         self.location = location
+        self.max_pending = max_pending
         self.writer: Any = None
         self.rows = 0
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
@@ -112,7 +114,7 @@ class _Writer:
         elif batch.schema != self.writer.schema:
             batch = batch.cast(self.writer.schema)
         self.rows += batch.num_rows
-        while len(self._pending) >= self.MAX_PENDING:
+        while len(self._pending) >= self.max_pending:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self.writer.write_batch, batch))
 
@@ -166,8 +168,31 @@ def _salt(spec: DatasetSpec) -> str:
     return contract + spec.validation.model_dump_json()
 
 
+class _Kept:
+    """The published rows, held in memory while they fit: then the profile is computed
+    while the writer still encodes, with no read back. Past the limit, nothing is kept."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.batches: list[Any] = []
+        self.bytes = 0
+        self.overflowed = False
+
+    def add(self, batch: Any) -> None:
+        if self.overflowed:
+            return
+        self.bytes += batch.nbytes
+        if self.bytes > self.limit_bytes:
+            self.overflowed = True
+            self.batches = []
+        else:
+            self.batches.append(batch)
+
+
 def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Report:
-    data = _Writer(staging.join(DATA_FILE))
+    kept = _Kept(PROFILE_IN_MEMORY_BYTES)
+    # While the rows are kept anyway, the writer may fall behind freely.
+    data = _Writer(staging.join(DATA_FILE), max_pending=64)
     quarantine = _Writer(staging.join(QUARANTINE_FILE))
     report = Report()
     policy = spec.validation.on_error
@@ -182,7 +207,7 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
             if spec.contract is None:
                 for batch in batches:
                     report.rows += batch.num_rows
-                    data.write(batch)
+                    _write_kept(data, kept, batch)
                 continue
             check = functools.partial(_conform, contract=spec.contract, source=file.path)
             for conformed in pipeline.ordered_map(check, batches, CHECK_WORKERS):
@@ -198,7 +223,8 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
                         good = good.filter(pc.invert(bad))
                 for name in unique_columns:
                     unique_values[name].append(good.column(name))
-                data.write(good)
+                _write_kept(data, kept, good)
+        profiled = _profile_kept(data, kept) if not unique_columns else None
     finally:
         data.close()
         quarantine.close()
@@ -214,7 +240,9 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     _apply_policy(report, spec)
     _verify(staging.join(DATA_FILE), data.rows)
     report.published_rows = data.rows
-    _write_profile(staging)
+    if profiled is None or profiled["rows"] != data.rows:
+        profiled = _profile_snapshot(staging)
+    publish.write_atomic(staging.join(PROFILE_FILE), publish.dumps(profiled))
     publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
     return report
 
@@ -365,19 +393,41 @@ def _verify(location: Location, expected_rows: int) -> None:
         )
 
 
-def _write_profile(staging: Location) -> None:
+def _write_kept(data: _Writer, kept: _Kept, batch: Any) -> None:
+    kept.add(batch)
+    if kept.overflowed:
+        data.max_pending = 2  # rows are no longer held: bound what waits for the writer
+    data.write(batch)
+
+
+def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
+    if kept.overflowed or data.writer is None:
+        return None
+    schema = data.writer.schema
+    batches = [b if b.schema == schema else b.cast(schema) for b in kept.batches]
+    table = pa.Table.from_batches(batches, schema=schema)
+    getters: dict[str, Callable[[], Any]] = {
+        n: functools.partial(table.column, n) for n in table.column_names
+    }
+    return _profile_columns(getters, table.num_rows)
+
+
+def _profile_snapshot(staging: Location) -> dict[str, Any]:
+    """The profile of the staged snapshot, read back one column at a time."""
     loc = staging.join(DATA_FILE)
     fs = loc.filesystem
     names = pq.read_schema(loc.path, filesystem=fs).names
     rows = pq.read_metadata(loc.path, filesystem=fs).num_rows
 
-    def one(name: str) -> dict[str, Any]:  # one column at a time bounds memory
-        column = pq.read_table(loc.path, columns=[name], filesystem=fs).column(name)
-        return profile.profile_column(column)
+    def column(name: str) -> Any:
+        return pq.read_table(loc.path, columns=[name], filesystem=fs).column(name)
 
+    return _profile_columns({n: functools.partial(column, n) for n in names}, rows)
+
+
+def _profile_columns(columns: dict[str, Callable[[], Any]], rows: int) -> dict[str, Any]:
     # Columns are profiled in parallel: Arrow and numpy release the GIL.
-    with concurrent.futures.ThreadPoolExecutor(min(len(names), os.cpu_count() or 2)) as pool:
-        columns = dict(zip(names, pool.map(one, names), strict=True))
-    publish.write_atomic(
-        staging.join(PROFILE_FILE), publish.dumps({"rows": rows, "columns": columns})
-    )
+    workers = max(1, min(len(columns), os.cpu_count() or 2))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        profiles = pool.map(lambda get: profile.profile_column(get()), columns.values())
+        return {"rows": rows, "columns": dict(zip(columns, profiles, strict=True))}
