@@ -134,3 +134,12 @@ def test_the_threaded_path_matches_brute_force(monkeypatch: pytest.MonkeyPatch) 
     assert join(features_table(features), labels_table(labels), 40) == brute_force(
         features, labels, 40
     )
+
+
+def test_labels_may_name_their_entity_columns_differently() -> None:
+    features = pit.sort_by_entity_and_time(features_table([("a", 1), ("b", 2)]), ["id"], "t")
+    labels = labels_table([("b", 5), ("a", 5)]).rename_columns(["customer", "label_t"])
+    out = pit.point_in_time_join(
+        labels, features, ["id"], "label_t", "t", 100, ["value"], label_keys=["customer"]
+    )
+    assert out.column("value").to_pylist() == [1, 0]

@@ -141,21 +141,23 @@ def point_in_time_join(
     ttl_seconds: float,
     feature_columns: list[str],
     feature_segments: Segments | None = None,
+    label_keys: list[str] | None = None,
 ) -> Any:
     """`labels` with the point-in-time correct value of each feature column appended.
 
     `features` must be sorted by entity then time (`sort_by_entity_and_time`); pass its
-    `segments` when joining the same features repeatedly.
+    `segments` when joining the same features repeatedly. `label_keys` names the labels'
+    entity columns when they differ from the features' `keys` (same order).
     """
     seg = feature_segments or segments(features, keys, feature_time)
-    label_keys = entity_key(labels, keys)
-    if label_keys.type != seg.keys.type:
-        label_keys = pc.cast(label_keys, seg.keys.type)
+    label_entities = entity_key(labels, label_keys or keys)
+    if label_entities.type != seg.keys.type:
+        label_entities = pc.cast(label_entities, seg.keys.type)
     times = micros(labels[label_time])
     ttl = int(ttl_seconds * 1_000_000)
     workers = _workers(len(times))
     if workers == 1:
-        rows = asof_rows(seg, label_keys, times, ttl)
+        rows = asof_rows(seg, label_entities, times, ttl)
         taken = [take_rows(features.column(n), rows) for n in feature_columns]
     else:
         # numpy and Arrow release the GIL: label slices and feature columns go to threads.
@@ -164,7 +166,7 @@ def point_in_time_join(
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             parts = pool.map(
                 lambda s: asof_rows(
-                    seg, label_keys.slice(s[0], s[1] - s[0]), times[s[0] : s[1]], ttl
+                    seg, label_entities.slice(s[0], s[1] - s[0]), times[s[0] : s[1]], ttl
                 ),
                 slices,
             )

@@ -68,9 +68,14 @@ def training_set(
     labels: Any,
     context: Context,
     label_time_column: str,
+    label_entity_columns: list[str] | None = None,
 ) -> Any:
-    """`labels` (with the view's join keys and a time column) plus point-in-time correct
-    features from the current offline version."""
+    """`labels` plus the point-in-time correct features of the current offline version.
+
+    The labels hold a time column and the entity: in columns named like the view's join
+    keys, or in `label_entity_columns` (in join-key order), as a TrainingJob's
+    `label.entityColumns` names them.
+    """
     offline = stores.read_offline(view, context)
     if offline is None:
         raise LookupError(f"FeatureView {view.name!r} has no offline version; materialize it")
@@ -84,6 +89,7 @@ def training_set(
         spec.timestamp_column,
         duration_seconds(spec.ttl),
         [f.name for f in spec.features],
+        label_keys=label_entity_columns,
     )
 
 
