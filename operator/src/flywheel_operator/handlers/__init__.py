@@ -93,9 +93,9 @@ def _register(kind: type[api.Resource]) -> None:
     kopf.on.resume(group, version, plural, id="reconcile")(on_change)
     kopf.on.create(group, version, plural, id="reconcile")(on_change)
     kopf.on.update(group, version, plural, id="reconcile", field="spec")(on_change)
-    kopf.timer(
-        group, version, plural, id="resync", interval=OPERATOR_SETTINGS.resync_seconds, idle=None
-    )(on_timer)
+    resync = OPERATOR_SETTINGS.resync_seconds
+    # The first tick waits a full interval: create/resume already reconcile at once.
+    kopf.timer(group, version, plural, id="resync", interval=resync, initial_delay=resync)(on_timer)
 
 
 for _kind in api.KINDS.values():

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pydantic
 
@@ -21,6 +21,8 @@ from flywheel_operator import labels
 from flywheel_operator.kube.client import Kube, PermanentError
 from flywheel_operator.settings import Settings
 from flywheel_operator.status import common as status_common
+from flywheel_operator.status import observe
+from flywheel_operator.status.observe import Run
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=StatusBase)
@@ -77,6 +79,79 @@ class Coalescer:
                 self._dirty.pop(uid, None)
 
 
+R = TypeVar("R", bound=Resource)
+
+
+@dataclasses.dataclass
+class Pass(Generic[S]):
+    """One reconcile of one object: what it starts from, and how it reports back.
+
+    Each step that can end the pass (an invalid spec, missing dependencies, a refused
+    child) writes the status that says why and tells the caller to stop.
+    """
+
+    ctx: Context
+    body: dict[str, Any]
+    old: S
+    generation: int
+    now: datetime
+
+    @classmethod
+    def begin(cls, ctx: Context, body: dict[str, Any], status_model: type[S]) -> Pass[S]:
+        return cls(ctx, body, old_status(body, status_model), generation(body), ctx.clock())
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    def parse(self, model: type[R], top: str = status_common.READY) -> R | None:
+        resource, problem = parse(self.body)
+        if isinstance(resource, model):
+            return resource
+        self.block("InvalidSpec", problem, top)
+        return None
+
+    def block(self, reason: str, message: str, top: str = status_common.READY) -> None:
+        self.finish(
+            status_common.blocked(self.old, self.generation, reason, message, self.now, top)
+        )
+
+    def wait_for(self, waiting: list[str]) -> bool:
+        """True (and the status says so) when something this object needs is not ready."""
+        if waiting:
+            message = "; ".join(waiting)
+            self.finish(status_common.waiting(self.old, self.generation, message, self.now))
+        return bool(waiting)
+
+    def apply(
+        self, children: list[dict[str, Any]], kinds: Iterable[str], top: str = status_common.READY
+    ) -> list[dict[str, Any]] | None:
+        """The children as applied (with their current status), or None (and the status
+        says why) when the API refuses one."""
+        try:
+            return apply_children(self.ctx, self.body, children, kinds)
+        except PermanentError as exc:
+            log.warning("%s/%s: %s", self.body["kind"], self.body["metadata"]["name"], exc)
+            self.block("ApplyFailed", f"{exc.reason}: {exc.message}"[:1000], top)
+            return None
+
+    def job_run(self, job: dict[str, Any]) -> Run:
+        """The run of a Job as applied; its Pods are read only once it has any."""
+        status = job.get("status") or {}
+        started = any(status.get(k) for k in ("active", "succeeded", "failed", "conditions"))
+        name = job["metadata"]["name"]
+        pods = (
+            self.ctx.kube.select("Pod", self.namespace, {JOB_NAME_LABEL: name}) if started else []
+        )
+        return observe.job_run(job, pods)
+
+    def finish(self, new: S) -> None:
+        write_status(self.ctx, self.body, self.old, new)
+
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
 def parse(body: dict[str, Any]) -> tuple[Resource | None, str]:
     """The validated resource, or the first problems with their field paths."""
     model = api.KINDS[body["kind"]]
@@ -116,10 +191,9 @@ def generation(body: dict[str, Any]) -> int:
 
 def apply_children(
     ctx: Context, owner: dict[str, Any], children: list[dict[str, Any]], kinds: Iterable[str]
-) -> None:
+) -> list[dict[str, Any]]:
     """Apply the desired children, then delete owned children of `kinds` not desired."""
-    for child in children:
-        ctx.kube.apply(child)
+    applied = [ctx.kube.apply(child) for child in children]
     desired = {(c["kind"], c["metadata"]["name"]) for c in children}
     selector = {labels.owner_label(owner["kind"]): owner["metadata"]["name"]}
     uid = owner["metadata"]["uid"]
@@ -129,6 +203,7 @@ def apply_children(
             owned = any(r.get("uid") == uid for r in item["metadata"].get("ownerReferences", []))
             if owned and (kind, name) not in desired:
                 ctx.kube.delete(kind, owner["metadata"]["namespace"], name)
+    return applied
 
 
 def write_status(ctx: Context, owner: dict[str, Any], old: StatusBase, new: StatusBase) -> None:
@@ -184,19 +259,3 @@ def condition_true(type_: str) -> Callable[[dict[str, Any]], bool]:
         )
 
     return check
-
-
-def report_apply_failure(
-    ctx: Context, owner: dict[str, Any], old: S, exc: PermanentError, top: str = status_common.READY
-) -> None:
-    """A child the API refuses (e.g. a quota or admission webhook): say so, keep the rest."""
-    log.warning("%s/%s: %s", owner["kind"], owner["metadata"]["name"], exc)
-    new = status_common.blocked(
-        old,
-        generation(owner),
-        "ApplyFailed",
-        f"{exc.reason}: {exc.message}"[:1000],
-        ctx.clock(),
-        top,
-    )
-    write_status(ctx, owner, old, new)

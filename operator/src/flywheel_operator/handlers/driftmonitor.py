@@ -10,55 +10,45 @@ from flywheel.api.driftmonitor import ActionType, DriftMonitorStatus
 from flywheel_operator import labels
 from flywheel_operator.builders import driftmonitor as build
 from flywheel_operator.handlers import common
-from flywheel_operator.kube.client import PermanentError
-from flywheel_operator.status import common as status_common
 from flywheel_operator.status import kinds, observe
 
 CHILD_KINDS = ("CronJob",)
 
 
 def reconcile(ctx: common.Context, body: dict[str, Any]) -> None:
-    old = common.old_status(body, DriftMonitorStatus)
-    gen, now, ns = common.generation(body), ctx.clock(), body["metadata"]["namespace"]
-    resource, problem = common.parse(body)
-    if not isinstance(resource, DriftMonitor):
-        new = status_common.blocked(old, gen, "InvalidSpec", problem, now)
-        return common.write_status(ctx, body, old, new)
+    p = common.Pass.begin(ctx, body, DriftMonitorStatus)
+    resource = p.parse(DriftMonitor)
+    if resource is None:
+        return
     refs = [
         ("ModelDeployment", resource.spec.deployment_ref.name),
         resource.spec.reference.target(),
     ]
-    inputs, waiting = common.upstream(ctx, ns, refs, lambda s: bool(s.get("phase")))
-    if waiting:
-        return common.write_status(
-            ctx, body, old, status_common.waiting(old, gen, "; ".join(waiting), now)
-        )
+    inputs, waiting = common.upstream(ctx, p.namespace, refs, lambda s: bool(s.get("phase")))
+    if p.wait_for(waiting):
+        return
     children = build.build(body, resource, ctx.settings, kinds.as_inputs(inputs))
-    try:
-        common.apply_children(ctx, body, children, CHILD_KINDS)
-    except PermanentError as exc:
-        return common.report_apply_failure(ctx, body, old, exc)
+    if p.apply(children, CHILD_KINDS) is None:
+        return
     selector = {
         labels.owner_label("DriftMonitor"): resource.name,
         "app.kubernetes.io/component": build.MONITOR,
     }
-    jobs = ctx.kube.select("Job", ns, selector)
+    jobs = ctx.kube.select("Job", p.namespace, selector)
     pods = {
-        j["metadata"]["name"]: ctx.kube.select(
-            "Pod", ns, {"batch.kubernetes.io/job-name": j["metadata"]["name"]}
-        )
-        for j in jobs
+        name: ctx.kube.select("Pod", p.namespace, {common.JOB_NAME_LABEL: name})
+        for name in (j["metadata"]["name"] for j in jobs)
     }
-    new = kinds.driftmonitor(old, gen, observe.last_cronjob_run(jobs, pods), now)
+    new = kinds.driftmonitor(p.old, p.generation, observe.last_cronjob_run(jobs, pods), p.now)
     retrain = resource.spec.action.retrain
     if (
         resource.spec.action.type == ActionType.RETRAIN
         and retrain is not None
-        and kinds.retrain_due(new, duration_seconds(retrain.cooldown), now)
+        and kinds.retrain_due(new, duration_seconds(retrain.cooldown), p.now)
     ):
         number = new.retrains_triggered + 1
         job = build.retrain_job(body, resource, number)
         ctx.kube.create(job)  # create, not apply: a TrainingJob is a record once made
-        new.retrains_triggered, new.last_retrain = number, now
+        new.retrains_triggered, new.last_retrain = number, p.now
         new.last_retrain_job = job["metadata"]["name"]
-    common.write_status(ctx, body, old, new)
+    p.finish(new)

@@ -9,8 +9,6 @@ from flywheel.api.modeldeployment import Backend, ModelDeploymentStatus, ModelRe
 from flywheel_operator import labels
 from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import common
-from flywheel_operator.kube.client import PermanentError
-from flywheel_operator.status import common as status_common
 from flywheel_operator.status import kinds, observe, rollout
 
 RAYSERVICE_CRD = "rayservices.ray.io"
@@ -42,60 +40,64 @@ def reconcile(
     ctx: common.Context, body: dict[str, Any], metrics: rollout.Metrics | None = None
 ) -> None:
     """`metrics`: the router's measurements of the current step, when there are any."""
-    old = common.old_status(body, ModelDeploymentStatus)
-    gen, now, ns = common.generation(body), ctx.clock(), body["metadata"]["namespace"]
-    resource, problem = common.parse(body)
-    if not isinstance(resource, ModelDeployment):
-        new = status_common.blocked(old, gen, "InvalidSpec", problem, now)
-        return common.write_status(ctx, body, old, new)
+    p = common.Pass.begin(ctx, body, ModelDeploymentStatus)
+    resource = p.parse(ModelDeployment)
+    if resource is None:
+        return
     spec = resource.spec
     if spec.backend == Backend.RAYSERVE and not ctx.kube.crd_installed(RAYSERVICE_CRD):
-        new = status_common.blocked(old, gen, "KubeRayNotInstalled", KUBERAY_HINT, now)
-        return common.write_status(ctx, body, old, new)
-    jobs, waiting = common.upstream(
-        ctx, ns, resource.references(), common.condition_true(kinds.SUCCEEDED)
-    )
+        return p.block("KubeRayNotInstalled", KUBERAY_HINT)
+    succeeded = common.condition_true(kinds.SUCCEEDED)
+    jobs, waiting = common.upstream(ctx, p.namespace, resource.references(), succeeded)
     stable = resolve(spec.stable, jobs, ctx.settings.artifact_root)
     candidate = (
         resolve(spec.candidate, jobs, ctx.settings.artifact_root) if spec.candidate else None
     )
-    if waiting or stable is None or (spec.candidate is not None and candidate is None):
-        message = "; ".join(waiting) or "waiting for trained model versions"
-        return common.write_status(ctx, body, old, status_common.waiting(old, gen, message, now))
+    if stable is None or (spec.candidate is not None and candidate is None):
+        waiting = waiting or ["waiting for trained model versions"]
+    if p.wait_for(waiting):
+        return
+    assert stable is not None
     cand_version = candidate.version if candidate else None
-    decision = rollout.step(spec.rollout, kinds.rollout_state(old, cand_version), metrics, now)
+    decision = rollout.step(spec.rollout, kinds.rollout_state(p.old, cand_version), metrics, p.now)
     split = rollout.traffic(spec.rollout, decision.state, stable.version, cand_version)
     wanted = rollout.served(spec.rollout, decision.state, stable.version, cand_version)
     served = [v for v in (stable, candidate) if v is not None and v.version in wanted]
     children = build.build(body, resource, ctx.settings, served, split)
-    try:
-        common.apply_children(ctx, body, children, CHILD_KINDS[Backend(spec.backend)])
-    except PermanentError as exc:
-        return common.report_apply_failure(ctx, body, old, exc)
-    serving = _serving(ctx, ns, resource, children)
-    url = (
-        f"http://{resource.name}.{ns}.svc"
-        if spec.backend == Backend.TRITON
-        else (f"http://{labels.child_name(resource.name, 'serve')}-serve-svc.{ns}.svc:8000")
-    )
+    applied = p.apply(children, CHILD_KINDS[Backend(spec.backend)])
+    if applied is None:
+        return
     new = kinds.modeldeployment(
-        old, gen, spec.rollout, stable.version, cand_version, decision, split, serving, now, url
+        p.old,
+        p.generation,
+        spec.rollout,
+        stable.version,
+        cand_version,
+        decision,
+        split,
+        _serving(resource, applied),
+        p.now,
+        _url(resource, p.namespace),
     )
-    common.write_status(ctx, body, old, new)
+    p.finish(new)
 
 
-def _serving(
-    ctx: common.Context, ns: str, resource: ModelDeployment, children: list[dict[str, Any]]
-) -> tuple[bool, str]:
+def _url(resource: ModelDeployment, namespace: str) -> str:
+    """Where clients send requests: the router Service (triton) or the Serve Service."""
+    if resource.spec.backend == Backend.TRITON:
+        return f"http://{resource.name}.{namespace}.svc"
+    # KubeRay names the Serve Service <RayService name>-serve-svc, port 8000.
+    return f"http://{labels.child_name(resource.name, 'serve')}-serve-svc.{namespace}.svc:8000"
+
+
+def _serving(resource: ModelDeployment, applied: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether the applied children (with their current status) serve."""
     if resource.spec.backend == Backend.RAYSERVE:
-        name = children[0]["metadata"]["name"]
-        return observe.rayservice_ready(ctx.kube.get("RayService", ns, name))
+        return observe.rayservice_ready(applied[0])
     problems = []
-    for child in children:
+    for child in applied:
         if child["kind"] == "Deployment":
-            ready, why = observe.deployment_ready(
-                ctx.kube.get("Deployment", ns, child["metadata"]["name"])
-            )
+            ready, why = observe.deployment_ready(child)
             if not ready:
                 problems.append(f"{child['metadata']['name']}: {why}")
     return not problems, "; ".join(problems) or "all versions and the router are available"

@@ -225,31 +225,23 @@ class Kube:
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        with metrics.API_SECONDS.labels(method).time():
-            return self._call_with_retries(method, url, body, content_type, query)
-
-    def _call_with_retries(
-        self,
-        method: str,
-        url: str,
-        body: Any,
-        content_type: str,
-        query: list[tuple[str, str]] | None,
-    ) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            status, headers, data = self._request(method, url, body, content_type, query)
-            if status is not None and 200 <= status < 300:
-                return json.loads(data) if data else {}
-            verdict = retry.classify(status)
-            if verdict == retry.Verdict.REREAD:
-                raise ConflictError(data.decode(errors="replace"))
-            if verdict == retry.Verdict.PERMANENT or attempt + 1 >= self.backoff.attempts:
-                raise _permanent(status, data)
-            delay = self.backoff.delay(attempt, retry.retry_after_seconds(headers))
-            log.info("%s %s: %s; retrying in %.1fs", method, url, status or "no answer", delay)
-            self.sleep(delay)
-            attempt += 1
+        started, attempt = time.monotonic(), 0
+        try:
+            while True:
+                status, headers, data = self._request(method, url, body, content_type, query)
+                if status is not None and 200 <= status < 300:
+                    return json.loads(data) if data else {}
+                verdict = retry.classify(status)
+                if verdict == retry.Verdict.REREAD:
+                    raise ConflictError(data.decode(errors="replace"))
+                if verdict == retry.Verdict.PERMANENT or attempt + 1 >= self.backoff.attempts:
+                    raise _permanent(status, data)
+                delay = self.backoff.delay(attempt, retry.retry_after_seconds(headers))
+                log.info("%s %s: %s; retrying in %.1fs", method, url, status or "no answer", delay)
+                self.sleep(delay)
+                attempt += 1
+        finally:
+            metrics.API_SECONDS.labels(method).observe(time.monotonic() - started)
 
     def _request(
         self,
