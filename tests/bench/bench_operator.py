@@ -140,7 +140,12 @@ def main(latency_objects: int, throughput: list[int]) -> None:
         api_client = k8s_config.new_client_from_config(config_file=kubeconfig)
         api = k8s.CustomObjectsApi(api_client)
         ns = "bench"
-        env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig), "FLYWHEEL_RESYNC_SECONDS": "600"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(cp.kubeconfig),
+            "FLYWHEEL_RESYNC_SECONDS": "600",
+            "FLYWHEEL_ARTIFACT_ROOT": "s3://bench/",  # Pods schedule (no PVC needed)
+        }
         op = subprocess.Popen(
             [
                 sys.executable,
