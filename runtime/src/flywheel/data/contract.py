@@ -70,12 +70,6 @@ class Conformed:
         return any_of([f.mask for f in self.failures], self.batch.num_rows)
 
 
-def arrow_schema(contract: DatasetSchema) -> Any:
-    return pa.schema(
-        [pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in contract.columns]
-    )
-
-
 def any_of(masks: list[Any], length: int) -> Any:
     if not masks:
         return pa.array(np.zeros(length, dtype=bool))

@@ -132,7 +132,7 @@ def ingest(
     spec: DatasetSpec,
     source: Location,
     destination: Location,
-    checkpoint: publish.Checkpoint = publish._no_checkpoint,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> Result:
     """Validate and publish one snapshot of `source` under `destination`."""
     files = sources.list_files(source)

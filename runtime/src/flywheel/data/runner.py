@@ -35,7 +35,7 @@ def source_location(dataset: Dataset, context: Context) -> Location:
 def run_dataset(
     dataset: Dataset,
     context: Context,
-    checkpoint: publish.Checkpoint = publish._no_checkpoint,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> DatasetStatus:
     root = dataset_root(dataset, context)
     now = datetime.now(UTC)

@@ -44,7 +44,7 @@ def materialize(
     view: FeatureView,
     context: Context,
     now: datetime | None = None,
-    checkpoint: publish.Checkpoint = publish._no_checkpoint,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> Materialized:
     now = now or datetime.now(UTC)
     source = stores.read_source(view, context)

@@ -22,7 +22,7 @@ def run_featureview(
     view: FeatureView,
     context: Context,
     now: datetime | None = None,
-    checkpoint: publish.Checkpoint = publish._no_checkpoint,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> FeatureViewStatus:
     now = now or datetime.now(UTC)
     previous = view.status or FeatureViewStatus()

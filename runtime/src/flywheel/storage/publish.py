@@ -33,8 +33,8 @@ VERSION_CHARS = 16  # of the sha256 hex digest: short for humans, ample against 
 Checkpoint = Callable[[str], None]
 
 
-def _no_checkpoint(phase: str) -> None:
-    pass
+def no_checkpoint(phase: str) -> None:
+    """The default: nothing happens between phases."""
 
 
 def new_staging(root: Location) -> Location:
@@ -120,7 +120,7 @@ def commit(
     staging: Location,
     salt: str = "",
     metadata: dict[str, Any] | None = None,
-    checkpoint: Checkpoint = _no_checkpoint,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> dict[str, Any]:
     """Move a verified staging directory to its content version and make it current.
 
