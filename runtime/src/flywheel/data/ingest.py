@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 
 from flywheel.api.dataset import DatasetSpec, OnError
 from flywheel.data import contract as contracts
@@ -345,7 +346,7 @@ def _append_parquet(location: Location, table: Any) -> None:
     fs = location.filesystem
     existing = (
         pq.read_table(location.path, filesystem=fs)
-        if fs.get_file_info(location.path).type == pa.fs.FileType.File
+        if fs.get_file_info(location.path).type == pafs.FileType.File
         else None
     )
     if existing is not None:
@@ -376,7 +377,7 @@ def _apply_policy(report: Report, spec: DatasetSpec) -> None:
 def _verify(location: Location, expected_rows: int) -> None:
     """Read the staged file back: a short write or a wrong row count never publishes."""
     fs = location.filesystem
-    if fs.get_file_info(location.path).type != pa.fs.FileType.File:
+    if fs.get_file_info(location.path).type != pafs.FileType.File:
         raise IngestError(
             "no valid rows to publish",
             file=location.path,
