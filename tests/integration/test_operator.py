@@ -8,6 +8,7 @@ a Pod) and what KubeRay would (RayJob / RayService status, from minimal CRD stan
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -44,20 +45,17 @@ class Operator:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-@pytest.fixture
-def operator(
-    control_plane: ControlPlane,
-    namespace: str,
-    flywheel_crds: list[str],
-    tmp_path: Path,
+@contextlib.contextmanager
+def running_operator(
+    control_plane: ControlPlane, namespace: str, log: Path, artifact_root: str
 ) -> Iterator[Operator]:
-    log = tmp_path / "operator.log"
+    """`python -m flywheel_operator` watching one namespace, resyncing every second."""
     env = {
         **os.environ,
         "KUBECONFIG": str(control_plane.kubeconfig),
         "FLYWHEEL_RESYNC_SECONDS": "1",
         "FLYWHEEL_RUNTIME_IMAGE": "flywheel/runtime:test",
-        "FLYWHEEL_ARTIFACT_ROOT": "s3://flywheel-test/",  # a PVC root would need a volume
+        "FLYWHEEL_ARTIFACT_ROOT": artifact_root,
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -76,6 +74,17 @@ def operator(
         except subprocess.TimeoutExpired:
             proc.kill()
         print(f"operator log tail:\n{op.tail()}")  # shown by pytest when the test fails
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, namespace: str, flywheel_crds: list[str], tmp_path: Path
+) -> Iterator[Operator]:
+    # An object-store root: a PVC root would need a volume provisioner to schedule Pods.
+    with running_operator(
+        control_plane, namespace, tmp_path / "operator.log", "s3://flywheel-test/"
+    ) as op:
+        yield op
 
 
 @pytest.fixture
