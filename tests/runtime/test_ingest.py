@@ -397,6 +397,12 @@ def test_extra_columns_rejected_when_the_contract_says_so(tmp_path: Path) -> Non
     spec["schema"]["extraColumns"] = "keep"
     status = runner.run_dataset(dataset("keep", spec), context(tmp_path))
     assert status.phase == "Ready"
+    kept = runner.snapshot_table(runner.dataset_root(dataset("keep", spec), context(tmp_path)))
+    assert kept.column_names[-1] == "x"
+    spec["schema"]["extraColumns"] = "drop"
+    runner.run_dataset(dataset("drop", spec), context(tmp_path))
+    dropped = runner.snapshot_table(runner.dataset_root(dataset("drop", spec), context(tmp_path)))
+    assert "x" not in dropped.column_names
 
 
 def test_unique_columns_quarantine_every_repeat_after_the_first(tmp_path: Path) -> None:
