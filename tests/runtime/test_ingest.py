@@ -544,3 +544,28 @@ def test_the_profile_is_the_same_held_in_memory_or_read_back(
     monkeypatch.setattr(ingest, "PROFILE_IN_MEMORY_BYTES", 0)
     read_back = runner.run_dataset(dataset("b", spec), context(tmp_path))
     assert in_memory.version == read_back.version
+
+
+def test_publishing_to_a_store_without_rename(tmp_path: Path) -> None:
+    """Object stores cannot rename a directory: the version is copied file by file, and
+    the commit is still the one small current.json."""
+    from pyarrow import fs as pafs
+
+    from flywheel.data import ingest
+    from flywheel.storage import uris
+    from flywheel.storage.uris import Location
+
+    (tmp_path / "bucket").mkdir()
+    store = pafs.SubTreeFileSystem(str(tmp_path / "bucket"), pafs.LocalFileSystem())
+    root = Location(store, "datasets/events", "s3://bucket/datasets/events")
+    write(tmp_path / "events.csv", EVENTS_CSV)
+    spec = dataset("events", events_spec("./events.csv", "quarantine", 0.5)).spec
+    source = uris.resolve(str(tmp_path / "events.csv"))
+    with pytest.raises(Crash):
+        ingest.ingest(spec, source, root, checkpoint=crash_at("moved"))
+    assert publish.current(root) is None  # moved, not committed: nothing visible
+    result = ingest.ingest(spec, source, root)
+    manifest = publish.current(root)
+    assert manifest is not None and manifest["version"] == result.version
+    assert result.location.uri == f"s3://bucket/datasets/events/versions/{result.version}"
+    assert not list((tmp_path / "bucket/datasets/events/_staging").iterdir())

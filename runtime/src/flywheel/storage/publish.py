@@ -154,6 +154,12 @@ def _move_tree(source: Location, target: Location) -> None:
     if isinstance(fs, pafs.LocalFileSystem):
         fs.move(source.path, target.path)
         return
+    made: set[str] = set()
     for rel in list_files(source):
-        fs.copy_file(source.join(rel).path, target.join(rel).path)
+        destination = target.join(rel).path
+        parent = destination.rsplit("/", 1)[0]
+        if parent not in made:  # a no-op on object stores, needed where directories exist
+            fs.create_dir(parent, recursive=True)
+            made.add(parent)
+        fs.copy_file(source.join(rel).path, destination)
     discard(source)
