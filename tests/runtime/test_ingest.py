@@ -513,7 +513,7 @@ def test_large_files_are_streamed_block_by_block(
     write(tmp_path / f"big.{fmt}", text)
     if fmt == "parquet":
         pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=500)
-        monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 700)
+        monkeypatch.setattr(sources, "BATCH_ROWS", 700)
     spec = events_spec(f"./big.{fmt}", "quarantine", 0.05, format=fmt)
     whole = runner.run_dataset(dataset("whole", spec), context(tmp_path))
     monkeypatch.setattr(sources, "WHOLE_FILE_BYTES", 0)

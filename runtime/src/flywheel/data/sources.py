@@ -29,7 +29,7 @@ BLOCK_BYTES = 8 << 20
 # Parquet is compressed: the same bytes hold several times more rows.
 WHOLE_FILE_BYTES = 256 << 20
 WHOLE_PARQUET_BYTES = 64 << 20
-PARQUET_BATCH_ROWS = 128 * 1024
+BATCH_ROWS = 128 * 1024
 HTTP_TIMEOUT_SECONDS = 60
 
 
@@ -79,9 +79,9 @@ def read_batches(
             if _small(file, fmt):
                 # Small enough to hold: decode on every core, then hand out the batches.
                 whole = _read_whole(stream, fmt, csv, contract)
-                reader: Any = whole.to_batches(max_chunksize=PARQUET_BATCH_ROWS)
+                reader: Any = whole.to_batches(max_chunksize=BATCH_ROWS)
             elif fmt == SourceFormat.PARQUET:
-                reader = pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+                reader = pq.ParquetFile(stream).iter_batches(batch_size=BATCH_ROWS)
             elif fmt == SourceFormat.CSV:
                 read, parse, convert = _csv_options(csv or CsvOptions(), contract)
                 reader = pacsv.open_csv(
