@@ -569,3 +569,36 @@ def test_publishing_to_a_store_without_rename(tmp_path: Path) -> None:
     assert manifest is not None and manifest["version"] == result.version
     assert result.location.uri == f"s3://bucket/datasets/events/versions/{result.version}"
     assert not list((tmp_path / "bucket/datasets/events/_staging").iterdir())
+
+
+def test_large_snapshots_are_written_in_parts_that_keep_the_row_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.data import ingest, sources
+
+    monkeypatch.setattr(ingest, "ROWS_PER_PART", 1000)
+    monkeypatch.setattr(sources, "BATCH_ROWS", 500)
+    lines = [f"id{i % 2500},{i}" for i in range(4000)]  # ids repeat after 2500 rows
+    write(tmp_path / "x.csv", "id,v\n" + "\n".join(lines) + "\n")
+    spec = {
+        "source": {"uri": "./x.csv", "format": "csv"},
+        "schema": {
+            "columns": [
+                {"name": "id", "type": "string", "unique": True},
+                {"name": "v", "type": "int64"},
+            ]
+        },
+        "validation": {"onError": "quarantine", "maxBadRowFraction": 0.5},
+    }
+    ds = dataset("parts", spec)
+    status = runner.run_dataset(ds, context(tmp_path))
+    assert (status.rows, status.bad_rows) == (2500, 1500)
+    assert status.snapshot_uri is not None
+    parts = sorted(Path(status.snapshot_uri.removeprefix("file://")).iterdir())
+    assert [p.name for p in parts] == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    table = runner.snapshot_table(runner.dataset_root(ds, context(tmp_path)))
+    assert table.column("v").to_pylist() == list(range(2500))

@@ -31,8 +31,10 @@ from flywheel.data.errors import IngestError
 from flywheel.storage import publish
 from flywheel.storage.uris import Location
 
-DATA_FILE = "data/part-00000.parquet"
-QUARANTINE_FILE = "quarantine/part-00000.parquet"
+DATA_DIR = "data"
+QUARANTINE_DIR = "quarantine"
+# Parts of this many rows are encoded in parallel; small snapshots are one file.
+ROWS_PER_PART = 1_000_000
 PROFILE_FILE = "profile.json"
 REPORT_FILE = "report.json"
 MAX_EXAMPLES = 20
@@ -89,44 +91,64 @@ class Result:
 
 
 class _Writer:
-    """A Parquet file opened at the first batch, all later batches cast to its schema.
+    """Parquet parts in a directory: part-00000.parquet, part-00001.parquet, ...
 
-    Batches are encoded on a background thread (Arrow releases the GIL), so validating
-    the next batch overlaps with writing this one; errors surface at the next call.
+    A new part starts after `rows_per_part` rows. Each part is encoded on its own thread
+    (Arrow releases the GIL), so consecutive parts encode in parallel, and validating the
+    next batch overlaps with writing this one. Row order is the order of the part names.
+    All batches are cast to the first one's schema; errors surface at the next call.
     """
 
-    def __init__(self, location: Location, max_pending: int = 2) -> None:
-        self.location = location
+    def __init__(
+        self, directory: Location, rows_per_part: int | None = None, max_pending: int = 2
+    ) -> None:
+        self.directory = directory
+        self.rows_per_part = rows_per_part or ROWS_PER_PART
         self.max_pending = max_pending
-        self.writer: Any = None
+        self.schema: Any = None
         self.rows = 0
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
+        self._part_rows = 0
+        self._parts: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
 
     def write(self, batch: Any) -> None:
         if batch.num_rows == 0:
             return
-        if self.writer is None:
-            parent = self.location.path.rsplit("/", 1)[0]
-            self.location.filesystem.create_dir(parent, recursive=True)
-            self.writer = pq.ParquetWriter(
-                self.location.path, batch.schema, filesystem=self.location.filesystem
-            )
-        elif batch.schema != self.writer.schema:
-            batch = batch.cast(self.writer.schema)
+        if self.schema is None:
+            self.schema = batch.schema
+            self.directory.filesystem.create_dir(self.directory.path, recursive=True)
+        elif batch.schema != self.schema:
+            batch = batch.cast(self.schema)
+        if not self._parts or self._part_rows >= self.rows_per_part:
+            self._next_part()
+        writer, pool = self._parts[-1]
+        self._part_rows += batch.num_rows
         self.rows += batch.num_rows
         while len(self._pending) >= self.max_pending:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self.writer.write_batch, batch))
+        self._pending.append(pool.submit(writer.write_batch, batch))
+
+    def _next_part(self) -> None:
+        if self._parts:  # the finished part closes on its own thread, after its writes
+            writer, pool = self._parts[-1]
+            self._pending.append(pool.submit(writer.close))
+        path = self.directory.join(f"part-{len(self._parts):05d}.parquet").path
+        writer = pq.ParquetWriter(path, self.schema, filesystem=self.directory.filesystem)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
+        self._parts.append((writer, pool))
+        self._part_rows = 0
 
     def close(self) -> None:
         try:
+            if self._parts:
+                writer, pool = self._parts[-1]
+                self._pending.append(pool.submit(writer.close))
             while self._pending:
                 self._pending.popleft().result()
         finally:
-            self._pool.shutdown(wait=True)
-            if self.writer is not None:
-                self.writer.close()
+            for writer, pool in self._parts:
+                pool.shutdown(wait=True)
+                writer.close()  # a no-op once closed; closes what an error left open
 
 
 def ingest(
@@ -193,8 +215,8 @@ class _Kept:
 def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Report:
     kept = _Kept(PROFILE_IN_MEMORY_BYTES)
     # While the rows are kept anyway, the writer may fall behind freely.
-    data = _Writer(staging.join(DATA_FILE), max_pending=64)
-    quarantine = _Writer(staging.join(QUARANTINE_FILE))
+    data = _Writer(staging.join(DATA_DIR), max_pending=64)
+    quarantine = _Writer(staging.join(QUARANTINE_DIR), rows_per_part=2**62)
     report = Report()
     policy = spec.validation.on_error
     unique_columns = [c.name for c in spec.contract.columns if c.unique] if spec.contract else []
@@ -239,7 +261,7 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     if unique_columns:
         _enforce_unique(report, unique_values, staging, data, policy)
     _apply_policy(report, spec)
-    _verify(staging.join(DATA_FILE), data.rows)
+    _verify(staging.join(DATA_DIR), data.rows)
     report.published_rows = data.rows
     if profiled is None or profiled["rows"] != data.rows:
         profiled = _profile_snapshot(staging)
@@ -315,8 +337,8 @@ def _enforce_unique(
     if policy != OnError.QUARANTINE:
         return
     # Rewrite the staged snapshot without the repeats; they join the quarantine.
-    loc = staging.join(DATA_FILE)
-    table = pq.read_table(loc.path, filesystem=loc.filesystem)
+    directory = staging.join(DATA_DIR)
+    table = read_parts(directory)
     reasons = pa.array(
         [
             ";".join(f"{n}:unique" for n, m in masks.items() if m[i])
@@ -331,9 +353,13 @@ def _enforce_unique(
             "_reasons": reasons,
         }
     )
-    _append_parquet(staging.join(QUARANTINE_FILE), _text_table(repeats, extra))
+    _append_parquet(staging.join(QUARANTINE_DIR, "part-00000.parquet"), _text_table(repeats, extra))
     kept = table.filter(pa.array(~repeated))
-    pq.write_table(kept, loc.path, filesystem=loc.filesystem)
+    publish.discard(directory)
+    rewrite = _Writer(directory)
+    for batch in kept.to_batches(max_chunksize=sources.BATCH_ROWS):
+        rewrite.write(batch)
+    rewrite.close()
     data.rows = kept.num_rows
 
 
@@ -374,21 +400,38 @@ def _apply_policy(report: Report, spec: DatasetSpec) -> None:
         )
 
 
-def _verify(location: Location, expected_rows: int) -> None:
-    """Read the staged file back: a short write or a wrong row count never publishes."""
-    fs = location.filesystem
-    if fs.get_file_info(location.path).type != pafs.FileType.File:
+def part_files(directory: Location) -> list[Location]:
+    return [
+        directory.join(rel) for rel in publish.list_files(directory) if rel.endswith(".parquet")
+    ]
+
+
+def read_parts(directory: Location, columns: list[str] | None = None) -> Any:
+    """The parts of a snapshot directory as one table, in part order."""
+    tables = [
+        pq.read_table(p.path, columns=columns, filesystem=p.filesystem)
+        for p in part_files(directory)
+    ]
+    return pa.concat_tables(tables)
+
+
+def _verify(directory: Location, expected_rows: int) -> None:
+    """Read the staged parts back: a short write or a wrong row count never publishes."""
+    parts = part_files(directory)
+    if not parts:
         raise IngestError(
             "no valid rows to publish",
-            file=location.path,
+            file=directory.path,
             fix="every row failed validation; see the quarantine report",
             reason="NoValidRows",
         )
-    meta = pq.read_metadata(location.path, filesystem=fs)
-    if meta.num_rows != expected_rows:
+    metas = [pq.read_metadata(p.path, filesystem=p.filesystem) for p in parts]
+    rows = sum(m.num_rows for m in metas)
+    if rows != expected_rows or any(not m.schema.equals(metas[0].schema) for m in metas):
         raise IngestError(
-            f"staged snapshot has {meta.num_rows} rows, expected {expected_rows}",
-            file=location.path,
+            f"staged snapshot has {rows} rows in {len(parts)} parts, expected {expected_rows} "
+            "with one schema",
+            file=directory.path,
             fix="re-run the ingest",
             reason="VerifyFailed",
         )
@@ -402,9 +445,9 @@ def _write_kept(data: _Writer, kept: _Kept, batch: Any) -> None:
 
 
 def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
-    if kept.overflowed or data.writer is None:
+    if kept.overflowed or data.schema is None:
         return None
-    schema = data.writer.schema
+    schema = data.schema
     batches = [b if b.schema == schema else b.cast(schema) for b in kept.batches]
     table = pa.Table.from_batches(batches, schema=schema)
     getters: dict[str, Callable[[], Any]] = {
@@ -415,13 +458,13 @@ def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
 
 def _profile_snapshot(staging: Location) -> dict[str, Any]:
     """The profile of the staged snapshot, read back one column at a time."""
-    loc = staging.join(DATA_FILE)
-    fs = loc.filesystem
-    names = pq.read_schema(loc.path, filesystem=fs).names
-    rows = pq.read_metadata(loc.path, filesystem=fs).num_rows
+    directory = staging.join(DATA_DIR)
+    parts = part_files(directory)
+    names = pq.read_schema(parts[0].path, filesystem=parts[0].filesystem).names
+    rows = sum(pq.read_metadata(p.path, filesystem=p.filesystem).num_rows for p in parts)
 
     def column(name: str) -> Any:
-        return pq.read_table(loc.path, columns=[name], filesystem=fs).column(name)
+        return read_parts(directory, [name]).column(name)
 
     return _profile_columns({n: functools.partial(column, n) for n in names}, rows)
 

@@ -94,11 +94,8 @@ def _published_status(root: Location, previous: DatasetStatus) -> DatasetStatus:
 
 def snapshot_table(root: Location, columns: list[str] | None = None) -> Any:
     """The current snapshot of a Dataset as an Arrow table (None if nothing published)."""
-    import pyarrow.parquet as pq
-
     manifest = publish.current(root)
     if manifest is None:
         return None
     version = publish.version_location(root, manifest["version"])
-    data = version.join(ingest.DATA_FILE)
-    return pq.read_table(data.path, columns=columns, filesystem=data.filesystem)
+    return ingest.read_parts(version.join(ingest.DATA_DIR), columns)
