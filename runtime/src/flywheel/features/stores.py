@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from flywheel.api.dataset import Dataset, DatasetStatus
 from flywheel.api.featureview import FeatureView, OnlineStoreType
+from flywheel.data import ingest
 from flywheel.data import runner as datasets
 from flywheel.features import online
 from flywheel.local.executor import Context
@@ -60,7 +61,7 @@ def read_source(view: FeatureView, context: Context) -> tuple[str, Any] | None:
     status = context.status_of("Dataset", view.spec.source.dataset_ref.name)
     if isinstance(status, DatasetStatus) and status.snapshot_uri and status.version:
         data = uris.resolve(status.snapshot_uri, context.base_dir)
-        return status.version, pq.read_table(data.path, filesystem=data.filesystem)
+        return status.version, ingest.read_parts(data)
     root = source_root(view, context)
     manifest = publish.current(root)
     if manifest is None:
