@@ -146,6 +146,36 @@ StorageURI = Annotated[
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
+# --- lists keyed by a field ---------------------------------------------------------
+
+
+def duplicates(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    dup: list[str] = []
+    for n in names:
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    return dup
+
+
+def unique_by(attribute: str, what: str) -> AfterValidator:
+    """Items unique by one attribute; pair it with `list_map` so the API server agrees."""
+
+    def check(items: list[Any]) -> list[Any]:
+        dup = duplicates([getattr(i, attribute) for i in items])
+        if dup:
+            raise ValueError(f"duplicate {what} {dup}; each must be unique")
+        return items
+
+    return AfterValidator(check)
+
+
+def list_map(key: str) -> JsonDict:
+    """Schema extra: a list the API server keeps keyed (and unique) by `key`."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
+
+
 # --- references ----------------------------------------------------------------------
 
 
@@ -233,7 +263,7 @@ class StatusBase(FlywheelModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=list_map("type"),
     )
 
 
@@ -272,16 +302,6 @@ class Resource(FlywheelModel):
 
 def ref_names(refs: list[LocalObjectReference]) -> list[str]:
     return [r.name for r in refs]
-
-
-def duplicates(names: list[str]) -> list[str]:
-    seen: set[str] = set()
-    dup: list[str] = []
-    for n in names:
-        if n in seen and n not in dup:
-            dup.append(n)
-        seen.add(n)
-    return dup
 
 
 # The columns every kind shows: its phase first and its age last, as kubectl does.

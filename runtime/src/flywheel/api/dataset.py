@@ -137,23 +137,13 @@ class ExtraColumns(enum.StrEnum):
 class DatasetSchema(FlywheelModel):
     """The contract every snapshot satisfies."""
 
-    columns: list[Column] = Field(
-        min_length=1,
-        max_length=512,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    columns: Annotated[list[Column], common.unique_by("name", "column names")] = Field(
+        min_length=1, max_length=512, json_schema_extra=common.list_map("name")
     )
     extra_columns: ExtraColumns = Field(
         default=ExtraColumns.DROP,
         description="What to do with source columns the contract does not name.",
     )
-
-    @field_validator("columns")
-    @classmethod
-    def _unique_names(cls, columns: list[Column]) -> list[Column]:
-        dup = common.duplicates([c.name for c in columns])
-        if dup:
-            raise ValueError(f"duplicate column names {dup}; each column must appear once")
-        return columns
 
 
 class OnError(enum.StrEnum):

@@ -86,14 +86,9 @@ def _categorical_default() -> DriftTest:
 class DriftTests(FlywheelModel):
     numerical: DriftTest = Field(default_factory=_numerical_default)
     categorical: DriftTest = Field(default_factory=_categorical_default)
-    overrides: list[FeatureOverride] = Field(
-        default_factory=list,
-        max_length=256,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["feature"],
-        },
-    )
+    overrides: Annotated[
+        list[FeatureOverride], common.unique_by("feature", "overrides for features")
+    ] = Field(default_factory=list, max_length=256, json_schema_extra=common.list_map("feature"))
 
     model_config = common.with_cel(
         {
@@ -115,9 +110,6 @@ class DriftTests(FlywheelModel):
             raise ValueError("numerical.method must be one of ks, psi, wasserstein, js")
         if self.categorical.method not in CATEGORICAL_METHODS:
             raise ValueError("categorical.method must be one of chi2, psi, js")
-        dup = common.duplicates([o.feature for o in self.overrides])
-        if dup:
-            raise ValueError(f"duplicate overrides for features {dup}")
         return self
 
 

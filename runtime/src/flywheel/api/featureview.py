@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -137,20 +137,16 @@ class Materialization(FlywheelModel):
 
 
 class FeatureViewSpec(FlywheelModel):
-    entities: list[Entity] = Field(
-        min_length=1,
-        max_length=8,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    entities: Annotated[list[Entity], common.unique_by("name", "entity names")] = Field(
+        min_length=1, max_length=8, json_schema_extra=common.list_map("name")
     )
     source: FeatureSource
     timestamp_column: common.Identifier
     ttl: common.Duration = Field(
         description="How old a feature value may be at the label time and still be used."
     )
-    features: list[Feature] = Field(
-        min_length=1,
-        max_length=256,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    features: Annotated[list[Feature], common.unique_by("name", "feature names")] = Field(
+        min_length=1, max_length=256, json_schema_extra=common.list_map("name")
     )
     online_store: OnlineStore = Field(default_factory=OnlineStore)
     offline_store: OfflineStore = Field(default_factory=OfflineStore)
@@ -163,22 +159,6 @@ class FeatureViewSpec(FlywheelModel):
             "fieldPath": ".features",
         }
     )
-
-    @field_validator("features")
-    @classmethod
-    def _unique_features(cls, features: list[Feature]) -> list[Feature]:
-        dup = common.duplicates([f.name for f in features])
-        if dup:
-            raise ValueError(f"duplicate feature names {dup}; each feature name must be unique")
-        return features
-
-    @field_validator("entities")
-    @classmethod
-    def _unique_entities(cls, entities: list[Entity]) -> list[Entity]:
-        dup = common.duplicates([e.name for e in entities])
-        if dup:
-            raise ValueError(f"duplicate entity names {dup}; each entity name must be unique")
-        return entities
 
     @model_validator(mode="after")
     def _features_not_keys(self) -> Self:
