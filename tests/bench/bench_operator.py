@@ -144,7 +144,7 @@ def main(latency_objects: int, throughput: list[int]) -> None:
             **os.environ,
             "KUBECONFIG": str(cp.kubeconfig),
             "FLYWHEEL_RESYNC_SECONDS": "600",
-            "FLYWHEEL_ARTIFACT_ROOT": "s3://bench/",  # Pods schedule (no PVC needed)
+            "FLYWHEEL_ARTIFACT_ROOT": "file:///var/lib/flywheel/",  # Pods schedule: no PVC
         }
         op = subprocess.Popen(
             [

@@ -80,9 +80,9 @@ def running_operator(
 def operator(
     control_plane: ControlPlane, namespace: str, flywheel_crds: list[str], tmp_path: Path
 ) -> Iterator[Operator]:
-    # An object-store root: a PVC root would need a volume provisioner to schedule Pods.
+    # A node-local root: a PVC root would need a volume provisioner to schedule Pods.
     with running_operator(
-        control_plane, namespace, tmp_path / "operator.log", "s3://flywheel-test/"
+        control_plane, namespace, tmp_path / "operator.log", "file:///var/lib/flywheel/"
     ) as op:
         yield op
 

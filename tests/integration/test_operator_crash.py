@@ -66,7 +66,7 @@ def end_state(kube: Kube, ns: str, kind: str, name: str) -> tuple[list[tuple[str
 def run(kube: Kube, reconcile: Reconcile, ns: str, kind: str, name: str) -> None:
     body = kube.get(kind, ns, name)
     assert body is not None
-    settings = Settings(artifact_root="s3://flywheel-test/")  # no PVC to wait for
+    settings = Settings(artifact_root="file:///var/lib/flywheel/")  # no PVC to wait for
     reconcile(common.Context(kube, settings, clock=lambda: T0), body)
 
 

@@ -192,7 +192,7 @@ def test_watch_namespaces_become_namespace_args(by_mode: dict[str, list[Manifest
 def test_values_reach_the_operator_env(helm_binary: Path) -> None:
     manifests = render(
         helm_binary,
-        "--set", "artifactRoot=s3://models/flywheel",
+        "--set", "artifactRoot=pvc://models/flywheel",
         "--set", "runtimeImage.repository=registry.example/flywheel-runtime",
         "--set", "runtimeImage.tag=1.2.3",
         "--set", "runtimeServiceAccount=flywheel-runtime",
@@ -205,7 +205,7 @@ def test_values_reach_the_operator_env(helm_binary: Path) -> None:
     (container,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert container["image"] == "flywheel/operator:dev"
-    assert env["FLYWHEEL_ARTIFACT_ROOT"] == "s3://models/flywheel"
+    assert env["FLYWHEEL_ARTIFACT_ROOT"] == "pvc://models/flywheel"
     assert env["FLYWHEEL_RUNTIME_IMAGE"] == "registry.example/flywheel-runtime:1.2.3"
     assert env["FLYWHEEL_SERVICE_ACCOUNT"] == "flywheel-runtime"
     assert env["FLYWHEEL_RESYNC_SECONDS"] == "15"
@@ -391,6 +391,7 @@ def test_chart_crds_are_the_generated_ones() -> None:
         (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
         (["--set", "watchNamespaces={a,a}"], "/watchNamespaces"),
         (["--set", "artifactRoot=/data"], "/artifactRoot"),
+        (["--set", "artifactRoot=s3://models/flywheel"], "/artifactRoot"),
         (["--set", "resyncSeconds=0"], "/resyncSeconds"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
         (["--set", "ray.version=latest"], "/ray/version"),
