@@ -130,7 +130,6 @@ Cron = Annotated[
 # Where data lives: a path (relative ones are resolved against the manifest's directory
 # by `flywheel run` and against the working directory in a pod), file://, pvc://, s3://,
 # gs://, http(s)://.
-URI_SCHEMES = ("file", "pvc", "s3", "gs", "http", "https")
 URI = r"^(/|\./|\.\./|(file|pvc|s3|gs|https?)://)[^\s]*$"
 StorageURI = Annotated[
     str,
@@ -298,10 +297,6 @@ class Resource(FlywheelModel):
     def references(self) -> list[tuple[str, str]]:
         """(kind, name) of every object this one needs to exist first."""
         return []
-
-
-def ref_names(refs: list[LocalObjectReference]) -> list[str]:
-    return [r.name for r in refs]
 
 
 # The columns every kind shows: its phase first and its age last, as kubectl does.
