@@ -19,7 +19,7 @@ $(VENV_STAMP): runtime/pyproject.toml operator/pyproject.toml requirements/dev.t
 	test -x .venv/bin/uv || { .venv/bin/python -m ensurepip >/dev/null && \
 		.venv/bin/python -m pip install -q "uv==$(UV_VERSION)"; }
 	.venv/bin/uv pip install -q --python .venv/bin/python \
-		-e "runtime[data]" -e operator -r requirements/dev.txt
+		-e "runtime[data,train,serve]" -e operator -r requirements/dev.txt
 	touch $@
 
 ## Create the development environment (.venv)

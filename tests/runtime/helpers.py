@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.api.dataset import Dataset
-from flywheel.local.executor import Context
+from flywheel.entrypoints import RunContext
 
 
 def dataset(name: str, spec: dict[str, Any]) -> Dataset:
@@ -20,8 +20,8 @@ def dataset(name: str, spec: dict[str, Any]) -> Dataset:
     )
 
 
-def context(tmp_path: Path) -> Context:
-    return Context(artifact_root=tmp_path / "artifacts", base_dir=tmp_path)
+def context(tmp_path: Path) -> RunContext:
+    return RunContext(artifact_root=tmp_path / "artifacts", base_dir=tmp_path)
 
 
 def write(path: Path, text: str) -> Path:

@@ -20,8 +20,8 @@ from flywheel import cli
 from flywheel.api.dataset import Dataset
 from flywheel.api.featureview import FeatureView
 from flywheel.data import runner as datasets
+from flywheel.entrypoints import RunContext
 from flywheel.features import materialize, runner, serving, stores
-from flywheel.local.executor import Context
 from tests.runtime.helpers import dataset
 
 pytestmark = pytest.mark.runtime
@@ -95,11 +95,12 @@ def feature_view(name: str = "customer", store: str = "sqlite", ttl: str = "5d")
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Context:
+def ctx(tmp_path: Path) -> RunContext:
     write_events(tmp_path / "events.csv")
-    context = Context(artifact_root=tmp_path / "artifacts", base_dir=tmp_path)
     ds = events_dataset()
-    context.resources["Dataset/events"] = ds
+    context = RunContext(
+        artifact_root=tmp_path / "artifacts", base_dir=tmp_path, resources={ds.key: ds}
+    )
     assert datasets.run_dataset(ds, context).phase == "Ready"
     return context
 
@@ -125,7 +126,7 @@ def labels_at(moment: datetime, entities: list[str] | None = None) -> pa.Table:
     )
 
 
-def pit_rows(view: FeatureView, ctx: Context, moment: datetime) -> list[dict[str, Any] | None]:
+def pit_rows(view: FeatureView, ctx: RunContext, moment: datetime) -> list[dict[str, Any] | None]:
     table = runner.training_set(view, labels_at(moment), ctx, "label_time")
     names = [f["name"] for f in FEATURES]
     rows = table.select(names).to_pylist()
@@ -133,13 +134,13 @@ def pit_rows(view: FeatureView, ctx: Context, moment: datetime) -> list[dict[str
     return [None if all(r[n] is None for n in names) else r for r in rows]
 
 
-def online_rows(view: FeatureView, ctx: Context, moment: datetime) -> list[Any]:
+def online_rows(view: FeatureView, ctx: RunContext, moment: datetime) -> list[Any]:
     return runner.get_online_features(
         view, [{"customer_id": c} for c in [*ENTITIES, "C999999"]], ctx, moment
     )
 
 
-def test_materialize_reports_offline_and_online(ctx: Context) -> None:
+def test_materialize_reports_offline_and_online(ctx: RunContext) -> None:
     view = feature_view()
     status = runner.run_featureview(view, ctx, now=START + timedelta(days=40))
     assert status.phase == "Ready", status.conditions
@@ -154,7 +155,7 @@ def test_materialize_reports_offline_and_online(ctx: Context) -> None:
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_online_answers_what_the_point_in_time_join_gives_for_now(
-    ctx: Context, store: str, request: pytest.FixtureRequest
+    ctx: RunContext, store: str, request: pytest.FixtureRequest
 ) -> None:
     if store == "redis":
         request.getfixturevalue("redis_secret")
@@ -170,7 +171,7 @@ def test_online_answers_what_the_point_in_time_join_gives_for_now(
     assert all(r is None for r in online_rows(view, ctx, START + timedelta(days=26)))
 
 
-def test_redis_and_sqlite_give_identical_answers(ctx: Context, redis_secret: str) -> None:
+def test_redis_and_sqlite_give_identical_answers(ctx: RunContext, redis_secret: str) -> None:
     now = START + timedelta(days=DAYS + 1)
     answers = []
     for store in ("sqlite", "redis"):
@@ -181,7 +182,7 @@ def test_redis_and_sqlite_give_identical_answers(ctx: Context, redis_secret: str
     assert sum(a is not None for a in answers[0]) >= 5
 
 
-def test_incremental_materialization_only_advances_after_new_rows(ctx: Context) -> None:
+def test_incremental_materialization_only_advances_after_new_rows(ctx: RunContext) -> None:
     view = feature_view(ttl="30d")
     mid = START + timedelta(days=5)
     first = runner.run_featureview(view, ctx, now=mid)
@@ -197,7 +198,7 @@ class Crash(Exception):
     pass
 
 
-def test_the_watermark_stays_until_the_online_write_is_verified(ctx: Context) -> None:
+def test_the_watermark_stays_until_the_online_write_is_verified(ctx: RunContext) -> None:
     view = feature_view()
     now = START + timedelta(days=DAYS + 1)
     state = stores.view_root(view, ctx).join(stores.STATE_FILE)
@@ -216,7 +217,7 @@ def test_the_watermark_stays_until_the_online_write_is_verified(ctx: Context) ->
     )
 
 
-def test_training_set_never_sees_the_future(ctx: Context) -> None:
+def test_training_set_never_sees_the_future(ctx: RunContext) -> None:
     view = feature_view(ttl="365d")
     runner.run_featureview(view, ctx, now=START + timedelta(days=40))
     before_everything = runner.training_set(
@@ -243,14 +244,14 @@ def test_training_set_never_sees_the_future(ctx: Context) -> None:
 
 
 def test_source_not_ingested_is_a_clear_condition(tmp_path: Path) -> None:
-    ctx = Context(artifact_root=tmp_path / "a", base_dir=tmp_path)
+    ctx = RunContext(artifact_root=tmp_path / "a", base_dir=tmp_path)
     status = runner.run_featureview(feature_view(), ctx)
     assert status.phase == "Failed"
     assert status.conditions[0].reason == "SourceNotReady"
     assert "ingest it first" in status.conditions[0].message
 
 
-def test_http_endpoint(ctx: Context) -> None:
+def test_http_endpoint(ctx: RunContext) -> None:
     view = feature_view(ttl="365d")
     runner.run_featureview(view, ctx, now=START + timedelta(days=40))
     server = serving.serve({view.name: runner.open_online_view(view, ctx)}, "127.0.0.1", 0)
@@ -353,7 +354,7 @@ def test_commands_materialize_and_training_set(tmp_path: Path) -> None:
 
 
 def test_materialize_in_a_job_uses_the_input_status_of_its_dataset(
-    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As the operator's Job runs it: manifest and the Dataset's status in the environment."""
     events = ctx.resources["Dataset/events"]
@@ -415,7 +416,7 @@ def test_jobs_on_a_claim_hand_over_pvc_uris(
 
 
 def test_an_unreachable_online_store_is_a_clear_condition(
-    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLYWHEEL_SECRETS_DIR", str(tmp_path / "no-secrets"))
     status = runner.run_featureview(feature_view(store="redis"), ctx)

@@ -204,12 +204,12 @@ def test_a_killed_process_leaves_the_previous_version(tmp_path: Path) -> None:
     script = f"""
 import os, sys
 from flywheel.data import runner
-from flywheel.local.executor import Context
+from flywheel.entrypoints import RunContext
 from tests.runtime.helpers import dataset
 import json
 from pathlib import Path
 spec = json.loads(open({str(manifest)!r}).read())["spec"]
-ctx = Context(artifact_root=Path({str(art)!r}), base_dir=Path({str(tmp_path)!r}))
+ctx = RunContext(artifact_root=Path({str(art)!r}), base_dir=Path({str(tmp_path)!r}))
 def die(phase):
     if phase == "moved":
         os._exit(9)

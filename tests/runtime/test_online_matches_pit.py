@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flywheel.api.featureview import FeatureView
+from flywheel.entrypoints import RunContext
 from flywheel.features import materialize, pit, serving, stores, transform
-from flywheel.local.executor import Context
 from flywheel.storage import publish
 
 pytestmark = pytest.mark.runtime
@@ -73,7 +73,7 @@ def test_online_equals_the_point_in_time_join_at_each_materialization(
     features = transform.feature_table(source, fv.spec)
     names = [f.name for f in fv.spec.features]
     with tempfile.TemporaryDirectory() as tmp:
-        context = Context(artifact_root=Path(tmp), base_dir=Path(tmp))
+        context = RunContext(artifact_root=Path(tmp), base_dir=Path(tmp))
         for m in moments:
             now = EPOCH + timedelta(seconds=m)
             materialize.update_online(fv, context, features, now, publish.no_checkpoint)

@@ -9,14 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flywheel import manifests, plan
-
-# Subcommand modules add themselves here: name -> (module, function registering parsers).
-# Imported lazily so that `flywheel validate` never pays for pyarrow or torch.
-EXTENSIONS: dict[str, str] = {
-    "dataset": "flywheel.data.commands:register",
-    "features": "flywheel.features.commands:register",
-}
+from flywheel import entrypoints, manifests, plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,16 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--artifact-root",
         type=Path,
-        default=Path(os.environ.get("FLYWHEEL_HOME", ".flywheel")),
+        default=Path(os.environ.get(entrypoints.HOME_ENV, entrypoints.DEFAULT_ARTIFACT_ROOT)),
         help="where snapshots, models and stores go (default: $FLYWHEEL_HOME or ./.flywheel)",
     )
     p.add_argument("--plan-only", action="store_true", help="print the plan, run nothing")
     p.set_defaults(handler=cmd_run)
 
-    for module in EXTENSIONS.values():
-        mod_name, _, func = module.partition(":")
-        register = getattr(__import__(mod_name, fromlist=[func]), func)
-        register(sub)
+    # Each group's module registers its own commands; the modules import their heavy
+    # dependencies only inside the commands, so `flywheel validate` stays fast.
+    for target in entrypoints.COMMAND_GROUPS.values():
+        entrypoints.import_target(target)(sub)
     return parser
 
 
@@ -123,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(table(["STEP", "OBJECT", "DEPENDS ON", "ACTION"], rows))
     if args.plan_only:
         return 0
-    context = executor.Context(artifact_root=args.artifact_root.resolve())
+    context = entrypoints.RunContext(artifact_root=args.artifact_root.resolve())
     outcomes = executor.execute(steps, context)
     print()
     print(status_tables(outcomes))

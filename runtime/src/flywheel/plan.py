@@ -23,7 +23,7 @@ class Step:
 
     @property
     def key(self) -> str:
-        return f"{self.resource.kind_name}/{self.resource.name}"
+        return self.resource.key
 
 
 def order(items: list[Loaded]) -> tuple[list[Step], list[ManifestError]]:
@@ -32,7 +32,7 @@ def order(items: list[Loaded]) -> tuple[list[Step], list[ManifestError]]:
     Ties are broken by kind (Dataset first) and then by the order the files gave, so the
     same manifests always give the same plan.
     """
-    by_key = {f"{i.resource.kind_name}/{i.resource.name}": i for i in items}
+    by_key = {i.resource.key: i for i in items}
     position = {k: n for n, k in enumerate(by_key)}
     deps: dict[str, list[str]] = {}
     errors: list[ManifestError] = []

@@ -7,16 +7,13 @@ from typing import Any
 
 from flywheel.api.common import ResourceRequirements, Toleration
 from flywheel.api.modeldeployment import ServingResources
+from flywheel.entrypoints import INPUTS_ENV, MANIFEST_ENV, PVC_ROOT_ENV
 
 RUNTIME_UID = 10001
 SCRATCH_VOLUME = "scratch"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-# The manifest a runtime command works on travels in this variable (small: a spec).
-MANIFEST_ENV = "FLYWHEEL_MANIFEST"
-INPUTS_ENV = "FLYWHEEL_INPUTS"
 TERMINATION_LOG = "/dev/termination-log"
-PVC_ROOT_ENV = "FLYWHEEL_PVC_ROOT"
 
 
 def pod_security_context(uid: int = RUNTIME_UID) -> dict[str, Any]:

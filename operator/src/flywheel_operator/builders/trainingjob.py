@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from flywheel import entrypoints
 from flywheel.api import TrainingJob
 from flywheel_operator import labels
 from flywheel_operator.builders import pods
@@ -35,8 +36,8 @@ def build(
     spec = resource.spec
     manifest = pods.object_manifest(owner)
     env_vars = {
-        pods.MANIFEST_ENV: json.dumps(manifest, sort_keys=True),
-        pods.INPUTS_ENV: json.dumps(inputs, sort_keys=True),
+        entrypoints.MANIFEST_ENV: json.dumps(manifest, sort_keys=True),
+        entrypoints.INPUTS_ENV: json.dumps(inputs, sort_keys=True),
     }
     # Data and models on a PVC are mounted where the runtime resolves pvc:// URIs.
     claims = pods.claims_in(settings.artifact_root, owner["spec"], inputs)

@@ -278,6 +278,15 @@ class ObjectMeta(BaseModel):
     generation: int | None = None
 
 
+def resource_key(kind: str, name: str) -> str:
+    """The one spelling of an object's key.
+
+    >>> resource_key("Dataset", "events")
+    'Dataset/events'
+    """
+    return f"{kind}/{name}"
+
+
 class Resource(FlywheelModel):
     """A whole object of one of the five kinds."""
 
@@ -293,6 +302,11 @@ class Resource(FlywheelModel):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def key(self) -> str:
+        """ "Kind/name": how plans, inputs and statuses refer to an object."""
+        return resource_key(self.kind_name, self.name)
 
     def references(self) -> list[tuple[str, str]]:
         """(kind, name) of every object this one needs to exist first."""

@@ -13,12 +13,12 @@ from flywheel.api import conditions
 from flywheel.api.dataset import Dataset, DatasetStatus, OnError
 from flywheel.data import ingest
 from flywheel.data.errors import IngestError
-from flywheel.local.executor import Context
+from flywheel.entrypoints import RunContext
 from flywheel.storage import credentials, publish, uris
 from flywheel.storage.uris import Location
 
 
-def dataset_root(dataset: Dataset, context: Context) -> Location:
+def dataset_root(dataset: Dataset, context: RunContext) -> Location:
     """Where the versions of a Dataset live: spec.destination, or the artifact root."""
     if dataset.spec.destination:
         return uris.resolve(dataset.spec.destination, context.base_dir)
@@ -26,7 +26,7 @@ def dataset_root(dataset: Dataset, context: Context) -> Location:
     return uris.resolve(str(context.artifact_root / "datasets" / namespace / dataset.name))
 
 
-def source_location(dataset: Dataset, context: Context) -> Location:
+def source_location(dataset: Dataset, context: RunContext) -> Location:
     ref = dataset.spec.source.credentials_secret_ref
     secret = credentials.secret_path(ref.name, ref.key) if ref else None
     return uris.resolve(dataset.spec.source.uri, context.base_dir, secret)
@@ -34,7 +34,7 @@ def source_location(dataset: Dataset, context: Context) -> Location:
 
 def run_dataset(
     dataset: Dataset,
-    context: Context,
+    context: RunContext,
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> DatasetStatus:
     root = dataset_root(dataset, context)
@@ -50,7 +50,7 @@ def run_dataset(
             previous.conditions, "Ready", False, exc.reason, str(exc), now, generation
         )
         return status
-    status = status_of(result, root)
+    status = status_from_result(result, root)
     report = result.report
     warn = report.bad_rows and dataset.spec.validation.on_error == OnError.WARN
     reason = "PublishedWithBadRows" if warn else "Published"
@@ -64,7 +64,7 @@ def run_dataset(
     return status
 
 
-def status_of(result: ingest.Result, root: Location) -> DatasetStatus:
+def status_from_result(result: ingest.Result, root: Location) -> DatasetStatus:
     manifest = result.manifest
     version = result.location
     data_bytes = sum(f["bytes"] for f in manifest["files"] if f["path"].startswith("data/"))
@@ -87,7 +87,7 @@ def _published_status(root: Location, previous: DatasetStatus) -> DatasetStatus:
         return DatasetStatus(last_ingested=previous.last_ingested)
     version = publish.version_location(root, manifest["version"])
     result = ingest.Result(manifest, version, ingest.Report())
-    status = status_of(result, root)
+    status = status_from_result(result, root)
     status.last_ingested = previous.last_ingested
     return status
 

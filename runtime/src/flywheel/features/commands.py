@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flywheel import entrypoints
 from flywheel.api.dataset import Dataset
 from flywheel.api.featureview import FeatureView
-from flywheel.data.commands import add_common_arguments, select, write_result
 
 
 def register(sub: Any) -> None:
@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
     fsub = p.add_subparsers(dest="features_command", required=True, metavar="COMMAND")
 
     m = fsub.add_parser("materialize", help="compute features; update offline and online stores")
-    add_common_arguments(m)
+    entrypoints.add_object_arguments(m)
     m.add_argument(
         "--incremental",
         action="store_true",
@@ -36,14 +36,14 @@ def register(sub: Any) -> None:
     m.set_defaults(handler=cmd_materialize)
 
     t = fsub.add_parser("training-set", help="point-in-time correct features for label rows")
-    add_common_arguments(t)
+    entrypoints.add_object_arguments(t)
     t.add_argument("--labels", required=True, help="the Dataset (in -f) holding the labels")
     t.add_argument("--label-time", help="label time column (default: its timestampColumn)")
     t.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     t.set_defaults(handler=cmd_training_set)
 
     g = fsub.add_parser("get-online", help="look up online features of entities")
-    add_common_arguments(g)
+    entrypoints.add_object_arguments(g)
     g.add_argument(
         "--entity",
         action="append",
@@ -54,14 +54,14 @@ def register(sub: Any) -> None:
     g.set_defaults(handler=cmd_get_online)
 
     s = fsub.add_parser("serve", help="serve online features over HTTP")
-    add_common_arguments(s)
+    entrypoints.add_object_arguments(s)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.set_defaults(handler=cmd_serve)
 
 
 def _view(args: argparse.Namespace) -> tuple[FeatureView, Any]:
-    resource, context = select(args, "FeatureView")
+    resource, context = entrypoints.select_object(args, "FeatureView")
     assert isinstance(resource, FeatureView)
     return resource, context
 
@@ -71,7 +71,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     view, context = _view(args)
     status = runner.run_featureview(view, context)
-    write_result(args.result, status)
+    entrypoints.write_result(args.result, status)
     ready = status.conditions[-1]
     print(f"FeatureView/{view.name}: {ready.reason}: {ready.message}", file=sys.stderr)
     return 0 if status.phase == "Ready" else 1
@@ -84,7 +84,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     from flywheel.features import runner
 
     view, context = _view(args)
-    labels_ds = context.resources.get(f"Dataset/{args.labels}")
+    labels_ds = context.input_resource("Dataset", args.labels)
     if not isinstance(labels_ds, Dataset):
         raise SystemExit(f"error: Dataset {args.labels!r} is not in the given manifests")
     label_time = args.label_time or labels_ds.spec.timestamp_column

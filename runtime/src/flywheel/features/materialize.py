@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from flywheel.api.featureview import FeatureView
+from flywheel.entrypoints import RunContext
 from flywheel.features import online, pit, stores, transform
-from flywheel.local.executor import Context
 from flywheel.storage import publish
 
 
@@ -42,7 +42,7 @@ class Materialized:
 
 def materialize(
     view: FeatureView,
-    context: Context,
+    context: RunContext,
     now: datetime | None = None,
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> Materialized:
@@ -74,7 +74,7 @@ def materialize(
 
 
 def publish_offline(
-    view: FeatureView, context: Context, features: Any, source_version: str
+    view: FeatureView, context: RunContext, features: Any, source_version: str
 ) -> tuple[str, str]:
     root = stores.offline_root(view, context)
     staging = publish.new_staging(root)
@@ -129,7 +129,7 @@ def online_items(view: FeatureView, features: Any, rows: Any) -> list[tuple[str,
 
 def update_online(
     view: FeatureView,
-    context: Context,
+    context: RunContext,
     features: Any,
     now: datetime,
     checkpoint: publish.Checkpoint,

@@ -13,14 +13,14 @@ from typing import Any
 from flywheel.api import conditions
 from flywheel.api.common import duration_seconds
 from flywheel.api.featureview import FeatureView, FeatureViewStatus
+from flywheel.entrypoints import RunContext
 from flywheel.features import materialize, online, pit, serving, stores
-from flywheel.local.executor import Context
 from flywheel.storage import publish
 
 
 def run_featureview(
     view: FeatureView,
-    context: Context,
+    context: RunContext,
     now: datetime | None = None,
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> FeatureViewStatus:
@@ -66,7 +66,7 @@ def run_featureview(
 def training_set(
     view: FeatureView,
     labels: Any,
-    context: Context,
+    context: RunContext,
     label_time_column: str,
     label_entity_columns: list[str] | None = None,
 ) -> Any:
@@ -93,14 +93,14 @@ def training_set(
     )
 
 
-def open_online_view(view: FeatureView, context: Context) -> serving.OnlineView:
+def open_online_view(view: FeatureView, context: RunContext) -> serving.OnlineView:
     return serving.OnlineView(view, stores.open_online(view, context))
 
 
 def get_online_features(
     view: FeatureView,
     entities: Sequence[online.Entity],
-    context: Context,
+    context: RunContext,
     now: datetime | None = None,
 ) -> list[online.Row | None]:
     """Per entity: the features the point-in-time join gives for a label at `now`."""

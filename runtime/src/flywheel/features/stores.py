@@ -18,47 +18,46 @@ from flywheel.api.dataset import Dataset, DatasetStatus
 from flywheel.api.featureview import FeatureView, OnlineStoreType
 from flywheel.data import ingest
 from flywheel.data import runner as datasets
+from flywheel.entrypoints import REDIS_URL_ENV, RunContext
 from flywheel.features import online
-from flywheel.local.executor import Context
 from flywheel.storage import credentials, publish, uris
 from flywheel.storage.uris import Location
 
 OFFLINE_FILE = "features.parquet"
 STATE_FILE = "state.json"
-REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
 
 
-def namespace(view: FeatureView, context: Context) -> str:
+def namespace(view: FeatureView, context: RunContext) -> str:
     return view.metadata.namespace or context.namespace
 
 
-def view_root(view: FeatureView, context: Context) -> Location:
+def view_root(view: FeatureView, context: RunContext) -> Location:
     path = context.artifact_root / "featureviews" / namespace(view, context) / view.name
     return uris.resolve(str(path))
 
 
-def offline_root(view: FeatureView, context: Context) -> Location:
+def offline_root(view: FeatureView, context: RunContext) -> Location:
     if view.spec.offline_store.uri:
         return uris.resolve(view.spec.offline_store.uri, context.base_dir)
     return view_root(view, context).join("offline")
 
 
-def source_root(view: FeatureView, context: Context) -> Location:
+def source_root(view: FeatureView, context: RunContext) -> Location:
     name = view.spec.source.dataset_ref.name
-    resource = context.resources.get(f"Dataset/{name}")
+    resource = context.input_resource("Dataset", name)
     if isinstance(resource, Dataset):
         return datasets.dataset_root(resource, context)
     path = context.artifact_root / "datasets" / namespace(view, context) / name
     return uris.resolve(str(path))
 
 
-def read_source(view: FeatureView, context: Context) -> tuple[str, Any] | None:
+def read_source(view: FeatureView, context: RunContext) -> tuple[str, Any] | None:
     """(version, table) of the source Dataset's snapshot, or None.
 
     The version its status names when known (the run that just ingested it, or the
     operator's inputs), else the current one under its root.
     """
-    status = context.status_of("Dataset", view.spec.source.dataset_ref.name)
+    status = context.input_status("Dataset", view.spec.source.dataset_ref.name)
     if isinstance(status, DatasetStatus) and status.snapshot_uri and status.version:
         data = uris.resolve(status.snapshot_uri, context.base_dir)
         return status.version, ingest.read_parts(data)
@@ -69,7 +68,7 @@ def read_source(view: FeatureView, context: Context) -> tuple[str, Any] | None:
     return manifest["version"], datasets.snapshot_table(root)
 
 
-def read_offline(view: FeatureView, context: Context) -> tuple[str, Any] | None:
+def read_offline(view: FeatureView, context: RunContext) -> tuple[str, Any] | None:
     """(version, feature table sorted by entity and time) of the current offline version."""
     root = offline_root(view, context)
     manifest = publish.current(root)
@@ -79,7 +78,7 @@ def read_offline(view: FeatureView, context: Context) -> tuple[str, Any] | None:
     return manifest["version"], pq.read_table(data.path, filesystem=data.filesystem)
 
 
-def open_online(view: FeatureView, context: Context) -> online.OnlineStore:
+def open_online(view: FeatureView, context: RunContext) -> online.OnlineStore:
     store = view.spec.online_store
     ns = namespace(view, context)
     if store.type == OnlineStoreType.REDIS:

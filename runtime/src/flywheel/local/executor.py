@@ -1,53 +1,18 @@
-"""Runs a plan step by step on this machine, with the same entrypoints a cluster runs.
+"""Runs a plan step by step on this machine, with the same runners a cluster's Pods run.
 
-Each kind registers a runner: `runner(resource, context) -> status` (the status model
-of that kind). Kinds without a runner are shown as planned and not executed.
+Kinds without an entry in `flywheel.entrypoints.ENTRYPOINTS` are shown as planned and
+not executed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from flywheel.api.common import Resource, StatusBase
+from flywheel import entrypoints
+from flywheel.api.common import StatusBase
+from flywheel.entrypoints import RunContext
 from flywheel.plan import Step
-
-
-@dataclasses.dataclass
-class Context:
-    """What a runner may use: where artifacts go, and the status of steps already run."""
-
-    artifact_root: Path
-    # Relative paths in a spec are resolved against the directory of its manifest.
-    base_dir: Path = dataclasses.field(default_factory=Path.cwd)
-    namespace: str = "default"
-    statuses: dict[str, StatusBase] = dataclasses.field(default_factory=dict)
-    resources: dict[str, Resource] = dataclasses.field(default_factory=dict)
-
-    def status_of(self, kind: str, name: str) -> StatusBase | None:
-        return self.statuses.get(f"{kind}/{name}")
-
-
-Runner = Callable[[Any, Context], StatusBase]
-
-# kind -> "module:function"; imported only when a step of that kind runs, so that heavy
-# dependencies stay out of commands that do not need them.
-RUNNERS: dict[str, str] = {
-    "Dataset": "flywheel.data.runner:run_dataset",
-    "FeatureView": "flywheel.features.runner:run_featureview",
-}
-
-
-def runner_for(kind: str) -> Runner | None:
-    target = RUNNERS.get(kind)
-    if target is None:
-        return None
-    module, _, func = target.partition(":")
-    fn: Runner = getattr(importlib.import_module(module), func)
-    return fn
 
 
 @dataclasses.dataclass
@@ -57,29 +22,37 @@ class Outcome:
     error: str | None = None
 
 
-def execute(steps: list[Step], context: Context) -> list[Outcome]:
-    """Run steps in order; a failed step stops the steps that depend on it."""
+def execute(steps: list[Step], context: RunContext) -> list[Outcome]:
+    """Run steps in order; a failed step stops the steps that depend on it.
+
+    Each step sees every object of the plan and the statuses of the steps run before it.
+    """
+    resources = {**context.resources, **{s.key: s.resource for s in steps}}
+    statuses = dict(context.statuses)
     failed: set[str] = set()
     outcomes: list[Outcome] = []
     for step in steps:
-        context.resources[step.key] = step.resource
-        context.base_dir = Path(step.source.rsplit("#", 1)[0]).resolve().parent
         blocked = [d for d in step.depends_on if d in failed]
         if blocked:
             failed.add(step.key)
             outcomes.append(Outcome(step, None, f"not run: {', '.join(blocked)} failed"))
             continue
-        runner = runner_for(step.resource.kind_name)
+        runner = entrypoints.runner_for(step.resource.kind_name)
         if runner is None:
             outcomes.append(Outcome(step, None))
             continue
+        step_context = context.replace(
+            base_dir=Path(step.source.rsplit("#", 1)[0]).resolve().parent,
+            resources=dict(resources),
+            statuses=dict(statuses),
+        )
         try:
-            status = runner(step.resource, context)
+            status = runner(step.resource, step_context)
         except Exception as exc:  # a step's failure is reported, the rest still runs
             failed.add(step.key)
             outcomes.append(Outcome(step, None, f"{type(exc).__name__}: {exc}"))
             continue
-        context.statuses[step.key] = status
+        statuses[step.key] = status
         if status.phase == "Failed":
             failed.add(step.key)
         outcomes.append(Outcome(step, status))

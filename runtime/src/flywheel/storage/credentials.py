@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-SECRETS_DIR_ENV = "FLYWHEEL_SECRETS_DIR"
-DEFAULT_SECRETS_DIR = "/var/run/secrets/flywheel"
+from flywheel.entrypoints import DEFAULT_SECRETS_DIR, SECRETS_DIR_ENV
+
 S3_ENDPOINT_ENVS = ("FLYWHEEL_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 

@@ -18,10 +18,9 @@ from urllib.parse import urlparse
 
 from pyarrow import fs as pafs
 
+from flywheel import entrypoints
+from flywheel.entrypoints import DEFAULT_PVC_ROOT, PVC_ROOT_ENV
 from flywheel.storage import credentials
-
-PVC_ROOT_ENV = "FLYWHEEL_PVC_ROOT"
-DEFAULT_PVC_ROOT = "/mnt/pvc"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +89,7 @@ def local_uri(path: Path) -> str:
 
 def local_directory(uri: str, base_dir: Path | None = None) -> Path:
     """A path, file:// or pvc:// URI as a local directory (the artifact root)."""
-    location = resolve(uri, base_dir)
-    if not isinstance(location.filesystem, pafs.LocalFileSystem):
-        raise ValueError(
-            f"the artifact root {uri!r} must be a local path, file:// or pvc://; "
-            "put snapshots on object storage with spec.destination"
-        )
-    return Path(location.path)
+    return entrypoints.local_directory(uri, base_dir)
 
 
 def _bucket_path(parsed: Any) -> str:

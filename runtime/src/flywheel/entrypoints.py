@@ -1,0 +1,264 @@
+"""The runner contract: how each kind's work runs, the same on one machine and in a Pod.
+
+- `RunContext`: what a runner may use (the artifact root, where relative paths start,
+  the namespace, and the objects and statuses of its inputs). Frozen: a runner cannot
+  change what the next step sees.
+- `Runner`: `runner(resource, context) -> status`, the status model of that kind.
+- `ENTRYPOINTS`: the one table kind -> runner and the command a Pod runs for it. The
+  local executor (`flywheel run`) calls the runner in-process; the operator puts the
+  command in a Job or a RayJob, and the command calls the same runner.
+- The Job side: the environment a Pod gets (`$FLYWHEEL_MANIFEST`, `$FLYWHEEL_INPUTS`),
+  selecting the object a command is about, and writing its result small enough for a
+  termination message.
+
+This module imports only the api models and the manifest reader; kind packages import it,
+never the executor or the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from flywheel import api, manifests
+from flywheel.api.common import Resource, StatusBase, resource_key
+
+# --- the environment a runtime Pod gets; the operator imports these names ------------
+
+MANIFEST_ENV = "FLYWHEEL_MANIFEST"  # the object, as JSON
+INPUTS_ENV = "FLYWHEEL_INPUTS"  # {"Dataset/<name>": status} of what it depends on
+NAMESPACE_ENV = "FLYWHEEL_NAMESPACE"
+HOME_ENV = "FLYWHEEL_HOME"  # the artifact root, when --artifact-root is not given
+PVC_ROOT_ENV = "FLYWHEEL_PVC_ROOT"  # where pvc://<claim>/... claims are mounted
+SECRETS_DIR_ENV = "FLYWHEEL_SECRETS_DIR"  # where credential Secrets are mounted
+REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
+
+DEFAULT_ARTIFACT_ROOT = ".flywheel"
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+DEFAULT_SECRETS_DIR = "/var/run/secrets/flywheel"
+
+# A termination message holds 4096 bytes; the kubelet drops the rest.
+RESULT_LIMIT_BYTES = 4000
+ERROR_LIMIT_CHARS = 1500
+
+
+# --- the contract --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a runner may use: where artifacts go, and the inputs already run."""
+
+    artifact_root: Path
+    # Relative paths in a spec are resolved against the directory of its manifest.
+    base_dir: Path = dataclasses.field(default_factory=Path.cwd)
+    namespace: str = "default"
+    # Keyed by "Kind/name" (`Resource.key`).
+    resources: Mapping[str, Resource] = dataclasses.field(default_factory=dict)
+    statuses: Mapping[str, StatusBase] = dataclasses.field(default_factory=dict)
+
+    def input_resource(self, kind: str, name: str) -> Resource | None:
+        return self.resources.get(resource_key(kind, name))
+
+    def input_status(self, kind: str, name: str) -> StatusBase | None:
+        return self.statuses.get(resource_key(kind, name))
+
+    def replace(self, **changes: Any) -> RunContext:
+        return dataclasses.replace(self, **changes)
+
+
+class Runner(Protocol):
+    """Runs one object's work and returns its status (phase `Failed` on a known failure)."""
+
+    def __call__(self, resource: Any, context: RunContext, /) -> StatusBase: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Entrypoint:
+    kind: str
+    # "module:function"; imported only when an object of this kind runs, so that commands
+    # that do not need torch or pyarrow never import them.
+    runner: str
+    # The `flywheel ...` words a Pod runs to do the same work.
+    command: tuple[str, ...]
+
+
+ENTRYPOINTS: dict[str, Entrypoint] = {
+    e.kind: e
+    for e in (
+        Entrypoint("Dataset", "flywheel.data.runner:run_dataset", ("dataset", "ingest")),
+        Entrypoint(
+            "FeatureView",
+            "flywheel.features.runner:run_featureview",
+            ("features", "materialize"),
+        ),
+    )
+}
+
+# `flywheel <group> ...` command groups: group -> "module:register(subparsers)".
+COMMAND_GROUPS: dict[str, str] = {
+    "dataset": "flywheel.data.commands:register",
+    "features": "flywheel.features.commands:register",
+}
+
+
+def import_target(target: str) -> Any:
+    """'package.module:function' -> the function."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def runner_for(kind: str) -> Runner | None:
+    entry = ENTRYPOINTS.get(kind)
+    if entry is None:
+        return None
+    runner: Runner = import_target(entry.runner)
+    return runner
+
+
+# --- the Job side: what every runtime command shares ---------------------------------
+
+
+def add_object_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every command about one object takes."""
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        help=f"file or directory (default: the manifest in ${MANIFEST_ENV})",
+    )
+    p.add_argument("--name", help="the object to run (needed when the files hold several)")
+    p.add_argument("--namespace", default=os.environ.get(NAMESPACE_ENV, "default"))
+    p.add_argument(
+        "--artifact-root",
+        default=os.environ.get(HOME_ENV, DEFAULT_ARTIFACT_ROOT),
+        help="where snapshots, models and stores go: a path, file:// or pvc://claim/path "
+        f"(default: ${HOME_ENV} or ./{DEFAULT_ARTIFACT_ROOT})",
+    )
+    p.add_argument("--result", type=Path, help="write the resulting status here as JSON")
+
+
+def select_object(args: argparse.Namespace, kind: str) -> tuple[Resource, RunContext]:
+    """The one object of `kind` a command is about, and the context to run it in.
+
+    Every object in the given manifests is an input in the context (a FeatureView finds
+    its Dataset there), and so is every status in $FLYWHEEL_INPUTS.
+    """
+    loaded = manifests.load(args.filename) if args.filename else _from_environment()
+    if loaded.errors:
+        raise SystemExit("\n".join(f"error: {e}" for e in loaded.errors))
+    items = [i for i in loaded.resources if i.resource.kind_name == kind]
+    if args.name:
+        items = [i for i in items if i.resource.name == args.name]
+    if len(items) != 1:
+        names = ", ".join(i.resource.name for i in items) or "none"
+        raise SystemExit(f"error: expected one {kind} (found: {names}); choose one with --name")
+    item = items[0]
+    source = item.source.rsplit("#", 1)[0]
+    try:
+        artifact_root = local_directory(args.artifact_root)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        statuses = input_statuses(os.environ.get(INPUTS_ENV))
+    except ValueError as exc:
+        raise SystemExit(f"error: ${INPUTS_ENV}: {exc}") from None
+    context = RunContext(
+        artifact_root=artifact_root,
+        base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
+        namespace=item.resource.metadata.namespace or args.namespace,
+        resources={other.resource.key: other.resource for other in loaded.resources},
+        statuses=statuses,
+    )
+    return item.resource, context
+
+
+def local_directory(uri: str, base_dir: Path | None = None) -> Path:
+    """A path, file:// or pvc:// URI as a local directory (the artifact root).
+
+    >>> local_directory("./a", Path("/srv")).as_posix()
+    '/srv/a'
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "pvc":
+        root = Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT))
+        return root / parsed.netloc / parsed.path.lstrip("/")
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(
+            f"the artifact root {uri!r} must be a local path, file:// or pvc://; "
+            "put snapshots on object storage with spec.destination"
+        )
+    path = Path(parsed.path if parsed.scheme == "file" else uri)
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    return Path(os.path.normpath(path))
+
+
+def _from_environment() -> manifests.ManifestSet:
+    loaded = manifests.ManifestSet()
+    text = os.environ.get(MANIFEST_ENV)
+    if not text:
+        raise SystemExit(f"error: give -f FILE, or the manifest as JSON in ${MANIFEST_ENV}")
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"error: ${MANIFEST_ENV} is not JSON: {exc}") from None
+    resource, errors = manifests.parse(document, f"${MANIFEST_ENV}")
+    loaded.errors += errors
+    if resource is not None:
+        loaded.resources.append(manifests.Loaded(f"${MANIFEST_ENV}", resource))
+    return loaded
+
+
+def input_statuses(text: str | None) -> dict[str, StatusBase]:
+    """{"Dataset/events": {...status...}} -> status models, keyed the same way."""
+    document = json.loads(text) if text else {}
+    if not isinstance(document, dict):
+        raise ValueError('expected a JSON object {"Kind/name": status}')
+    out: dict[str, StatusBase] = {}
+    for key, wire in document.items():
+        kind = key.split("/", 1)[0]
+        model = api.KINDS.get(kind)
+        if model is None or not isinstance(wire, dict):
+            continue
+        out[key] = status_model(model).model_validate(wire)
+    return out
+
+
+def status_model(model: type[Resource]) -> type[StatusBase]:
+    """The status class of a kind (its `status` field is `XStatus | None`)."""
+    annotation = model.model_fields["status"].annotation
+    found: type[StatusBase] = next(
+        a for a in getattr(annotation, "__args__", ()) if a is not type(None)
+    )
+    return found
+
+
+def result_of(status: StatusBase) -> dict[str, Any]:
+    """The status as the operator merges it: fields, plus `error` when the run failed."""
+    body = status.to_wire()
+    failing = [c for c in status.conditions if c.status != "True"]
+    if status.phase == "Failed" and failing:
+        body["error"] = f"{failing[0].reason}: {failing[0].message}"[:ERROR_LIMIT_CHARS]
+    # Conditions are the operator's to write; their long messages would not fit.
+    body.pop("conditions", None)
+    return body
+
+
+def write_result(path: Path | None, status: StatusBase) -> None:
+    text = json.dumps(result_of(status), separators=(",", ":"))
+    if len(text.encode()) > RESULT_LIMIT_BYTES:
+        raise ValueError(f"result of {len(text)} bytes does not fit a termination message")
+    if path is None:
+        print(text)
+        return
+    # Written in place: the termination log is a file the kubelet gave us, in /dev.
+    with open(path, "w") as f:
+        f.write(text + "\n")
