@@ -64,7 +64,7 @@ PrinterColumn = dict[str, str | int]
 
 # RFC 1123 subdomain, as Kubernetes object names.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-# RFC 1123 label: what a column, feature or entity name must also be usable as.
+# A column-style identifier: what a column, feature or entity name must be.
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]

@@ -182,6 +182,9 @@ class TrainingJobStatus(common.StatusBase):
     progress: common.ShortText | None = Field(default=None, description="e.g. 'epoch 7/10'.")
     metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     primary_metric: common.ShortText | None = Field(default=None, description="e.g. 'auc=0.871'.")
+    model_name: common.ShortText | None = Field(
+        default=None, description="The registry name of the model (spec.output.modelName)."
+    )
     model_version: common.ShortText | None = None
     artifact_uri: common.StorageURI | None = None
     model_card_uri: common.StorageURI | None = None
