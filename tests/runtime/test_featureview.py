@@ -20,6 +20,7 @@ from flywheel import cli
 from flywheel.api.dataset import Dataset
 from flywheel.api.featureview import FeatureView
 from flywheel.data import runner as datasets
+from flywheel.data import snapshots
 from flywheel.entrypoints import RunContext
 from flywheel.features import materialize, runner, serving, stores
 from tests.runtime.helpers import dataset
@@ -226,7 +227,7 @@ def test_training_set_never_sees_the_future(ctx: RunContext) -> None:
     assert before_everything.column("charges").null_count == before_everything.num_rows
     events = ctx.resources["Dataset/events"]
     assert isinstance(events, Dataset)
-    source = datasets.snapshot_table(datasets.dataset_root(events, ctx))
+    source = snapshots.current_table(datasets.dataset_root(events, ctx))
     first_seen: dict[str, datetime] = {}
     for cid, t in zip(
         source.column("customer_id").to_pylist(),

@@ -16,7 +16,7 @@ import pytest
 
 from flywheel import cli
 from flywheel.api.common import Condition
-from flywheel.data import runner
+from flywheel.data import runner, snapshots
 from flywheel.storage import publish
 from tests.runtime.helpers import context, dataset, write
 
@@ -160,7 +160,7 @@ def test_a_crash_mid_publish_leaves_the_previous_version_and_a_rerun_finishes(
     current = publish.current(root)
     assert current is not None and current["version"] == old.version
     # A reader of the current version gets all of it.
-    assert runner.snapshot_table(root).num_rows == old.rows
+    assert snapshots.current_table(root).num_rows == old.rows
     new = runner.run_dataset(ds, ctx)
     assert new.phase == "Ready" and new.version != old.version and new.rows == 4
     assert publish.current(root)["version"] == new.version  # type: ignore[index]
@@ -263,7 +263,7 @@ def test_parquet_directory_is_read_in_name_order(tmp_path: Path) -> None:
     status = runner.run_dataset(ds, context(tmp_path))
     assert status.phase == "Ready", status.conditions
     root = runner.dataset_root(ds, context(tmp_path))
-    assert runner.snapshot_table(root).column("customer_id").to_pylist() == [
+    assert snapshots.current_table(root).column("customer_id").to_pylist() == [
         "C000001",
         "C000002",
         "C000003",
@@ -397,11 +397,11 @@ def test_extra_columns_rejected_when_the_contract_says_so(tmp_path: Path) -> Non
     spec["schema"]["extraColumns"] = "keep"
     status = runner.run_dataset(dataset("keep", spec), context(tmp_path))
     assert status.phase == "Ready"
-    kept = runner.snapshot_table(runner.dataset_root(dataset("keep", spec), context(tmp_path)))
+    kept = snapshots.current_table(runner.dataset_root(dataset("keep", spec), context(tmp_path)))
     assert kept.column_names[-1] == "x"
     spec["schema"]["extraColumns"] = "drop"
     runner.run_dataset(dataset("drop", spec), context(tmp_path))
-    dropped = runner.snapshot_table(runner.dataset_root(dataset("drop", spec), context(tmp_path)))
+    dropped = snapshots.current_table(runner.dataset_root(dataset("drop", spec), context(tmp_path)))
     assert "x" not in dropped.column_names
 
 
@@ -420,7 +420,7 @@ def test_unique_columns_quarantine_every_repeat_after_the_first(tmp_path: Path) 
     ds = dataset("u", spec)
     status = runner.run_dataset(ds, context(tmp_path))
     assert (status.rows, status.bad_rows) == (3, 2)
-    table = runner.snapshot_table(runner.dataset_root(ds, context(tmp_path)))
+    table = snapshots.current_table(runner.dataset_root(ds, context(tmp_path)))
     assert table.column("v").to_pylist() == [1, 2, 4]
     assert status.quarantine_uri
     bad = pq.read_table(status.quarantine_uri.removeprefix("file://"))
@@ -523,7 +523,9 @@ def test_large_files_are_streamed_block_by_block(
     for status in (whole, streamed):
         assert status.phase == "Ready", status.conditions
         assert (status.rows, status.bad_rows) == (2940, 60)
-    table = runner.snapshot_table(runner.dataset_root(dataset("streamed", spec), context(tmp_path)))
+    table = snapshots.current_table(
+        runner.dataset_root(dataset("streamed", spec), context(tmp_path))
+    )
     assert table.column("customer_id").to_pylist()[:2] == ["C000001", "C000002"]
 
 
@@ -600,5 +602,5 @@ def test_large_snapshots_are_written_in_parts_that_keep_the_row_order(
         "part-00001.parquet",
         "part-00002.parquet",
     ]
-    table = runner.snapshot_table(runner.dataset_root(ds, context(tmp_path)))
+    table = snapshots.current_table(runner.dataset_root(ds, context(tmp_path)))
     assert table.column("v").to_pylist() == list(range(2500))

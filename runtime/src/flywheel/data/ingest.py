@@ -26,17 +26,14 @@ from pyarrow import fs as pafs
 
 from flywheel.api.dataset import DatasetSpec, OnError
 from flywheel.data import contract as contracts
-from flywheel.data import pipeline, profile, sources
+from flywheel.data import pipeline, profile, snapshots, sources
 from flywheel.data.errors import IngestError
+from flywheel.data.snapshots import DATA_DIR, PROFILE_FILE, QUARANTINE_DIR, REPORT_FILE
 from flywheel.storage import publish
 from flywheel.storage.uris import Location
 
-DATA_DIR = "data"
-QUARANTINE_DIR = "quarantine"
 # Parts of this many rows are encoded in parallel; small snapshots are one file.
 ROWS_PER_PART = 1_000_000
-PROFILE_FILE = "profile.json"
-REPORT_FILE = "report.json"
 MAX_EXAMPLES = 20
 # Published rows up to this size stay in memory for the profile (no read back).
 PROFILE_IN_MEMORY_BYTES = 1 << 30
@@ -338,7 +335,7 @@ def _enforce_unique(
         return
     # Rewrite the staged snapshot without the repeats; they join the quarantine.
     directory = staging.join(DATA_DIR)
-    table = read_parts(directory)
+    table = snapshots.read_parts(directory)
     reasons = pa.array(
         [
             ";".join(f"{n}:unique" for n, m in masks.items() if m[i])
@@ -400,24 +397,9 @@ def _apply_policy(report: Report, spec: DatasetSpec) -> None:
         )
 
 
-def part_files(directory: Location) -> list[Location]:
-    return [
-        directory.join(rel) for rel in publish.list_files(directory) if rel.endswith(".parquet")
-    ]
-
-
-def read_parts(directory: Location, columns: list[str] | None = None) -> Any:
-    """The parts of a snapshot directory as one table, in part order."""
-    tables = [
-        pq.read_table(p.path, columns=columns, filesystem=p.filesystem)
-        for p in part_files(directory)
-    ]
-    return pa.concat_tables(tables)
-
-
 def _verify(directory: Location, expected_rows: int) -> None:
     """Read the staged parts back: a short write or a wrong row count never publishes."""
-    parts = part_files(directory)
+    parts = snapshots.part_files(directory)
     if not parts:
         raise IngestError(
             "no valid rows to publish",
@@ -459,12 +441,12 @@ def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
 def _profile_snapshot(staging: Location) -> dict[str, Any]:
     """The profile of the staged snapshot, read back one column at a time."""
     directory = staging.join(DATA_DIR)
-    parts = part_files(directory)
+    parts = snapshots.part_files(directory)
     names = pq.read_schema(parts[0].path, filesystem=parts[0].filesystem).names
     rows = sum(pq.read_metadata(p.path, filesystem=p.filesystem).num_rows for p in parts)
 
     def column(name: str) -> Any:
-        return read_parts(directory, [name]).column(name)
+        return snapshots.read_parts(directory, [name]).column(name)
 
     return _profile_columns({n: functools.partial(column, n) for n in names}, rows)
 

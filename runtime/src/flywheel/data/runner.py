@@ -7,11 +7,10 @@ which is what a Job runs in a cluster.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from flywheel.api import conditions
 from flywheel.api.dataset import Dataset, DatasetStatus, OnError
-from flywheel.data import ingest
+from flywheel.data import ingest, snapshots
 from flywheel.data.errors import IngestError
 from flywheel.entrypoints import RunContext
 from flywheel.storage import credentials, publish, uris
@@ -75,7 +74,7 @@ def status_from_result(result: ingest.Result, root: Location) -> DatasetStatus:
         bytes=data_bytes,
         bad_rows=manifest["badRows"],
         snapshot_uri=version.join("data").uri,
-        profile_uri=version.join(ingest.PROFILE_FILE).uri,
+        profile_uri=version.join(snapshots.PROFILE_FILE).uri,
         quarantine_uri=version.join("quarantine").uri if has_quarantine else None,
     )
 
@@ -90,12 +89,3 @@ def _published_status(root: Location, previous: DatasetStatus) -> DatasetStatus:
     status = status_from_result(result, root)
     status.last_ingested = previous.last_ingested
     return status
-
-
-def snapshot_table(root: Location, columns: list[str] | None = None) -> Any:
-    """The current snapshot of a Dataset as an Arrow table (None if nothing published)."""
-    manifest = publish.current(root)
-    if manifest is None:
-        return None
-    version = publish.version_location(root, manifest["version"])
-    return ingest.read_parts(version.join(ingest.DATA_DIR), columns)

@@ -81,6 +81,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from flywheel.data import runner as datasets
+    from flywheel.data import snapshots
     from flywheel.features import runner
 
     view, context = _view(args)
@@ -90,7 +91,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     label_time = args.label_time or labels_ds.spec.timestamp_column
     if label_time is None:
         raise SystemExit("error: give --label-time; the labels Dataset has no timestampColumn")
-    labels = datasets.snapshot_table(datasets.dataset_root(labels_ds, context))
+    labels = snapshots.current_table(datasets.dataset_root(labels_ds, context))
     if labels is None:
         raise SystemExit(f"error: Dataset {args.labels!r} has no snapshot; ingest it first")
     table = runner.training_set(view, labels, context, label_time)

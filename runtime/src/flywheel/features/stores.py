@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from flywheel.api.dataset import Dataset, DatasetStatus
 from flywheel.api.featureview import FeatureView, OnlineStoreType
-from flywheel.data import ingest
 from flywheel.data import runner as datasets
+from flywheel.data import snapshots
 from flywheel.entrypoints import REDIS_URL_ENV, RunContext
 from flywheel.features import online
 from flywheel.storage import credentials, publish, uris
@@ -60,12 +60,12 @@ def read_source(view: FeatureView, context: RunContext) -> tuple[str, Any] | Non
     status = context.input_status("Dataset", view.spec.source.dataset_ref.name)
     if isinstance(status, DatasetStatus) and status.snapshot_uri and status.version:
         data = uris.resolve(status.snapshot_uri, context.base_dir)
-        return status.version, ingest.read_parts(data)
+        return status.version, snapshots.read_parts(data)
     root = source_root(view, context)
     manifest = publish.current(root)
     if manifest is None:
         return None
-    return manifest["version"], datasets.snapshot_table(root)
+    return manifest["version"], snapshots.current_table(root)
 
 
 def read_offline(view: FeatureView, context: RunContext) -> tuple[str, Any] | None:
