@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flywheel import entrypoints, manifests, plan
-from flywheel.api.common import Condition, StatusBase
+from flywheel.api.common import Condition, ConditionStatus, StatusBase
 from flywheel.entrypoints import Entrypoint, RunContext
 from flywheel.local import executor
 
@@ -29,7 +29,7 @@ def recording_runner(resource: Any, context: RunContext) -> StatusBase:
     failed = how == "phase"
     condition = Condition(
         type="Ready",
-        status="False" if failed else "True",
+        status=ConditionStatus.FALSE if failed else ConditionStatus.TRUE,
         reason="Broken" if failed else "Done",
         message="",
         last_transition_time=datetime(2026, 1, 1, tzinfo=UTC),
