@@ -99,6 +99,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
             "flywheel.features.runner:run_featureview",
             ("features", "materialize"),
         ),
+        Entrypoint("DriftMonitor", "flywheel.drift.runner:run_driftmonitor", ("drift", "run")),
     )
 }
 
@@ -106,6 +107,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
 COMMAND_GROUPS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
     "features": "flywheel.features.commands:register",
+    "drift": "flywheel.drift.commands:register",
 }
 
 

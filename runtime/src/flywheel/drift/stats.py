@@ -129,15 +129,20 @@ def categorical_reference(counts: Mapping[str, int]) -> CategoricalReference:
     )
 
 
-def category_counts(reference: CategoricalReference, values: Sequence[Any]) -> np.ndarray:
-    """Live category values counted on the reference's categories (unknown -> `OTHER`)."""
+def counts_on(reference: CategoricalReference, counts: Mapping[str, int]) -> np.ndarray:
+    """Live category counts on the reference's categories (unknown ones -> `OTHER`)."""
     index = {c: i for i, c in enumerate(reference.categories)}
     other = len(reference.categories) - 1
     out = np.zeros(len(reference.categories), dtype=np.int64)
-    uniq, counts = np.unique(np.asarray([str(v) for v in values], dtype=object), return_counts=True)
-    for value, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+    for value, n in counts.items():
         out[index.get(value, other)] += n
     return out
+
+
+def category_counts(reference: CategoricalReference, values: Sequence[Any]) -> np.ndarray:
+    """Live category values counted on the reference's categories."""
+    uniq, counts = np.unique(np.asarray([str(v) for v in values], dtype=object), return_counts=True)
+    return counts_on(reference, dict(zip(uniq.tolist(), counts.tolist(), strict=True)))
 
 
 # --- results -------------------------------------------------------------------------
