@@ -152,6 +152,9 @@ def test_nothing_logged_yet(context: RunContext) -> None:
     status = runner.run_driftmonitor(_monitor(), context, NOW)
     assert status.phase == "Ready" and status.verdict == Verdict.INSUFFICIENT
     assert status.samples == 0
+    detected = next(c for c in status.conditions if c.type == "DriftDetected")
+    assert detected.message.startswith("no requests logged yet under file://")
+    assert detected.message.endswith("/request-logs/ml/churn")
 
 
 def test_a_watched_feature_missing_from_the_log_is_named(context: RunContext) -> None:

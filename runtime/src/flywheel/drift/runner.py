@@ -53,6 +53,7 @@ class Run:
     model_version: str | None
     references: dict[str, ColumnReference]
     live_columns: dict[str, LiveColumn]
+    log_uri: str
 
 
 def run_driftmonitor(
@@ -112,6 +113,7 @@ def monitor_once(monitor: DriftMonitor, context: RunContext, now: datetime) -> R
         model_version=model_version,
         references=references,
         live_columns=live_columns,
+        log_uri=location.uri,
     )
 
 
@@ -226,7 +228,10 @@ def status_of(
         detected, reason, message = ConditionStatus.FALSE, "NoDrift", ""
     else:
         detected, reason = ConditionStatus.UNKNOWN, "Insufficient"
-        message = f"fewer than {monitor.spec.min_samples} values: " + ", ".join(insufficient)
+        if run.live.rows == 0:
+            message = f"no requests logged yet under {run.log_uri}"
+        else:
+            message = f"fewer than {monitor.spec.min_samples} values: " + ", ".join(insufficient)
     status.conditions = conditions.set_condition(
         status.conditions, DRIFT_DETECTED, detected, reason, message, run.time, generation
     )
