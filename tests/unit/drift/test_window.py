@@ -6,6 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from flywheel.api.driftmonitor import Window
 from flywheel.drift import window
@@ -63,3 +66,26 @@ def test_columns_are_projected(tmp_path: Path) -> None:
         _log(tmp_path), Window(size=10), T0 + timedelta(days=1), columns=["time", "plan", "nope"]
     )
     assert live.table.column_names == ["time", "plan"]
+
+
+def test_parts_with_other_columns_and_naive_times(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    first = customers(rng, 10)
+    write_log(tmp_path / "log", first, T0, part="a")
+    later = customers(rng, 10) | {"country": np.array(["DE"] * 10)}
+    path = write_log(tmp_path / "log", later, T0 + timedelta(minutes=1), part="b")
+    table = pq.read_table(path)
+    naive = table.set_column(1, "time", table.column("time").cast(pa.timestamp("ms")))
+    pq.write_table(naive, path)  # a writer that stores UTC without a zone, in ms
+    live = window.read_window(
+        uris.resolve(str(tmp_path / "log")), Window(size=15), T0 + timedelta(days=1)
+    )
+    assert live.rows == 15 and live.table.column("country").null_count == 5
+    assert live.end == T0 + timedelta(minutes=1, seconds=9)
+
+
+def test_a_log_without_times_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    pq.write_table(pa.table({"plan": ["a"]}), tmp_path / "log" / "x.parquet")
+    with pytest.raises(window.LogError, match="x.parquet has no 'time' column"):
+        window.read_window(uris.resolve(str(tmp_path / "log")), Window(size=10), T0)

@@ -64,8 +64,8 @@ def run_driftmonitor(
     generation = monitor.metadata.generation
     try:
         run = monitor_once(monitor, context, now)
-    except (reference.ReferenceError, compare.MethodMismatch) as exc:
-        reason = exc.reason if isinstance(exc, reference.ReferenceError) else "MethodMismatch"
+    except (reference.ReferenceError, window.LogError, compare.MethodMismatch) as exc:
+        reason = getattr(exc, "reason", "MethodMismatch")
         failed = previous.model_copy(deep=True)
         failed.phase = "Failed"
         failed.observed_generation = generation

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from flywheel.api.common import duration_seconds
 from flywheel.api.driftmonitor import Window
@@ -74,6 +74,12 @@ def log_location(deployment_name: str, context: RunContext, namespace: str) -> L
     return uris.resolve(str(path))
 
 
+class LogError(Exception):
+    """The request log cannot be read as requests; `reason` is the condition reason."""
+
+    reason = "RequestLogUnreadable"
+
+
 def read_window(
     location: Location,
     window: Window,
@@ -87,32 +93,67 @@ def read_window(
     `first` takes the earliest window instead of the latest: where a model version's
     predictions began, the baseline its later predictions are compared with.
     """
-    files = [location.join(f).path for f in _parquet_files(location)]
-    if not files:
-        return Live(pa.table({TIME: pa.array([], pa.timestamp("us", "UTC"))}), None, None)
-    dataset = pads.dataset(files, format="parquet", filesystem=location.filesystem)
-    time = pads.field(TIME)
-    keep = time <= pa.scalar(now, pa.timestamp("us", "UTC"))
-    if model_version is not None:
-        keep = keep & (pads.field(MODEL_VERSION) == model_version)
-    if window.duration and not first:
-        since = now - timedelta(seconds=duration_seconds(window.duration))
-        keep = keep & (time > pa.scalar(since, pa.timestamp("us", "UTC")))
-    if window.size:
-        # The times alone first: the cut-off time of the size-th request from the end.
-        times = _micros(dataset.to_table(columns=[TIME], filter=keep).column(TIME))
-        if times.size > window.size:
-            k = window.size - 1 if first else times.size - window.size
-            cut = int(np.partition(times, k)[k])
-            bound = pa.scalar(cut, pa.int64()).cast(pa.timestamp("us", "UTC"))
-            keep = keep & ((time <= bound) if first else (time >= bound))
-    if first and window.duration:
-        start = _micros(dataset.to_table(columns=[TIME], filter=keep).column(TIME))
-        if start.size:
-            end = int(start.min()) + int(duration_seconds(window.duration) * 1e6)
-            keep = keep & (time < pa.scalar(end, pa.int64()).cast(pa.timestamp("us", "UTC")))
-    wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
-    table = dataset.to_table(columns=wanted, filter=keep)
+    try:
+        return _read_window(location, window, now, columns, model_version, first)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise LogError(f"request log {location.uri}: {exc}") from exc
+
+
+def _read_window(
+    location: Location,
+    window: Window,
+    now: datetime,
+    columns: list[str] | None,
+    model_version: str | None,
+    first: bool,
+) -> Live:
+    # Two passes: the times (and versions) of every part decide the rows; then only the
+    # parts holding some of them are read, only the wanted columns. Times are compared
+    # as UTC microseconds whatever unit or zone a part was written with.
+    fs = location.filesystem
+    parts = [location.join(f).path for f in _parquet_files(location)]
+    keys = [TIME] + ([MODEL_VERSION] if model_version is not None else [])
+    micros, masks = [], []
+    for path in parts:
+        names = pq.ParquetFile(path, filesystem=fs).schema_arrow.names
+        if TIME not in names:
+            raise LogError(f"request log {location.uri}: part {path} has no {TIME!r} column")
+        head = pq.read_table(path, columns=[k for k in keys if k in names], filesystem=fs)
+        t = _micros(head.column(TIME))
+        mask = t <= _to_micros(now)
+        if model_version is not None and MODEL_VERSION in names:
+            same = pc.fill_null(pc.equal(head.column(MODEL_VERSION), model_version), False)
+            mask &= np.asarray(same.to_numpy(), dtype=bool)
+        elif model_version is not None:
+            mask[:] = False
+        if window.duration and not first:
+            mask &= t > _to_micros(now - timedelta(seconds=duration_seconds(window.duration)))
+        micros.append(t)
+        masks.append(mask)
+    selected = [t[m] for t, m in zip(micros, masks, strict=True)]
+    chosen = np.concatenate(selected) if selected else np.empty(0, dtype=np.int64)
+    low, high = -(2**63), 2**63 - 1
+    if window.size and chosen.size > window.size:
+        k = window.size - 1 if first else chosen.size - window.size
+        cut = int(np.partition(chosen, k)[k])
+        low, high = (low, cut) if first else (cut, high)
+    if first and window.duration and chosen.size:
+        high = min(high, int(chosen.min()) + int(duration_seconds(window.duration) * 1e6) - 1)
+    tables = []
+    for path, t, mask in zip(parts, micros, masks, strict=True):
+        rows = mask & (t >= low) & (t <= high)
+        if not rows.any():
+            continue
+        names = pq.ParquetFile(path, filesystem=fs).schema_arrow.names
+        wanted = names if columns is None else [c for c in names if c in columns]
+        part = pq.read_table(path, columns=wanted, filesystem=fs).filter(pa.array(rows))
+        if TIME in part.column_names:
+            index = part.column_names.index(TIME)
+            part = part.set_column(index, TIME, part.column(TIME).cast(UTC_MICROS))
+        tables.append(part)
+    if not tables:
+        return Live(pa.table({TIME: pa.array([], UTC_MICROS)}), None, None)
+    table = pa.concat_tables(tables, promote_options="permissive")
     table = table.sort_by(TIME) if TIME in table.column_names else table
     if window.size and table.num_rows > window.size:  # ties at the cut-off time
         table = table.slice(0, window.size) if first else table.slice(table.num_rows - window.size)
@@ -120,6 +161,13 @@ def read_window(
         return Live(table, None, None)
     bounds = pc.min_max(table.column(TIME)).as_py()
     return Live(table, bounds["min"], bounds["max"])
+
+
+UTC_MICROS = pa.timestamp("us", "UTC")
+
+
+def _to_micros(moment: datetime) -> int:
+    return int(pa.scalar(moment, UTC_MICROS).cast(pa.int64()).as_py())
 
 
 def _parquet_files(location: Location) -> list[str]:
@@ -132,7 +180,7 @@ def _parquet_files(location: Location) -> list[str]:
 
 
 def _micros(column: Any) -> np.ndarray:
-    ints = pc.cast(column.cast(pa.timestamp("us", "UTC")), pa.int64())
+    ints = pc.cast(column.cast(UTC_MICROS), pa.int64())
     return np.asarray(ints.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
