@@ -66,6 +66,7 @@ def psi_histogram(edges: np.ndarray, ref_counts: np.ndarray, live: np.ndarray) -
     return stats.psi(ref_counts, counts).score
 
 
+@pytest.mark.timeout(3600)  # scipy's share alone is minutes on a busy 2-core machine
 def test_drift_statistics_throughput() -> None:
     n = scaled(1_000_000)
     rng = np.random.default_rng(0)
@@ -147,6 +148,7 @@ EVIDENTLY_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.timeout(3600)
 def test_against_evidently(tmp_path: Path) -> None:
     python = os.environ.get("FLYWHEEL_EVIDENTLY_PYTHON")
     if not python:
