@@ -87,5 +87,5 @@ def test_parts_with_other_columns_and_naive_times(tmp_path: Path) -> None:
 def test_a_log_without_times_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "log").mkdir()
     pq.write_table(pa.table({"plan": ["a"]}), tmp_path / "log" / "x.parquet")
-    with pytest.raises(window.LogError, match="x.parquet has no 'time' column"):
+    with pytest.raises(window.LogError, match=r"x\.parquet has no 'time' column"):
         window.read_window(uris.resolve(str(tmp_path / "log")), Window(size=10), T0)
