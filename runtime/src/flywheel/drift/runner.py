@@ -164,9 +164,7 @@ def prediction_check(
     ref = prepared.get(window.PREDICTION)
     if ref is None:  # not a number or a category (e.g. a vector): not tested
         return None
-    recent = live.table
-    if window.PREDICTION not in recent.column_names:
-        recent = window.read_window(location, spec.window, now, columns).table
+    recent = live.table  # has the prediction column: the baseline, from the same log, had it
     keep = pc.equal(recent.column(window.MODEL_VERSION), model_version)
     if baseline.end is not None:
         keep = pc.and_(keep, pc.greater(recent.column(window.TIME), baseline.end))
