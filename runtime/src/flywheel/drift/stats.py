@@ -408,7 +408,11 @@ def _runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if sorted_values.size == 0:
         empty = np.empty(0, dtype=np.int64)
         return sorted_values, empty, empty
-    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
+    new = sorted_values[1:] != sorted_values[:-1]
+    if new.all():  # no ties, as with most continuous features: skip building the runs
+        starts = np.arange(sorted_values.size)
+        return sorted_values, starts, np.ones(sorted_values.size, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], new)))
     counts = np.diff(np.append(starts, sorted_values.size))
     return sorted_values[starts], starts, counts
 
