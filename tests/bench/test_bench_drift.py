@@ -168,14 +168,29 @@ def test_against_evidently(tmp_path: Path) -> None:
         # The same work Evidently does: prepare the reference and test every column.
         return [stats.ks(stats.numeric_reference(ref[i]), cur[i]) for i in range(k)]
 
-    ours, _ = best_of(1, flywheel_all)
+    prepared = [stats.numeric_reference(ref[i]) for i in range(k)]
+
+    def flywheel_run() -> list[stats.Result]:
+        # What a scheduled run does: the reference of this version is already prepared.
+        return [stats.ks(prepared[i], cur[i]) for i in range(k)]
+
+    cold, _ = best_of(1, flywheel_all)
+    warm, _ = best_of(1, flywheel_run)
     report(
-        f"Data drift, {n:,} rows x {k} numeric features, KS on each (reference prepared "
-        "inside the timing for both)",
-        ["tool", "seconds", "Flywheel faster by"],
+        f"Data drift, {n:,} rows x {k} numeric features, KS on each",
+        ["tool", "seconds", "Evidently / this"],
         [
-            ["Flywheel", f"{ours:.2f}", ""],
-            ["Evidently DataDriftPreset", f"{evidently:.2f}", f"{evidently / ours:.0f}x"],
+            ["Evidently DataDriftPreset (method ks)", f"{evidently:.2f}", "1"],
+            [
+                "Flywheel, reference prepared in the timing",
+                f"{cold:.2f}",
+                f"{evidently / cold:.0f}x",
+            ],
+            [
+                "Flywheel, reference prepared before (a run)",
+                f"{warm:.2f}",
+                f"{evidently / warm:.0f}x",
+            ],
         ],
     )
     print(f"  ({sys.executable} vs {python})")
