@@ -29,7 +29,7 @@ def run_featureview(
     generation = view.metadata.generation
     try:
         done = materialize.materialize(view, context, now, checkpoint)
-    except materialize.MaterializeError as exc:
+    except (materialize.MaterializeError, publish.OwnershipError) as exc:
         status = previous.model_copy()
         status.phase = "Failed"
         status.conditions = conditions.set_condition(
