@@ -31,6 +31,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(rf"(?i)([?&;](?:{_SECRET_WORDS})=)[^&\s'\"<>#]+"),
         rf"\1{MASK}",
     ),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
     # password=..., "secret": "...", api_key: ...
     (
         re.compile(
@@ -39,7 +40,6 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         rf"\1{MASK}",
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),
 )
 
