@@ -68,6 +68,34 @@ class OnlineView:
         ttl = self.ttl_micros
         return [online.decode(d, now_micros, ttl) for d in documents]
 
+    def why_missing(self, entities: Sequence[online.Entity], now: datetime) -> list[str | None]:
+        """Per entity without features at `now`: why (never stored, expired, or stored
+        only later); None where there are features.
+
+        The ttl is the view's, the same the point-in-time join applies.
+        """
+        now_micros = materialize.to_micros(now)
+        times = self.store.event_times(self.keys_of(entities))
+        ttl = self.ttl_micros
+        out: list[str | None] = []
+        for t in times:
+            if t is None:
+                out.append("no value stored for this entity (never seen, or not materialized)")
+            elif t > now_micros:
+                out.append(f"the first value stored is at {_iso(t)}, after {now.isoformat()}")
+            elif now_micros - t > ttl:
+                out.append(
+                    f"expired: last value at {_iso(t)}, ttl {self.view.spec.ttl}, "
+                    f"asked at {now.isoformat()}"
+                )
+            else:
+                out.append(None)
+        return out
+
+
+def _iso(micros: int) -> str:
+    return materialize.from_micros(micros).isoformat()
+
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
