@@ -93,17 +93,17 @@ def conform(batch: Any, contract: DatasetSchema, source: str) -> Conformed:
     missing = [c.name for c in contract.columns if c.name not in names]
     if missing:
         raise IngestError(
-            f"column(s) {', '.join(missing)} of the schema are missing",
+            f"column(s) {_some(missing)} of the schema are missing",
             file=source,
             column=missing[0],
-            fix=f"the source has columns {', '.join(names)}; add the missing column(s) to the "
+            fix=f"the source has columns {_some(names)}; add the missing column(s) to the "
             "source or remove them from spec.schema.columns",
         )
     declared = {c.name for c in contract.columns}
     extra = [n for n in names if n not in declared]
     if extra and contract.extra_columns == ExtraColumns.REJECT:
         raise IngestError(
-            f"column(s) {', '.join(extra)} are not in the schema",
+            f"column(s) {_some(extra)} are not in the schema",
             file=source,
             column=extra[0],
             fix="add them to spec.schema.columns, or set spec.schema.extraColumns to keep or drop",
@@ -120,6 +120,12 @@ def conform(batch: Any, contract: DatasetSchema, source: str) -> Conformed:
             fields.append(batch.schema.field(name))
     out = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
     return Conformed(out, batch, [f for f in failures if f.mask.true_count])
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """'a, b, c and 12 more': a bounded list of names for a message."""
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
 def check_column(array: Any, column: Column, source: str) -> tuple[Any, list[Failure]]:

@@ -65,15 +65,24 @@ def run_dataset(
             dataset.spec, source, root, checkpoint, owner=owner(dataset, context)
         )
     except (IngestError, publish.OwnershipError, ValueError, OSError) as exc:
-        status = _published_status(root, previous) if root else DatasetStatus()
+        try:
+            status = _published_status(root, previous) if root else DatasetStatus()
+        except OSError:  # the store is unreachable: what was published is unknown here
+            status = DatasetStatus(last_ingested=previous.last_ingested)
         status.phase = "Failed"
         reason = getattr(exc, "reason", None) or _reason(exc)
+        message = str(exc)
+        if isinstance(exc, OSError):
+            message = (
+                f"{exc}; fix: check that the store is reachable from here (for S3-compatible "
+                "stores, $FLYWHEEL_S3_ENDPOINT) and that the credentials are valid"
+            )
         status.conditions = conditions.set_condition(
             previous.conditions,
             "Ready",
             False,
             reason,
-            redaction.condition_message(str(exc)),
+            redaction.condition_message(message),
             now,
             generation,
         )

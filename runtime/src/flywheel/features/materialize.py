@@ -19,9 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel.api.common import duration_seconds
+from flywheel.api.expressions import ExpressionError
 from flywheel.api.featureview import FeatureView
 from flywheel.entrypoints import RunContext
-from flywheel.features import online, pit, stores, transform
+from flywheel.features import expressions, online, pit, stores, transform
 from flywheel.storage import publish
 
 
@@ -48,6 +50,7 @@ def materialize(
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> Materialized:
     now = now or datetime.now(UTC)
+    check_spec(view)
     source = stores.read_source(view, context)
     if source is None:
         name = view.spec.source.dataset_ref.name
@@ -73,6 +76,28 @@ def materialize(
     return Materialized(
         source_version, offline_version, offline_uri, online_rows, written, watermark
     )
+
+
+# Window lengths in microseconds are subtracted from int64 times: keep far from overflow.
+MAX_WINDOW_MICROS = 2**62
+
+
+def check_spec(view: FeatureView) -> None:
+    """Expressions compile and windows fit the time arithmetic, before any row is read."""
+    for feature in view.spec.features:
+        if feature.expression is not None:
+            try:
+                expressions.compile_expression(feature.expression)
+            except ExpressionError as exc:
+                raise MaterializeError(f"feature {feature.name!r}: {exc}", "FeatureError") from None
+        if feature.aggregation is not None:
+            window = feature.aggregation.window
+            if duration_seconds(window) * 1_000_000 >= MAX_WINDOW_MICROS:
+                raise MaterializeError(
+                    f"feature {feature.name!r}: window {window!r} is longer than timestamps "
+                    "can span; use a window of at most a few thousand years",
+                    "FeatureError",
+                )
 
 
 def check_features(features: Any, view: FeatureView) -> None:

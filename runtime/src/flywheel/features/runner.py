@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flywheel import redaction
 from flywheel.api import conditions
 from flywheel.api.common import duration_seconds
 from flywheel.api.featureview import FeatureView, FeatureViewStatus
@@ -33,7 +34,13 @@ def run_featureview(
         status = previous.model_copy()
         status.phase = "Failed"
         status.conditions = conditions.set_condition(
-            previous.conditions, "Ready", False, exc.reason, str(exc), now, generation
+            previous.conditions,
+            "Ready",
+            False,
+            exc.reason,
+            redaction.condition_message(str(exc)),
+            now,
+            generation,
         )
         return status
     online_note = (
