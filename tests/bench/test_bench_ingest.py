@@ -114,6 +114,7 @@ def measure(fmt: str, path: Path, bare: Callable[[Path], Any], out: Path) -> lis
         f"{rows / check_s / 1e6:.2f} ({bare_s / check_s:.2f}x)",
         f"{rows / convert_s / 1e6:.2f} ({bare_s / convert_s:.2f}x)",
         f"{rows / ingest_s / 1e6:.2f} ({bare_s / ingest_s:.2f}x)",
+        f"{convert_s / ingest_s:.2f}x",
     ]
 
 
@@ -132,9 +133,10 @@ def test_ingest_throughput(tmp_path: Path) -> None:
         measure("parquet", parquet_path, pq.read_table, tmp_path / "out"),
     ]
     report(
-        f"ingest + validate, {rows:,} rows x {len(COLUMNS)} columns, M rows/s (x bare read; "
-        "goal >= 0.5x). Full ingest also writes the snapshot and quarantine, profiles, "
-        "hashes and publishes.",
+        f"ingest + validate, {rows:,} rows x {len(COLUMNS)} columns, M rows/s (x bare read). "
+        "Full ingest also writes the snapshot and quarantine, profiles, hashes and "
+        "publishes; its last column is its speed against the bare read + write floor "
+        "(goal >= 0.8x).",
         [
             "format",
             "MB",
@@ -142,6 +144,7 @@ def test_ingest_throughput(tmp_path: Path) -> None:
             "read + validate",
             "bare read + write",
             "full ingest",
+            "full / floor",
         ],
         results,
     )

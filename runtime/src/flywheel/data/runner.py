@@ -56,8 +56,11 @@ def run_dataset(
     generation = dataset.metadata.generation
     root: Location | None = None
     try:
-        root = dataset_root(dataset, context)
-        source = source_location(dataset, context)
+        try:
+            root = dataset_root(dataset, context)
+            source = source_location(dataset, context)
+        except ValueError as exc:
+            raise IngestError(str(exc), reason="InvalidLocation") from None
         check_locations(dataset, source, root, context)
         publish.claim(root, owner(dataset, context))
         cleaned = publish.clean_staging(root)
@@ -115,7 +118,7 @@ def run_dataset(
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return "StorageUnavailable"
-    return "InvalidLocation"
+    return "IngestFailed"
 
 
 def check_locations(
