@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -216,8 +217,18 @@ def _message(status: Any) -> str:
 
 
 def jsonpath(obj: Any, path: str) -> Any:
-    """The value at a simple `.a.b.c` path, or None."""
-    for part in path.strip(".").split("."):
+    """The value at a simple `.a.b.c` path, where a part may pick a list item by a field
+    (`conditions[?(@.type=="Ready")]`), or None.
+
+    >>> jsonpath({"s": {"c": [{"type": "A", "v": 1}]}}, '.s.c[?(@.type=="A")].v')
+    1
+    """
+    for part in re.findall(r'[^.\[]+|\[\?\(@\.\w+=="[^"]*"\)\]', path):
+        if part.startswith("[?"):
+            field, value = re.findall(r'@\.(\w+)=="([^"]*)"', part)[0]
+            items = obj if isinstance(obj, list) else []
+            obj = next((i for i in items if isinstance(i, dict) and i.get(field) == value), None)
+            continue
         if not isinstance(obj, dict):
             return None
         obj = obj.get(part)
