@@ -105,6 +105,18 @@ def test_a_file_reached_through_two_links_is_read_once(tmp_path: Path) -> None:
     assert status.rows == 2
 
 
+def test_files_of_a_directory_are_read_in_path_order_skipping_hidden_ones(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "src" / "a" / "x.csv", "x\n2\n")
+    write(tmp_path / "src" / "a.csv", "x\n1\n")
+    write(tmp_path / "src" / "_temporary" / "y.csv", "x\n9\n")
+    write(tmp_path / "src" / ".hidden.csv", "x\n9\n")
+    ds = dataset("order", spec("./src", [{"name": "x", "type": "int64"}]))
+    status = runner.run_dataset(ds, context(tmp_path))
+    assert snapshot(status).column("x").to_pylist() == [1, 2]
+
+
 def test_a_dangling_symlink_in_the_source_directory_fails(tmp_path: Path) -> None:
     write(tmp_path / "src" / "part.csv", "x\n1\n")
     os.symlink(tmp_path / "gone.csv", tmp_path / "src" / "more.csv")

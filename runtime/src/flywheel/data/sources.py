@@ -110,7 +110,7 @@ def _list_local(source: Location) -> list[Location]:
 
 
 def _walk(top: str) -> list[str]:
-    """Files below `top` in name order, following directory links, refusing loops."""
+    """Files below `top` in path order, following directory links, refusing loops."""
     out: list[str] = []
     ancestors = [os.path.realpath(top)]
 
@@ -137,7 +137,7 @@ def _walk(top: str) -> list[str]:
                 out.append(entry.path)
 
     visit(top)
-    return out
+    return sorted(out)  # by whole path, so the order (and the version) is the listing's
 
 
 def _check_regular(path: str) -> None:
