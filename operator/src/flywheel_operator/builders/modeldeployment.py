@@ -20,15 +20,13 @@ import yaml
 from flywheel.api import ModelDeployment
 from flywheel.api.modeldeployment import Backend, TritonOptions
 from flywheel_operator import labels
-from flywheel_operator.builders import pods
+from flywheel_operator.builders import pods, raycluster
 from flywheel_operator.settings import Settings
 
-RAY_API_VERSION = "ray.io/v1"
 ROUTER = "router"
 SERVE_APP_IMPORT = "flywheel.serving.app:build_app"
 TRITON_UID = 1000  # the triton-server user of the NGC images
 ROUTER_PORT = 8080
-RAY_UID = 1000  # the `ray` user of the rayproject images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,11 +120,10 @@ def rayservice(
     if gpus_per_pod:
         worker["requests"][pods.GPU_RESOURCE] = str(gpus_per_pod)
         worker["limits"][pods.GPU_RESOURCE] = str(gpus_per_pod)
-    head = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     claims = pods.claims_in(settings.artifact_root, [v.artifact_uri for v in versions])
     image = settings.ray_cluster_image
     return {
-        "apiVersion": RAY_API_VERSION,
+        "apiVersion": raycluster.RAY_API_VERSION,
         "kind": "RayService",
         "metadata": labels.child_metadata(
             owner, labels.child_name(resource.name, "serve"), "serving"
@@ -138,7 +135,9 @@ def rayservice(
                 "enableInTreeAutoscaling": True,
                 "headGroupSpec": {
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": ray_pod(owner, "ray-head", image, head, {}, settings, claims),
+                    "template": raycluster.pod_template(
+                        owner, "ray-head", image, raycluster.head_resources(), {}, settings, claims
+                    ),
                 },
                 "workerGroupSpecs": [
                     {
@@ -147,7 +146,7 @@ def rayservice(
                         "minReplicas": max(scaling.min_replicas, 1),
                         "maxReplicas": scaling.max_replicas * len(versions),
                         "rayStartParams": {},
-                        "template": ray_pod(
+                        "template": raycluster.pod_template(
                             owner,
                             "ray-worker",
                             image,
@@ -160,38 +159,6 @@ def rayservice(
                 ],
             },
         },
-    }
-
-
-def ray_pod(
-    owner: dict[str, Any],
-    name: str,
-    image: str,
-    resources: dict[str, Any],
-    placement: dict[str, Any],
-    settings: Settings,
-    claims: list[str],
-) -> dict[str, Any]:
-    """A Ray head or worker pod: restricted, /tmp and /dev/shm as scratch, claims mounted."""
-    spec = {
-        "securityContext": pods.pod_security_context(RAY_UID),
-        "automountServiceAccountToken": False,
-        "containers": [
-            {
-                "name": name,
-                "image": image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "resources": resources,
-                "securityContext": pods.container_security_context(),
-                "volumeMounts": pods.scratch_mounts(shm=True),
-            }
-        ],
-        "volumes": pods.scratch_volumes(shm=True),
-        **placement,
-    }
-    return {
-        "metadata": {"labels": labels.common_labels(owner, name)},
-        "spec": pods.mount_claims(spec, claims, settings.pvc_root),
     }
 
 
