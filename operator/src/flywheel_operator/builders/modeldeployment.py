@@ -1,7 +1,7 @@
 """ModelDeployment -> a RayService (rayserve) or Triton Deployments + a router (triton).
 
 Both serve the same thing: one router in front of one model server per version. The
-traffic split comes from the rollout state (status/rollout.py) and is a router setting
+traffic split comes from the rollout state (flywheel.serving.rollout) and is a router setting
 only, so a rollout step never restarts a model replica: on Ray Serve it is the Router
 deployment's `user_config` (a lightweight in-place update), on Triton the router's
 ConfigMap.
@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from typing import Any
 
 import yaml
 
 from flywheel.api import ModelDeployment
 from flywheel.api.modeldeployment import Backend, TritonOptions
+from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
 from flywheel_operator.builders import pods, raycluster
 from flywheel_operator.settings import Settings
@@ -27,20 +27,6 @@ ROUTER = "router"
 SERVE_APP_IMPORT = "flywheel.serving.app:build_app"
 TRITON_UID = 1000  # the triton-server user of the NGC images
 ROUTER_PORT = 8080
-
-
-@dataclasses.dataclass(frozen=True)
-class ServedVersion:
-    """A model version resolved to where its artifact lives."""
-
-    model_name: str
-    version: str
-    artifact_uri: str
-
-    @property
-    def key(self) -> str:
-        """A DNS-label-safe form of the version, for child and deployment names."""
-        return re.sub(r"[^a-z0-9-]+", "-", self.version.lower()).strip("-")[:40] or "v"
 
 
 def build(
@@ -54,6 +40,14 @@ def build(
     if resource.spec.backend == Backend.RAYSERVE:
         return [rayservice(owner, resource, settings, versions, traffic)]
     return triton(owner, resource, settings, versions, traffic)
+
+
+def url(resource: ModelDeployment, namespace: str) -> str:
+    """Where clients send requests: the router Service (triton) or the Serve Service."""
+    if resource.spec.backend == Backend.TRITON:
+        return f"http://{resource.name}.{namespace}.svc"
+    # KubeRay names the Serve Service <RayService name>-serve-svc, port 8000.
+    return f"http://{labels.child_name(resource.name, 'serve')}-serve-svc.{namespace}.svc:8000"
 
 
 def router_config(
