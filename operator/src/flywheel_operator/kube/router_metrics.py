@@ -1,10 +1,11 @@
 """The router's measurements of a rollout step: what canary, shadow and bandit analyses read.
 
 The router does not export its measurements yet. Until it does, the operator reads them
-with `not_exported`, which has none: every analysis is Inconclusive and no metric ever
-promotes (a canary still walks no step; a rollout with strategy none is unaffected). A
-reader of the router's counters for the current step, made through the API server like
-every other call in this package, replaces it as `Context.router_metrics`.
+with `not_exported`, which has none: every canary, shadow and bandit analysis is
+Inconclusive, so a rollout holds its first step and nothing is promoted or rolled back
+(strategy `none` needs no measurements). A reader of the router's counters for the current
+step, made through the API server like every other call in this package, replaces it as
+`handlers.reconciliation.Context.router_metrics`.
 """
 
 from __future__ import annotations
