@@ -215,18 +215,25 @@ class Toleration(FlywheelModel):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
-class ResourceRequirements(FlywheelModel):
-    """What one replica or worker asks for. GPUs are requested as `nvidia.com/gpu`."""
+class ReplicaResources(FlywheelModel):
+    """CPU, memory, GPUs and placement of one replica or worker. Each use narrows `gpu`:
+    whole GPUs for Pods (`ResourceRequirements`), fractions for Ray Serve replicas."""
 
     cpu: Quantity = "1"
     memory: Quantity = "2Gi"
-    gpu: int = Field(default=0, ge=0, le=16, description="Whole GPUs per replica or worker.")
+    gpu: float = Field(default=0, ge=0, description="GPUs per replica or worker.")
     gpu_type: ShortText | None = Field(
         default=None,
         description="GPU product, matched against the node label nvidia.com/gpu.product.",
     )
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     node_selector: dict[str, ShortText] = Field(default_factory=dict, max_length=32)
+
+
+class ResourceRequirements(ReplicaResources):
+    """What one replica or worker asks for. GPUs are requested as `nvidia.com/gpu`."""
+
+    gpu: int = Field(default=0, ge=0, le=16, description="Whole GPUs per replica or worker.")
 
 
 # --- status --------------------------------------------------------------------------

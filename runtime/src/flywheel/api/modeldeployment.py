@@ -77,17 +77,12 @@ class TritonOptions(FlywheelModel):
     )
 
 
-class ServingResources(FlywheelModel):
+class ServingResources(common.ReplicaResources):
     """What one serving replica asks for. Ray Serve allows a fraction of a GPU."""
 
-    cpu: common.Quantity = "1"
-    memory: common.Quantity = "2Gi"
     gpu: float = Field(
         default=0, ge=0, le=8, description="GPUs per replica; fractional only on rayserve."
     )
-    gpu_type: common.ShortText | None = None
-    tolerations: list[common.Toleration] = Field(default_factory=list, max_length=32)
-    node_selector: dict[str, common.ShortText] = Field(default_factory=dict, max_length=32)
 
 
 class Autoscaling(FlywheelModel):

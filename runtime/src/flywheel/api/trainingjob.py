@@ -92,6 +92,10 @@ class Scaling(FlywheelModel):
     )
 
 
+# The Ray of the runtime image; the operator's RayServices run it too.
+DEFAULT_RAY_VERSION = "2.60.0"
+
+
 class RayRuntime(FlywheelModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
         default=None,
@@ -100,7 +104,7 @@ class RayRuntime(FlywheelModel):
     )
     version: Annotated[
         str, StringConstraints(max_length=32, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
-    ] = "2.60.0"
+    ] = DEFAULT_RAY_VERSION
 
 
 class Metric(enum.StrEnum):
