@@ -252,6 +252,11 @@ class ModelDeploymentSpec(FlywheelModel):
             "rule": "!has(self.triton) || self.backend == 'triton'",
             "message": "triton options are only allowed with backend triton",
         },
+        {
+            "rule": "!has(self.candidate) || self.candidate != self.stable",
+            "message": "the candidate must differ from stable",
+            "fieldPath": ".candidate",
+        },
     )
 
     @model_validator(mode="after")
@@ -262,6 +267,10 @@ class ModelDeploymentSpec(FlywheelModel):
             raise ValueError("triton needs whole GPUs in resources.gpu; fractions are for rayserve")
         if self.triton is not None and self.backend != Backend.TRITON:
             raise ValueError("triton options are only allowed with backend triton")
+        if self.candidate is not None and self.candidate == self.stable:
+            raise ValueError(
+                f"the candidate must differ from stable (both are {self.stable.describe()})"
+            )
         return self
 
 
