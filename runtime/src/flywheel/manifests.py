@@ -184,7 +184,7 @@ def parse_document(
         ]
     kind, api_version, metadata = body.get("kind"), body.get("apiVersion"), body.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
-    obj = f"{kind if isinstance(kind, str) else '?'}/{name if isinstance(name, str) else '?'}"
+    obj = f"{kind}/{name if isinstance(name, str) else '?'}" if isinstance(kind, str) else ""
     kinds = ", ".join(api.KINDS)
 
     def fail(field: str, message: str) -> tuple[None, list[ManifestError]]:

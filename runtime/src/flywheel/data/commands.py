@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flywheel import api, manifests
+import pydantic
+
+from flywheel import api, kubeyaml, manifests
 from flywheel.api.common import Resource, StatusBase
 from flywheel.api.dataset import Dataset
 from flywheel.local.executor import Context
@@ -86,7 +88,7 @@ def _from_environment() -> manifests.ManifestSet:
     text = os.environ.get(MANIFEST_ENV)
     if not text:
         raise SystemExit(f"error: give -f FILE, or the manifest as JSON in ${MANIFEST_ENV}")
-    resource, errors = manifests.parse(json.loads(text), f"${MANIFEST_ENV}")
+    resource, errors = manifests.parse_json(text, f"${MANIFEST_ENV}")
     loaded.errors += errors
     if resource is not None:
         loaded.resources.append(manifests.Loaded(f"${MANIFEST_ENV}", resource))
@@ -96,14 +98,29 @@ def _from_environment() -> manifests.ManifestSet:
 def input_statuses(text: str | None) -> dict[str, StatusBase]:
     """{"Dataset/events": {...status...}} -> status models, keyed the same way."""
     out: dict[str, StatusBase] = {}
-    for key, wire in (json.loads(text) if text else {}).items():
+    try:
+        given = kubeyaml.read_json(text) if text else {}
+    except kubeyaml.ReadError as exc:
+        raise SystemExit(f"error: ${INPUTS_ENV}: {exc.message}") from None
+    if not isinstance(given, dict):
+        raise SystemExit(
+            f'error: ${INPUTS_ENV}: expected {{"Kind/name": status}}, got JSON {given!r:.40}'
+        )
+    for key, wire in given.items():
         kind = key.split("/", 1)[0]
         model = api.KINDS.get(kind)
         if model is None or not isinstance(wire, dict):
             continue
         status_type = model.model_fields["status"].annotation
         status_model = next(a for a in getattr(status_type, "__args__", ()) if a is not type(None))
-        out[key] = status_model.model_validate(wire)
+        try:
+            out[key] = status_model.model_validate(wire)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise SystemExit(
+                f"error: ${INPUTS_ENV}: the status of {key}: {field}: {first['msg']}"
+            ) from None
     return out
 
 
