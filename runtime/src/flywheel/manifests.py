@@ -34,6 +34,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # kubectl's client-side apply copies the object into an annotation, and all annotations
 # of an object together may hold 256 KiB.
 MAX_OBJECT_BYTES = 256 * 1024
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,12 +205,12 @@ def parse_document(
         return fail("apiVersion", f"{shown} is not served; use {API_VERSION}")
     if not isinstance(metadata, dict):
         return fail("metadata", "metadata must be a mapping with at least a name")
-    size = len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+    size = _applied_size(body, metadata)
     if size > MAX_OBJECT_BYTES:
         return fail(
             "",
-            f"the object is {size} bytes as JSON, over the {MAX_OBJECT_BYTES} kubectl apply "
-            "can store (it keeps a copy in an annotation); make it smaller",
+            f"the object takes {size} bytes of annotations once kubectl apply has stored its "
+            f"copy in {LAST_APPLIED}, over the {MAX_OBJECT_BYTES} allowed; make it smaller",
         )
     model = api.KINDS[kind]
     errors = [
@@ -253,6 +254,18 @@ def _json_data(value: Any, depth: int = 0) -> Any:
             raise kubeyaml.ReadError(f"{value!r} is not a number JSON can carry")
         return kubeyaml.jsonable(value, repr(value), 0)
     raise kubeyaml.ReadError(f"a value of type {type(value).__name__} cannot be sent as JSON")
+
+
+def _applied_size(body: dict[str, Any], metadata: dict[str, Any]) -> int:
+    """Bytes of annotations after kubectl apply: the user's plus its copy of the object."""
+    copy = json.dumps(body, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    annotations = metadata.get("annotations")
+    own = (
+        sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+        if isinstance(annotations, dict)
+        else 0
+    )
+    return len(copy.encode()) + own + len(LAST_APPLIED)
 
 
 @functools.cache

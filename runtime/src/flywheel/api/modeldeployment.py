@@ -253,7 +253,13 @@ class ModelDeploymentSpec(FlywheelModel):
             "message": "triton options are only allowed with backend triton",
         },
         {
-            "rule": "!has(self.candidate) || self.candidate != self.stable",
+            "rule": "!has(self.candidate) || !("
+            "(has(self.candidate.trainingJobRef) && has(self.stable.trainingJobRef) && "
+            "self.candidate.trainingJobRef.name == self.stable.trainingJobRef.name) || "
+            "(has(self.candidate.modelName) && has(self.stable.modelName) && "
+            "has(self.candidate.version) && has(self.stable.version) && "
+            "self.candidate.modelName == self.stable.modelName && "
+            "self.candidate.version == self.stable.version))",
             "message": "the candidate must differ from stable",
             "fieldPath": ".candidate",
         },
