@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import decimal
 import json
 import math
 import re
@@ -493,8 +494,12 @@ def jsonable(value: Any, text: str, line: int) -> Any:
             "remove the field, or quote it if you mean the text",
             line,
         )
-    if value.is_integer() and INT64_MIN <= value < 2**63:
-        return int(value)  # Go prints it without a fraction; kubectl reads it back as int64
+    if value.is_integer() and abs(value) < 1e21:
+        # Go prints the shortest digits that round-trip, without a fraction or exponent
+        # ("4611686018427388000" for 2**62), and kubectl reads that back as an int64.
+        number = int(decimal.Decimal(repr(value)))
+        if INT64_MIN <= number <= INT64_MAX:
+            return number
     return value
 
 
