@@ -16,6 +16,8 @@ import dataclasses
 import io
 from pathlib import Path
 
+import pytest
+
 from flywheel import cli
 from tests.cluster import Kubectl
 from tests.manifests import INVALID_DIR, generated
@@ -53,6 +55,7 @@ def _files(tmp_path: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.timeout(1200)  # about a thousand kubectl runs
 def test_validate_never_accepts_what_the_api_server_refuses(
     flywheel_crds: list[str], kubectl: Kubectl, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 
 import yaml
 
-from flywheel import kubeyaml
+from flywheel import kubeyaml, manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 SENTINEL = "__FLYWHEEL_VALUE__"
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # Unquoted spellings whose meaning depends on the YAML reader.
 YAML11_WORDS = [
@@ -42,6 +44,7 @@ class Case:
     content: bytes
 
 
+@functools.cache
 def quickstart_documents() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in sorted(QUICKSTART.glob("*.yaml")):
@@ -59,21 +62,46 @@ def _set(obj: Any, path: tuple[Any, ...], value: Any) -> None:
     obj[path[-1]] = value
 
 
+@functools.cache
+def _closure(kind: str, name: str) -> frozenset[tuple[str, str]]:
+    """The quickstart object and every object it needs, transitively."""
+    docs = quickstart_documents()
+    parsed = {(d["kind"], d["metadata"]["name"]): manifests.parse(d)[0] for d in docs}
+    wanted: set[tuple[str, str]] = set()
+    todo = [(kind, name)]
+    while todo:
+        key = todo.pop()
+        if key not in wanted:
+            wanted.add(key)
+            resource = parsed[key]
+            todo += resource.references() if resource is not None else []
+    return frozenset(wanted)
+
+
+def _needed(kind: str, name: str) -> list[dict[str, Any]]:
+    wanted = _closure(kind, name)
+    return [
+        copy.deepcopy(d)
+        for d in quickstart_documents()
+        if (d["kind"], d["metadata"]["name"]) in wanted
+    ]
+
+
 def _with_raw(kind: str, name: str, path: tuple[Any, ...], raw: str) -> bytes:
-    """The quickstart with the value at `path` of one object written as `raw` YAML text."""
-    docs = copy.deepcopy(quickstart_documents())
+    """The object at `path` written as `raw` YAML text, with the objects it needs."""
+    docs = _needed(kind, name)
     _set(_find(docs, kind, name), path, SENTINEL)
-    text = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
+    text = yaml.dump_all(docs, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
     return text.replace(SENTINEL, raw).encode()
 
 
 def _with_key(kind: str, name: str, path: tuple[Any, ...], key: str, raw: str) -> bytes:
-    docs = copy.deepcopy(quickstart_documents())
+    docs = _needed(kind, name)
     target: Any = _find(docs, kind, name)
     for part in path:
         target = target[part]
     target[SENTINEL] = SENTINEL + "v"
-    text = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
+    text = yaml.dump_all(docs, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
     return text.replace(SENTINEL + "v", raw).replace(SENTINEL, key).encode()
 
 
@@ -84,13 +112,10 @@ VALUE_SITES = [
      ("spec", "schema", "columns", 3, "allowedValues", 0)),
     ("column-nullable", "Dataset", "customer-events", ("spec", "schema", "columns", 3, "nullable")),
     ("column-min", "Dataset", "customer-events", ("spec", "schema", "columns", 4, "min")),
-    ("bad-row-fraction", "Dataset", "customer-events", ("spec", "validation", "maxBadRowFraction")),
     ("epochs", "TrainingJob", "churn-logistic", ("spec", "hyperparameters", "epochs")),
     ("seed", "TrainingJob", "churn-logistic", ("spec", "split", "seed")),
     ("model-param", "TrainingJob", "churn-mlp", ("spec", "model", "params", "dropout")),
     ("stable-version", "ModelDeployment", "churn", ("spec", "stable", "modelName")),
-    ("canary-weight", "ModelDeployment", "churn", ("spec", "rollout", "canary", "steps", 0,
-                                                  "weight")),
     ("label-value", "FeatureView", "customer-features", ("metadata", "labels", "tier")),
     ("ttl", "FeatureView", "customer-features", ("spec", "ttl")),
     ("start-time", "FeatureView", "customer-features", ("spec", "materialization", "startTime")),
