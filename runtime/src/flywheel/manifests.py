@@ -218,7 +218,11 @@ def parse_document(
         for path, field, message in _metadata_problems(metadata)
     ]
     pruned = _prune_nulls(body, _schema(kind))
-    pruned["metadata"] = {k: v for k, v in metadata.items() if v is not None}
+    pruned["metadata"] = {
+        k: _null_values_empty(v) if k in ("labels", "annotations") else v
+        for k, v in metadata.items()
+        if v is not None and k not in _META_IGNORED | _META_REFUSED
+    }
     try:
         resource = model.model_validate_json(
             json.dumps(pruned), strict=True, by_alias=True, by_name=False
@@ -276,14 +280,15 @@ def _schema(kind: str) -> dict[str, Any]:
 
 
 def _prune_nulls(value: Any, schema: dict[str, Any] | None) -> Any:
-    """Nulls of fields the schema knows are dropped (or defaulted), as the API server does."""
+    """Nulls are dropped (or defaulted), as the API server does, except in free-form maps."""
     if isinstance(value, dict):
+        free = schema is None or schema.get("x-kubernetes-preserve-unknown-fields", False)
         props = (schema or {}).get("properties", {})
         extra = (schema or {}).get("additionalProperties")
         out = {}
         for key, item in value.items():
             sub = props.get(key, extra if isinstance(extra, dict) else None)
-            if item is None and sub is not None and not sub.get("nullable"):
+            if item is None and not free and not (sub or {}).get("nullable"):
                 continue
             out[key] = _prune_nulls(item, sub)
         return out
@@ -293,19 +298,24 @@ def _prune_nulls(value: Any, schema: dict[str, Any] | None) -> Any:
     return value
 
 
-# metav1.ObjectMeta: what a manifest may set, and what only the API server sets.
+def _null_values_empty(entries: Any) -> Any:
+    """A null label or annotation value arrives as the empty string."""
+    if isinstance(entries, dict):
+        return {k: "" if v is None else v for k, v in entries.items()}
+    return entries
+
+
+# metav1.ObjectMeta: what a manifest may set, what the API server sets and ignores on
+# apply (so that `kubectl get -o yaml` output validates), and what only controllers set.
 _META_FIELDS = {"name", "generateName", "namespace", "labels", "annotations", "finalizers"}
-_META_SERVER_FIELDS = {
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "selfLink",
+_META_IGNORED = {"uid", "resourceVersion", "selfLink", "creationTimestamp", "generation"}
+_META_REFUSED = {
     "managedFields",
     "ownerReferences",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
 }
+_META_TEXT = {"name", "generateName", "namespace", "uid", "resourceVersion", "selfLink"}
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_SUBDOMAIN = re.compile(common.DNS_SUBDOMAIN.strip("^$"))
@@ -318,11 +328,21 @@ def _metadata_problems(meta: dict[str, Any]) -> list[tuple[tuple[str | int, ...]
     problems: list[tuple[tuple[str | int, ...], str, str]] = []
     for key, value in meta.items():
         path = ("metadata", key)
-        if key in _META_SERVER_FIELDS:
-            if key in ("creationTimestamp", "generation") or value is None:
-                continue  # the API server ignores them on create
-            problems.append((path, f"metadata.{key}", "is set by the API server; remove it"))
-        elif key not in _META_FIELDS:
+        if value is None:
+            continue
+        if key in _META_TEXT and not isinstance(value, str):
+            problems.append((path, f"metadata.{key}", f"expected text, got {_json_type(value)}"))
+        elif key == "generation" and (isinstance(value, bool) or not isinstance(value, int)):
+            problems.append(
+                (path, "metadata.generation", f"expected an integer, got {_json_type(value)}")
+            )
+        elif key == "creationTimestamp" and not isinstance(value, str):
+            problems.append((path, f"metadata.{key}", f"expected text, got {_json_type(value)}"))
+        elif key in _META_REFUSED:
+            problems.append(
+                (path, f"metadata.{key}", "is set by the API server and controllers; remove it")
+            )
+        elif key not in _META_FIELDS | _META_IGNORED:
             allowed = ", ".join(sorted(_META_FIELDS))
             problems.append((path, f"metadata.{key}", f"unknown field; allowed here: {allowed}"))
     namespace = meta.get("namespace")

@@ -189,16 +189,25 @@ ReportedURI = Annotated[str, StringConstraints(min_length=1, max_length=2048, pa
 
 # RFC 3339 with a time zone, as the API server checks `format: date-time`.
 _DATE_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
 def _rfc3339(value: Any) -> Any:
-    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
-        raise ValueError(
-            f"{value[:64]!r} is not an RFC 3339 time with a zone; e.g. 2026-05-01T00:00:00Z"
-        )
-    return value
+    """A string time -> datetime, only in the RFC 3339 form the API server accepts."""
+    if not isinstance(value, str):
+        return value
+    match = _DATE_TIME.fullmatch(value)
+    problem = f"{value[:64]!r} is not an RFC 3339 time with a zone; e.g. 2026-05-01T00:00:00Z"
+    if match is None:
+        raise ValueError(problem)
+    date, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}{zone}")
+    except ValueError:
+        raise ValueError(problem) from None
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
