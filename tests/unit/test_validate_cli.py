@@ -246,3 +246,13 @@ def test_errors_name_the_feature(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli.main(["validate", "-f", str(tmp_path / "fv.yaml")]) == 1
     name = docs[0]["spec"]["features"][1]["name"]
     assert f"in feature {name!r}" in capsys.readouterr().err
+
+
+def test_norway_is_a_boolean_to_kubectl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (QUICKSTART / "01-datasets.yaml").read_text().replace("IN, BR]", "IN, NO]")
+    (tmp_path / "ds.yaml").write_text(text)
+    assert cli.main(["validate", "-f", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "allowedValues[5]: expected an integer or text, got the boolean false" in line
+    assert "kubectl reads the unquoted 'NO' as the boolean false" in line
+    assert 'quote it: "NO"' in line and "in column 'country'" in line

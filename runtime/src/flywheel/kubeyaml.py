@@ -203,6 +203,8 @@ class _Builder:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 + self.offset if mark else None
             problem = exc.problem or exc.context or "syntax error"
+            if "expected <document start>" in problem:
+                problem += "; after a `...` line a new document needs `---`"
             column = f" (column {mark.column + 1})" if mark else ""
             raise ReadError(f"not valid YAML: {problem}{column}", line) from None
         except yaml.YAMLError as exc:

@@ -228,7 +228,7 @@ def parse_document(
             json.dumps(pruned), strict=True, by_alias=True, by_name=False
         )
     except pydantic.ValidationError as exc:
-        errors += [_error(source, obj, model, e, doc) for e in exc.errors()]
+        errors += _merge_union_errors([_error(source, obj, model, e, doc) for e in exc.errors()])
         return None, errors
     return (None, errors) if errors else (resource, [])
 
@@ -459,6 +459,26 @@ def _error(
     if names:
         message += "; in " + ", ".join(names)
     return ManifestError(source, obj, field, common.redact(message), doc.line_of(tuple(loc)))
+
+
+def _merge_union_errors(errors: list[ManifestError]) -> list[ManifestError]:
+    """One error per field for a union: "expected an integer or text, got ..."."""
+    out: list[ManifestError] = []
+    for error in errors:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.field == error.field
+            and last.message.startswith("expected ")
+            and error.message.startswith("expected ")
+            and ", got" in last.message
+        ):
+            wanted = last.message[len("expected ") : last.message.index(", got")]
+            message = f"expected {wanted} or {error.message.removeprefix('expected ')}"
+            out[-1] = dataclasses.replace(error, message=message)
+        else:
+            out.append(error)
+    return out
 
 
 def _type_message(kind: str, value: Any) -> str:
