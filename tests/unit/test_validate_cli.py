@@ -256,3 +256,13 @@ def test_norway_is_a_boolean_to_kubectl(tmp_path: Path, capsys: pytest.CaptureFi
     assert "allowedValues[5]: expected an integer or text, got the boolean false" in line
     assert "kubectl reads the unquoted 'NO' as the boolean false" in line
     assert 'quote it: "NO"' in line and "in column 'country'" in line
+
+
+def test_a_huge_file_is_refused_before_it_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as f:
+        f.truncate(50 * 1024 * 1024)  # sparse: 50 MB that are never read
+    assert cli.main(["validate", "-f", str(huge)]) == 1
+    assert "over the 4194304 allowed" in capsys.readouterr().err
