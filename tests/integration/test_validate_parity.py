@@ -27,6 +27,25 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (REPO_ROOT / "examples").iterdir() if list(p.glob("*.yaml")))
 
 
+# What validate may refuse that the API server accepts: the rules docs/validation.md lists
+# as checked by Flywheel, not by the API server, by a phrase of their messages.
+FLYWHEEL_ONLY = (
+    "appears twice in one mapping",  # duplicate keys
+    "is not supported; remove it",  # YAML tags
+    "the file is UTF-16",
+    "a new document needs `---`",  # text after `...`
+    "status.",  # a status in a manifest
+    "is not valid RE2 syntax",
+    "timestampFormat",
+    "cron ",
+    "is longer than 100 years",
+    "only these functions may be called",  # expressions
+    "defined twice",
+    "which is not in the manifests",
+    "store root",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     name: str
@@ -86,8 +105,13 @@ def test_validate_never_accepts_what_the_api_server_refuses(
     for o in outcomes[: len(EXAMPLES)]:
         assert o.validate_code == 0 and o.server_ok, o
     stricter_cases = [o for o in outcomes if o.validate_code == 1 and o.server_ok]
-    for o in stricter_cases:
-        print(f"only validate refuses {o.name}: {o.validate_said.strip()[:200]}")
+    undocumented = [
+        o for o in stricter_cases if not any(p in o.validate_said for p in FLYWHEEL_ONLY)
+    ]
+    assert not undocumented, (
+        "validate refuses what the API server accepts, by a rule docs/validation.md does not "
+        "list:\n" + "\n".join(f"{o.name}: {o.validate_said.strip()[:300]}" for o in undocumented)
+    )
     stricter = len(stricter_cases)
     both = sum(1 for o in outcomes if o.validate_code == 1 and not o.server_ok)
     print(
