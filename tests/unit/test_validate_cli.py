@@ -142,6 +142,8 @@ def test_yaml11_boolean_column_name_says_how_to_quote_it(
         (("kind: Dataset", "kind: [Dataset]"), "kind is a list, not text"),
         (("name: events", "name: events\n  foo: bar"), "metadata.foo: unknown field"),
         (("name: events", "name: events\n  labels: {a: 'b c'}"), "label value 'b c' is not valid"),
+        (("name: events", "name: events\n  finalizers: [1]"), "expected a list of names"),
+        (("name: events", "name: events\n  uid: abc\n  resourceVersion: '7'"), None),
         (("s3://bucket", "s3://AKIA:s3cr3t@bucket"), "credentialsSecretRef"),
         (("format: parquet", "format: csv\n    csv: {delimiter: '\"'}"), "delimiter and quoteChar"),
         (("type: string", "type: string\n      regex: '(a)\\1'"), "not valid RE2 syntax"),

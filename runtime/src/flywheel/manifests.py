@@ -338,6 +338,10 @@ def _metadata_problems(meta: dict[str, Any]) -> list[tuple[tuple[str | int, ...]
             )
         elif key == "creationTimestamp" and not isinstance(value, str):
             problems.append((path, f"metadata.{key}", f"expected text, got {_json_type(value)}"))
+        elif key == "finalizers" and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            problems.append((path, "metadata.finalizers", "expected a list of names"))
         elif key in _META_REFUSED:
             problems.append(
                 (path, f"metadata.{key}", "is set by the API server and controllers; remove it")
