@@ -199,6 +199,16 @@ STRUCTURAL: dict[str, bytes] = {
         "metadata:\n", "metadata:\n  creationTimestamp: null\n").encode(),
     "huge-annotation.yaml": SMALL.replace(
         "metadata:\n", "metadata:\n  annotations: {big: " + "x" * 140_000 + "}\n").encode(),
+    "finalizers-number.yaml": SMALL.replace("metadata:\n", "metadata:\n  finalizers: [1]\n")
+    .encode(),
+    "finalizers-ok.yaml": SMALL.replace(
+        "metadata:\n", "metadata:\n  finalizers: [example.com/keep]\n").encode(),
+    "server-fields.yaml": SMALL.replace(
+        "metadata:\n", "metadata:\n  uid: 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n"
+        "  resourceVersion: '12'\n  generation: 3\n  creationTimestamp: '2026-01-01T00:00:00Z'\n"
+    ).encode(),
+    "generate-name-only.yaml": SMALL.replace("  name: events\n", "  generateName: events-\n")
+    .encode(),
     "status-garbage.yaml": (SMALL + "status: {rows: many}\n").encode(),
     "spec-null.yaml": SMALL.split("spec:")[0].encode() + b"spec: ~\n",
     "null-optional.yaml": SMALL.replace("      type: timestamp\n",
