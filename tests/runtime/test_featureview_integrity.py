@@ -74,7 +74,12 @@ def test_a_failed_materialization_publishes_no_offline_version(
     tmp_path: Path, time_type: str, features: list[dict[str, Any]]
 ) -> None:
     ctx = ingested(tmp_path, events(time_type))
-    fv = view(features)
+    named = [f["name"] for f in features]
+    # validate refuses a feature named like the time column now; an object stored before
+    # that rule still reaches the run
+    fv = view([{**f, "name": f"{f['name']}_x"} for f in features])
+    for feature, name in zip(fv.spec.features, named, strict=True):
+        feature.name = name
     status = runner.run_featureview(fv, ctx)
     assert status.phase == "Failed"
     assert status.conditions[-1].reason == "InvalidFeatures"

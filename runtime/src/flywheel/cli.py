@@ -131,7 +131,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if errors:
         return 1
     for item in loaded.resources:
-        print(f"{item.source}: {item.resource.kind_name}/{item.resource.name} valid")
+        print(f"{item.source}: {item.resource.key} valid")
     return 0
 
 

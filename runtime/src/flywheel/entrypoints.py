@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from flywheel import api, manifests, redaction
+import pydantic
+
+from flywheel import api, kubeyaml, manifests, redaction
 from flywheel.api.common import Resource, StatusBase, resource_key
 
 # --- the environment a runtime Pod gets; the operator imports these names ------------
@@ -220,11 +222,7 @@ def _from_environment() -> manifests.ManifestSet:
     text = os.environ.get(MANIFEST_ENV)
     if not text:
         raise SystemExit(f"error: give -f FILE, or the manifest as JSON in ${MANIFEST_ENV}")
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        raise SystemExit(f"error: ${MANIFEST_ENV} is not JSON: {exc}") from None
-    resource, errors = manifests.parse(document, f"${MANIFEST_ENV}")
+    resource, errors = manifests.parse_json(text, f"${MANIFEST_ENV}")
     loaded.errors += errors
     if resource is not None:
         loaded.resources.append(manifests.Loaded(f"${MANIFEST_ENV}", resource))
@@ -232,17 +230,28 @@ def _from_environment() -> manifests.ManifestSet:
 
 
 def input_statuses(text: str | None) -> dict[str, StatusBase]:
-    """{"Dataset/events": {...status...}} -> status models, keyed the same way."""
-    document = json.loads(text) if text else {}
-    if not isinstance(document, dict):
-        raise ValueError('expected a JSON object {"Kind/name": status}')
+    """{"Dataset/events": {...status...}} -> status models, keyed the same way.
+
+    Read with kubectl's number rules; anything malformed raises ValueError naming it.
+    """
+    try:
+        given = kubeyaml.read_json(text) if text else {}
+    except kubeyaml.ReadError as exc:
+        raise ValueError(exc.message) from None
+    if not isinstance(given, dict):
+        raise ValueError(f'expected {{"Kind/name": status}}, got JSON {given!r:.40}')
     out: dict[str, StatusBase] = {}
-    for key, wire in document.items():
+    for key, wire in given.items():
         kind = key.split("/", 1)[0]
         model = api.KINDS.get(kind)
         if model is None or not isinstance(wire, dict):
             continue
-        out[key] = status_model(model).model_validate(wire)
+        try:
+            out[key] = status_model(model).model_validate(wire)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"the status of {key}: {field}: {first['msg']}") from None
     return out
 
 

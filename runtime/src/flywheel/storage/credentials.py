@@ -1,9 +1,10 @@
 """Object-store credentials: from the environment, or from a mounted secret file.
 
 A Dataset's `credentialsSecretRef` is mounted by the operator as a file; locally the
-file is looked up under `$FLYWHEEL_SECRETS_DIR/<secret>/<key>`. Pure parsing here; the
-only side effect is pointing Google's default credentials at a service-account file,
-which is how the GCS client accepts one.
+file is looked up under `$FLYWHEEL_SECRETS_DIR/<secret>/<key>`. These functions read the
+environment and the secret file; `gcs_options` also writes the process environment
+(`GOOGLE_APPLICATION_CREDENTIALS`), because the GCS client takes a service-account key
+only through Google's default lookup.
 """
 
 from __future__ import annotations
