@@ -22,6 +22,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from urllib.parse import urlparse
 
 import pydantic
 
-from flywheel import api, kubeyaml, manifests
+from flywheel import api, kubeyaml, manifests, redaction
 from flywheel.api.common import Resource, StatusBase, resource_key
 
 # --- the environment a runtime Pod gets; the operator imports these names ------------
@@ -45,6 +46,9 @@ REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
 DEFAULT_ARTIFACT_ROOT = ".flywheel"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 DEFAULT_SECRETS_DIR = "/var/run/secrets/flywheel"
+
+# Namespaces become path segments under the artifact root: DNS labels only, as in Kubernetes.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # A termination message holds 4096 bytes; the kubelet drops the rest.
 RESULT_LIMIT_BYTES = 4000
@@ -65,6 +69,13 @@ class RunContext:
     # Keyed by "Kind/name" (`Resource.key`).
     resources: Mapping[str, Resource] = dataclasses.field(default_factory=dict)
     statuses: Mapping[str, StatusBase] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not DNS_LABEL.match(self.namespace):
+            raise ValueError(
+                f"namespace {self.namespace!r} is not a DNS label (lowercase letters, digits "
+                "and '-', at most 63)"
+            )
 
     def input_resource(self, kind: str, name: str) -> Resource | None:
         return self.resources.get(resource_key(kind, name))
@@ -172,13 +183,16 @@ def select_object(args: argparse.Namespace, kind: str) -> tuple[Resource, RunCon
         statuses = input_statuses(os.environ.get(INPUTS_ENV))
     except ValueError as exc:
         raise SystemExit(f"error: ${INPUTS_ENV}: {exc}") from None
-    context = RunContext(
-        artifact_root=artifact_root,
-        base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
-        namespace=item.resource.metadata.namespace or args.namespace,
-        resources={other.resource.key: other.resource for other in loaded.resources},
-        statuses=statuses,
-    )
+    try:
+        context = RunContext(
+            artifact_root=artifact_root,
+            base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
+            namespace=item.resource.metadata.namespace or args.namespace,
+            resources={other.resource.key: other.resource for other in loaded.resources},
+            statuses=statuses,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: --namespace: {exc}") from None
     return item.resource, context
 
 
@@ -258,7 +272,19 @@ def result_of(status: StatusBase) -> dict[str, Any]:
         body["error"] = f"{failing[0].reason}: {failing[0].message}"[:ERROR_LIMIT_CHARS]
     # Conditions are the operator's to write; their long messages would not fit.
     body.pop("conditions", None)
-    return body
+    redacted: dict[str, Any] = _redact_strings(body)
+    return redacted
+
+
+def _redact_strings(value: Any) -> Any:
+    """Every string of a JSON document through `redaction.redact` (URIs included)."""
+    if isinstance(value, str):
+        return redaction.redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(v) for v in value]
+    return value
 
 
 def write_result(path: Path | None, status: StatusBase) -> None:

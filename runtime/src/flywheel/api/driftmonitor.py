@@ -208,7 +208,18 @@ class DriftMonitor(common.Resource):
     short_names = ("dm",)
     printer_columns = (
         common.PHASE_COLUMN,
-        {"name": "Drifted", "type": "string", "jsonPath": ".status.driftedFeatures"},
+        # From the condition, not the list: kubectl prints an empty list as "[]".
+        {
+            "name": "Drifted",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="DriftDetected")].status',
+        },
+        {
+            "name": "Features",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="DriftDetected")].message',
+            "priority": 1,
+        },
         {"name": "Max-Score", "type": "number", "jsonPath": ".status.maxScore"},
         {"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRun"},
         common.AGE_COLUMN,

@@ -72,34 +72,50 @@ def column_kind(arrow_type: Any) -> str:
 
 
 def numeric_profile(column: Any) -> dict[str, Any]:
-    values = column.drop_null().to_numpy().astype(np.float64, copy=False)
-    nan = int(np.isnan(values).sum())
-    finite = values[np.isfinite(values)]
+    # Arrow kernels for the moments and exact quantiles (no sort of a numpy copy); numpy
+    # only for the histogram.
+    values = column.drop_null()
+    nan = 0
+    if pa.types.is_floating(values.type):
+        nan = int(pc.sum(pc.is_nan(values)).as_py() or 0)
+        finite_mask = pc.is_finite(values)
+        if pc.sum(finite_mask).as_py() != len(values):
+            values = values.filter(finite_mask)
     out: dict[str, Any] = {"nan": nan}
-    if finite.size == 0:
+    if len(values) == 0:
         return out
-    low, high = float(finite.min()), float(finite.max())
-    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(low, high))
-    quantiles = np.quantile(finite, QUANTILES)
+    bounds = pc.min_max(values)
+    low, high = float(bounds["min"].as_py()), float(bounds["max"].as_py())
+    # Past 2**53 an integer has no exact float; the profile is a summary, so round it.
+    as_float = (
+        values if pa.types.is_float64(values.type) else pc.cast(values, pa.float64(), safe=False)
+    )
+    quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
+    array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
+    counts, edges = np.histogram(array.to_numpy(), bins=HISTOGRAM_BINS, range=(low, high))
     return out | {
         "min": low,
         "max": high,
-        "mean": float(finite.mean()),
-        "std": float(finite.std()),
+        "mean": float(pc.mean(as_float).as_py()),
+        "std": float(pc.stddev(as_float, ddof=0).as_py()),
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
     }
 
 
 def categorical_profile(column: Any) -> dict[str, Any]:
-    present = column.drop_null()
-    if len(present) > 2 * IDENTIFIER_SAMPLE:
-        step = len(present) // IDENTIFIER_SAMPLE
-        sample = present.take(pa.array(np.arange(0, len(present), step)[:IDENTIFIER_SAMPLE]))
-        ratio = pc.count_distinct(sample).as_py() / len(sample)
+    present_count = len(column) - column.null_count
+    if present_count > 2 * IDENTIFIER_SAMPLE:
+        # Sampled before nulls are dropped: dropping them copies every value.
+        step = len(column) // (2 * IDENTIFIER_SAMPLE)
+        sample = column.take(pa.array(np.arange(0, len(column), step))).drop_null()
+        sample = sample.slice(0, IDENTIFIER_SAMPLE)
+        ratio = len(pc.unique(sample)) / len(sample) if len(sample) else 0.0
         if ratio > IDENTIFIER_DISTINCT_RATIO:
             return {"identifierLike": True, "sampleDistinctRatio": round(ratio, 4)}
-    counts = pc.value_counts(present)
+    counts = pc.value_counts(column)
+    if column.null_count:
+        counts = counts.filter(pc.is_valid(counts.field("values")))
     values = counts.field("values")
     freq = counts.field("counts").to_numpy()
     if len(freq) > TOP_VALUES:  # only the most frequent values leave Arrow

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,17 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     labels = snapshots.current_table(datasets.dataset_root(labels_ds, context))
     if labels is None:
         raise SystemExit(f"error: Dataset {args.labels!r} has no snapshot; ingest it first")
+    out: Path = args.out
+    if out.is_dir():
+        raise SystemExit(
+            f"error: --out {out} is a directory; give a file path such as {out}/train.parquet"
+        )
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise SystemExit(f"error: --out {out}: {blocking} is a file, not a directory")
     table = runner.training_set(view, labels, context, label_time)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
     print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {args.out}")
     return 0
 
@@ -123,19 +131,31 @@ def _scalar(text: str) -> Any:
 
 
 def cmd_get_online(args: argparse.Namespace) -> int:
-    from flywheel.features import runner
+    from flywheel.features import runner, serving
 
     view, context = _view(args)
     entities = [parse_entity(e, view.spec.join_keys) for e in args.entity]
-    at = datetime.fromisoformat(args.at) if args.at else None
-    rows = runner.get_online_features(view, entities, context, at)
-    print(
-        json.dumps(
-            [{"entity": e, "features": r} for e, r in zip(entities, rows, strict=True)],
-            indent=2,
-            default=str,
-        )
-    )
+    try:
+        at = serving.parse_time(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        raise SystemExit(
+            f"error: --at: {exc}; give an ISO 8601 time such as 2026-05-01T00:00:00+00:00"
+        ) from None
+    opened = runner.open_online_view(view, context)
+    try:
+        rows = opened.get(entities, at)
+        reasons = opened.why_missing(entities, at)
+    except ValueError as exc:
+        raise SystemExit(f"error: --entity: {exc}") from None
+    finally:
+        opened.store.close()
+    answers: list[dict[str, Any]] = []
+    for entity, row, reason in zip(entities, rows, reasons, strict=True):
+        answer: dict[str, Any] = {"entity": entity, "features": row}
+        if row is None and reason:
+            answer["reason"] = reason
+        answers.append(answer)
+    print(json.dumps(answers, indent=2, default=str))
     return 0
 
 

@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel.api.common import duration_seconds
+from flywheel.api.expressions import ExpressionError
 from flywheel.api.featureview import FeatureView
 from flywheel.entrypoints import RunContext
-from flywheel.features import online, pit, stores, transform
+from flywheel.features import expressions, online, pit, stores, transform
 from flywheel.storage import publish
 
 
@@ -47,6 +50,7 @@ def materialize(
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> Materialized:
     now = now or datetime.now(UTC)
+    check_spec(view)
     source = stores.read_source(view, context)
     if source is None:
         name = view.spec.source.dataset_ref.name
@@ -58,6 +62,7 @@ def materialize(
         features = transform.feature_table(source_table, view.spec)
     except transform.FeatureError as exc:
         raise MaterializeError(str(exc), "FeatureError") from None
+    check_features(features, view)  # publish only what the online side can also read
     offline_version, offline_uri = publish_offline(view, context, features, source_version)
     checkpoint("offline")
     written, online_rows, watermark = 0, None, None
@@ -71,6 +76,49 @@ def materialize(
     return Materialized(
         source_version, offline_version, offline_uri, online_rows, written, watermark
     )
+
+
+# Window lengths in microseconds are subtracted from int64 times: keep far from overflow.
+MAX_WINDOW_MICROS = 2**62
+
+
+def check_spec(view: FeatureView) -> None:
+    """Expressions compile and windows fit the time arithmetic, before any row is read."""
+    for feature in view.spec.features:
+        if feature.expression is not None:
+            try:
+                expressions.compile_expression(feature.expression)
+            except ExpressionError as exc:
+                raise MaterializeError(f"feature {feature.name!r}: {exc}", "FeatureError") from None
+        if feature.aggregation is not None:
+            window = feature.aggregation.window
+            if duration_seconds(window) * 1_000_000 >= MAX_WINDOW_MICROS:
+                raise MaterializeError(
+                    f"feature {feature.name!r}: window {window!r} is longer than timestamps "
+                    "can span; use a window of at most a few thousand years",
+                    "FeatureError",
+                )
+
+
+def check_features(features: Any, view: FeatureView) -> None:
+    """The feature rows keep their join keys and a timestamp time column: a feature named
+    like either, or a source time column held as text, fails before anything is published."""
+    spec = view.spec
+    reserved = {spec.timestamp_column, *spec.join_keys}
+    clashing = sorted(f.name for f in spec.features if f.name in reserved)
+    if clashing:
+        raise MaterializeError(
+            f"feature(s) {', '.join(clashing)} are named like the timestamp column or a join "
+            "key and would replace it; rename them",
+            "InvalidFeatures",
+        )
+    time_type = features.schema.field(spec.timestamp_column).type
+    if not pa.types.is_timestamp(time_type):
+        raise MaterializeError(
+            f"the timestamp column {spec.timestamp_column!r} is {time_type}, not a timestamp; "
+            "declare it as type timestamp in the source Dataset's schema",
+            "InvalidFeatures",
+        )
 
 
 def publish_offline(
@@ -91,6 +139,7 @@ def publish_offline(
             staging,
             salt=view.spec.model_dump_json(),
             metadata={"rows": rows, "sourceVersion": source_version},
+            owner=publish.Owner("FeatureView", stores.namespace(view, context), view.name),
         )
     except BaseException:
         publish.discard(staging)

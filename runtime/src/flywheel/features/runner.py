@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flywheel import redaction
 from flywheel.api import conditions
 from flywheel.api.common import duration_seconds
 from flywheel.api.featureview import FeatureView, FeatureViewStatus
@@ -29,11 +30,17 @@ def run_featureview(
     generation = view.metadata.generation
     try:
         done = materialize.materialize(view, context, now, checkpoint)
-    except materialize.MaterializeError as exc:
+    except (materialize.MaterializeError, publish.OwnershipError) as exc:
         status = previous.model_copy()
         status.phase = "Failed"
         status.conditions = conditions.set_condition(
-            previous.conditions, "Ready", False, exc.reason, str(exc), now, generation
+            previous.conditions,
+            "Ready",
+            False,
+            exc.reason,
+            redaction.condition_message(str(exc)),
+            now,
+            generation,
         )
         return status
     online_note = (
