@@ -3,7 +3,8 @@
 Pure: Arrow columns in, plain JSON-ready dicts out.
 
     numbers     count, nulls, nan, min, max, mean, std, quantiles, histogram (bin edges
-                and counts of equal-width bins between min and max)
+                and counts of equal-width bins between min and max; fewer bins where
+                float64 cannot tell the edges apart). Integer min and max are exact.
     categories  count, nulls, distinct, the most frequent values with their counts, other;
                 a column that looks like an identifier (most values of a large sample are
                 distinct) gets no frequencies: they would say nothing about drift
@@ -72,23 +73,46 @@ def column_kind(arrow_type: Any) -> str:
 
 
 def numeric_profile(column: Any) -> dict[str, Any]:
-    values = column.drop_null().to_numpy().astype(np.float64, copy=False)
+    present = column.drop_null()
+    values = present.to_numpy().astype(np.float64, copy=False)
     nan = int(np.isnan(values).sum())
     finite = values[np.isfinite(values)]
     out: dict[str, Any] = {"nan": nan}
     if finite.size == 0:
         return out
     low, high = float(finite.min()), float(finite.max())
-    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(low, high))
-    quantiles = np.quantile(finite, QUANTILES)
+    edges = histogram_edges(low, high)
+    # Bins are [edge, next edge), the last one closed, as numpy's histogram.
+    bins = np.clip(np.searchsorted(edges, finite, side="right") - 1, 0, len(edges) - 2)
+    counts = np.bincount(bins, minlength=len(edges) - 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float64 they are inf
+        quantiles = np.quantile(finite, QUANTILES)
+        mean, std = float(finite.mean()), float(finite.std())
+    exact: Any = (low, high)
+    if pa.types.is_integer(column.type):  # int64 beyond 2**53 is not a float64
+        extremes = pc.min_max(present)
+        exact = (extremes["min"].as_py(), extremes["max"].as_py())
     return out | {
-        "min": low,
-        "max": high,
-        "mean": float(finite.mean()),
-        "std": float(finite.std()),
+        "min": exact[0],
+        "max": exact[1],
+        "mean": mean,
+        "std": std,
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
     }
+
+
+def histogram_edges(low: float, high: float) -> Any:
+    """HISTOGRAM_BINS + 1 equal-width edges from low to high; where float64 cannot hold
+    that many distinct values in between (a narrow range of large numbers), the distinct
+    ones (one bin when low == high)."""
+    if low == high:
+        return np.array([low, high])
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    if not np.all(np.isfinite(edges)):  # a range wider than float64: split at the middle
+        edges = np.linspace(low / 2, high / 2, HISTOGRAM_BINS + 1) * 2
+    distinct = np.unique(edges)
+    return distinct if len(distinct) > 1 else np.array([low, high])
 
 
 def categorical_profile(column: Any) -> dict[str, Any]:
