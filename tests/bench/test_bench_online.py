@@ -49,7 +49,7 @@ def fill(store: online.OnlineStore, entities: int, now: int) -> None:
     for i in range(entities):
         values: dict[str, Any] = {f"f{j}": rng.random() * 100 for j in range(9)}
         values["f9"] = rng.choice(["basic", "standard", "premium"])
-        items.append((online.entity_key([f"C{i:07d}"]), now, online.encode(now, values)))
+        items.append((online.entity_key_json([f"C{i:07d}"]), now, online.encode(now, values)))
     store.write(items)
 
 

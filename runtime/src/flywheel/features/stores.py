@@ -78,6 +78,16 @@ def read_offline(view: FeatureView, context: RunContext) -> tuple[str, Any] | No
     return manifest["version"], pq.read_table(data.path, filesystem=data.filesystem)
 
 
+def offline_schema(view: FeatureView, context: RunContext) -> Any:
+    """The Arrow schema of the current offline version (its footer only), or None."""
+    root = offline_root(view, context)
+    manifest = publish.current(root)
+    if manifest is None:
+        return None
+    data = publish.version_location(root, manifest["version"]).join(OFFLINE_FILE)
+    return pq.read_schema(data.path, filesystem=data.filesystem)
+
+
 def open_online(view: FeatureView, context: RunContext) -> online.OnlineStore:
     store = view.spec.online_store
     ns = namespace(view, context)
