@@ -20,8 +20,9 @@ import redis
 
 from flywheel import cli
 from flywheel.api.featureview import FeatureView
+from flywheel.data import runner as datasets
+from flywheel.entrypoints import RunContext
 from flywheel.features import runner, serving
-from flywheel.local.executor import Context
 from tests.runtime.helpers import dataset
 
 pytestmark = pytest.mark.runtime
@@ -151,7 +152,7 @@ def test_digit_string_ids_are_strings_in_the_command_and_over_http(
     ]
     first, second = (a["features"] for a in answers)
     assert first["calls_count"] == 2 and second["amount_max"] == float("inf")
-    context = Context(artifact_root=tmp_path / "art", base_dir=tmp_path)
+    context = RunContext(artifact_root=tmp_path / "art", base_dir=tmp_path)
     fv = view()
     server = serving.serve({fv.name: runner.open_online_view(fv, context)}, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -203,11 +204,8 @@ def test_served_windows_decay_exactly_as_training_windows(
     if store == "redis":
         request.getfixturevalue("redis_secret")
     (tmp_path / "events.csv").write_text(EVENTS)
-    context = Context(artifact_root=tmp_path / "art", base_dir=tmp_path)
     ds = events()
-    context.resources["Dataset/events"] = ds
-    from flywheel.data import runner as datasets
-
+    context = RunContext(artifact_root=tmp_path / "art", base_dir=tmp_path, resources={ds.key: ds})
     assert datasets.run_dataset(ds, context).phase == "Ready"
     fv = view(store)
     materialized = START + timedelta(days=2, hours=13)
