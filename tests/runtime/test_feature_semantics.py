@@ -20,6 +20,7 @@ import redis
 
 from flywheel import cli
 from flywheel.api.featureview import FeatureView
+from flywheel.api.trainingjob import LabelSource
 from flywheel.data import runner as datasets
 from flywheel.entrypoints import RunContext
 from flywheel.features import runner, serving
@@ -231,3 +232,27 @@ def test_served_windows_decay_exactly_as_training_windows(
     s3 = [r["amount_count"] for r in served[3 :: len(entities)] if r is not None]
     assert s3[0] == 3 and 0 in s3 and 1 in s3  # partly expired on the way
     assert served[-len(entities) :] == [None] * len(entities)
+
+
+def test_a_trainingjob_label_source_names_the_label_columns(manifest: Path, tmp_path: Path) -> None:
+    ingest_and_materialize(manifest, ["--artifact-root", str(tmp_path / "art")])
+    context = RunContext(artifact_root=tmp_path / "art", base_dir=tmp_path)
+    labels = pa.table(
+        {
+            "customer": ["0042", "0042"],
+            "shop": ["s1", "s9"],
+            "when": pa.array(
+                [START + timedelta(days=1, hours=12)] * 2, pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    label = LabelSource.model_validate(
+        {
+            "datasetRef": {"name": "labels"},
+            "column": "churned",
+            "entityColumns": ["customer", "shop"],
+            "timestampColumn": "when",
+        }
+    )
+    table = runner.training_set_for_label(view(), labels, context, label)
+    assert table.column("amount_count").to_pylist() == [2, None]
