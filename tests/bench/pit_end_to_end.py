@@ -3,8 +3,9 @@
     python tests/bench/pit_end_to_end.py flywheel SPEC.json FEATURES LABELS OUT
     python tests/bench/pit_end_to_end.py duckdb TTL_SECONDS FEATURES LABELS OUT
 
-flywheel: the offline table (sorted by entity then time) and the labels are read, the
-training set is computed by `flywheel.features.asof` and written. duckdb: the same files
+flywheel: the offline table (sorted by entity then time) and the labels are read as
+`flywheel.features.stores` reads them, the training set is computed by
+`flywheel.features.asof` and written. duckdb: the same files
 are read by DuckDB, joined with ASOF JOIN (the ttl as a CASE) and written by DuckDB.
 """
 
@@ -17,11 +18,13 @@ def flywheel(spec_file: str, features: str, labels: str, out: str) -> None:
     import pyarrow.parquet as pq
 
     from flywheel.api.featureview import FeatureViewSpec
-    from flywheel.features import asof
+    from flywheel.features import asof, stores
+    from flywheel.storage import uris
 
     with open(spec_file) as f:
         spec = FeatureViewSpec.model_validate_json(f.read())
-    table = asof.training_set(pq.read_table(labels), pq.read_table(features), spec, "t")
+    offline = stores.read_table(uris.resolve(features))
+    table = asof.training_set(stores.read_table(uris.resolve(labels)), offline, spec, "t")
     pq.write_table(table, out)
 
 
