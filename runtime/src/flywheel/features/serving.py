@@ -15,6 +15,7 @@ HTTP (stdlib `http.server`, one thread per connection):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import http.server
 import json
 from collections.abc import Sequence
@@ -34,15 +35,16 @@ class OnlineView:
     # join key -> "string" | "integer" | "float" | "other": the key columns' types
     key_kinds: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    @property
+    # Cached: parsed once per open view, not once per lookup.
+    @functools.cached_property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.view.spec.features]
 
-    @property
+    @functools.cached_property
     def ttl_micros(self) -> int:
         return pit.duration_micros(self.view.spec.ttl)
 
-    @property
+    @functools.cached_property
     def windows(self) -> list[tiles.Window]:
         return tiles.of_spec(self.view.spec)
 
@@ -64,6 +66,8 @@ class OnlineView:
         documents = self.store.read(self.keys_of(entities))
         ttl, windows, names = self.ttl_micros, self.windows, self.feature_names
         rows = [online.decode(d, now_micros, ttl, windows) for d in documents]
+        if not windows:  # stored in feature order already
+            return rows
         return [None if r is None else {n: r[n] for n in names} for r in rows]
 
 
