@@ -41,7 +41,7 @@ def view() -> FeatureView:
 def server(tmp_path: Path) -> Iterator[tuple[int, serving.OnlineView]]:
     store = online.SQLiteStore(tmp_path / "online.sqlite", "customer")
     t = materialize.to_micros(T)
-    store.write([(online.entity_key(["C1"]), t, online.encode(t, {"plan": "basic"}))])
+    store.write([(online.entity_key_json(["C1"]), t, online.encode(t, {"plan": "basic"}))])
     opened = serving.OnlineView(view(), store)
     limits = serving.Limits(max_body_bytes=256, max_entities=3, body_timeout_seconds=0.2)
     running = serving.serve({"customer": opened}, "127.0.0.1", 0, limits)

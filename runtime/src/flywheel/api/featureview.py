@@ -29,7 +29,7 @@ class AggregationFunction(enum.StrEnum):
 
 
 class Aggregation(FlywheelModel):
-    """A value aggregated per entity over a trailing time window ending at the row's time."""
+    """A value aggregated per entity over (t - window, t], t: the label or request time."""
 
     column: common.Identifier
     function: AggregationFunction
@@ -143,7 +143,8 @@ class FeatureViewSpec(FlywheelModel):
     source: FeatureSource
     timestamp_column: common.Identifier
     ttl: common.Duration = Field(
-        description="How old a feature value may be at the label time and still be used."
+        description="How old an entity's latest feature row may be at the label time and "
+        "still be used; older, every feature of the label is null."
     )
     features: Annotated[list[Feature], common.unique_by("name", "feature names")] = Field(
         min_length=1, max_length=256, json_schema_extra=common.list_map("name")

@@ -3,7 +3,8 @@
 Pure: Arrow columns in, plain JSON-ready dicts out.
 
     numbers     count, nulls, nan, min, max, mean, std, quantiles, histogram (bin edges
-                and counts of equal-width bins between min and max)
+                and counts of equal-width bins between min and max; fewer bins where
+                float64 cannot tell the edges apart). Integer min and max are exact.
     categories  count, nulls, distinct, the most frequent values with their counts, other;
                 a column that looks like an identifier (most values of a large sample are
                 distinct) gets no frequencies: they would say nothing about drift
@@ -85,22 +86,39 @@ def numeric_profile(column: Any) -> dict[str, Any]:
     if len(values) == 0:
         return out
     bounds = pc.min_max(values)
-    low, high = float(bounds["min"].as_py()), float(bounds["max"].as_py())
-    # Past 2**53 an integer has no exact float; the profile is a summary, so round it.
+    # int64 beyond 2**53 is not a float64: min and max stay exact integers.
+    exact = (bounds["min"].as_py(), bounds["max"].as_py())
+    low, high = float(exact[0]), float(exact[1])
     as_float = (
         values if pa.types.is_float64(values.type) else pc.cast(values, pa.float64(), safe=False)
     )
     quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
     array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
-    counts, edges = np.histogram(array.to_numpy(), bins=HISTOGRAM_BINS, range=(low, high))
+    edges = histogram_edges(low, high)
+    # Bins are [edge, next edge), the last one closed, as numpy's histogram.
+    bins = np.searchsorted(edges, array.to_numpy(), side="right") - 1
+    counts = np.bincount(np.clip(bins, 0, len(edges) - 2), minlength=len(edges) - 1)
     return out | {
-        "min": low,
-        "max": high,
+        "min": exact[0],
+        "max": exact[1],
         "mean": float(pc.mean(as_float).as_py()),
         "std": float(pc.stddev(as_float, ddof=0).as_py()),
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
     }
+
+
+def histogram_edges(low: float, high: float) -> Any:
+    """HISTOGRAM_BINS + 1 equal-width edges from low to high; where float64 cannot hold
+    that many distinct values in between (a narrow range of large numbers), the distinct
+    ones (one bin when low == high)."""
+    if low == high:
+        return np.array([low, high])
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    if not np.all(np.isfinite(edges)):  # a range wider than float64: split at the middle
+        edges = np.linspace(low / 2, high / 2, HISTOGRAM_BINS + 1) * 2
+    distinct = np.unique(edges)
+    return distinct if len(distinct) > 1 else np.array([low, high])
 
 
 def categorical_profile(column: Any) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 offline   every feature row, sorted by entity and time, published as a content
           version (the same source and spec give the same version)
-online    incremental: rows newer than the watermark and not after `now`, the
-          latest per entity, upserted (newer wins); the writes are read back, and
-          only then does the watermark advance (state.json, written atomically).
-          A failed or interrupted run leaves the watermark, so the next run
-          rewrites the same rows.
+online    each entity's document as of `now`: its latest row's values and its window
+          tiles. A new source version rebuilds every document (late rows, older
+          than the watermark, can change any entity's windows) and removes entities
+          the source no longer has; the same version writes the entities with rows
+          newer than the watermark and not after `now`, upserted (newer wins). The
+          writes are read back, and only then do the watermark and the source
+          version advance (state.json, written atomically). A failed or interrupted
+          run leaves them, so the next run writes the same documents again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from flywheel.api.common import duration_seconds
 from flywheel.api.expressions import ExpressionError
 from flywheel.api.featureview import FeatureView
 from flywheel.entrypoints import RunContext
-from flywheel.features import expressions, online, pit, stores, transform
+from flywheel.features import expressions, online, stores, tiles, transform
 from flywheel.storage import publish
 
 
@@ -69,7 +72,7 @@ def materialize(
     if view.spec.online_store.enabled:
         try:
             written, online_rows, watermark = update_online(
-                view, context, features, now, checkpoint
+                view, context, features, now, checkpoint, source_version
             )
         except online.StoreError as exc:
             raise MaterializeError(str(exc), "OnlineStoreUnavailable") from None
@@ -148,32 +151,14 @@ def publish_offline(
     return version, publish.version_location(root, version).join(stores.OFFLINE_FILE).uri
 
 
-def latest_rows(
-    features: Any, keys: list[str], time_column: str, since: int | None, until: int
-) -> Any:
-    """Indices of each entity's latest row with since < time <= until (sorted table)."""
-    times = pit.micros(features.column(time_column))
-    selected = times <= until
-    if since is not None:
-        selected &= times > since
-    rows = np.flatnonzero(selected)
-    if rows.size == 0:
-        return rows
-    chosen = features.take(rows)
-    seg = pit.segments(chosen, keys, time_column)
-    return rows[seg.ends - 1]
-
-
-def online_items(view: FeatureView, features: Any, rows: Any) -> list[tuple[str, int, str]]:
-    spec = view.spec
-    picked = features.take(rows)
-    keys = [picked.column(k).to_pylist() for k in spec.join_keys]
-    times = pit.micros(picked.column(spec.timestamp_column)).tolist()
-    values = picked.select([f.name for f in spec.features]).to_pylist()
+def online_items(view: FeatureView, features: Any, until: int, since: int | None) -> list[Item]:
     return [
-        (online.entity_key(key), t, online.encode(t, v))
-        for key, t, v in zip(zip(*keys, strict=True), times, values, strict=True)
+        (online.entity_key_json(key), t, online.encode(t, values, stored))
+        for key, t, values, stored in tiles.documents(view.spec, features, until, since)
     ]
+
+
+Item = tuple[str, int, str]
 
 
 def update_online(
@@ -182,28 +167,33 @@ def update_online(
     features: Any,
     now: datetime,
     checkpoint: publish.Checkpoint,
+    source_version: str | None = None,
 ) -> tuple[int, int, datetime | None]:
+    """Bring the online store to `now`; `source_version` None always rebuilds."""
     state_location = stores.view_root(view, context).join(stores.STATE_FILE)
     store = stores.open_online(view, context)
     state = publish.read_json(state_location) or {}
     if state.get("store") != store.identity:  # a new store starts from nothing
         state = {"store": store.identity}
-    watermark: int | None = state.get("watermark")
-    rows = latest_rows(
-        features, view.spec.join_keys, view.spec.timestamp_column, watermark, to_micros(now)
-    )
-    items = online_items(view, features, rows)
+    rebuild = source_version is None or state.get("source") != source_version
+    watermark: int | None = None if rebuild else state.get("watermark")
+    items = online_items(view, features, to_micros(now), watermark)
     try:
-        store.write(items)
+        store.write(items, replace=rebuild)
+        if rebuild:
+            kept = {k for k, _, _ in items}
+            store.delete([k for k in store.entity_keys() if k not in kept])
         checkpoint("online-written")
         _verify(store, items)
         count = store.count()
     finally:
         store.close()
-    if items:
-        newest = max(t for _, t, _ in items)
-        watermark = newest if watermark is None else max(watermark, newest)
+    if items or rebuild:
+        newest = max((t for _, t, _ in items), default=None)
+        if newest is not None:
+            watermark = newest if watermark is None else max(watermark, newest)
         state["watermark"] = watermark
+        state["source"] = source_version
         state_location.filesystem.create_dir(state_location.path.rsplit("/", 1)[0], recursive=True)
         publish.write_atomic(state_location, publish.dumps(state))
     return len(items), count, from_micros(watermark) if watermark is not None else None

@@ -1,7 +1,9 @@
 """Online feature lookups: a Python API and a small HTTP endpoint.
 
-`get_online_features` answers what the point-in-time join answers for a label at `now`:
-the entity's latest materialized row, if it is not older than the ttl.
+`get_online_features` answers what a training set gives a label at `now`: the entity's
+latest materialized row, if it is not older than the ttl, with its windows combined from
+their tiles as of `now`. Entity values are read by the type of their key column, so
+`{"id": "7"}` and `{"id": 7}` name the same entity when the column holds strings.
 
 HTTP (Starlette on uvicorn):
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import socket
 import threading
@@ -32,9 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flywheel.api.common import duration_seconds
 from flywheel.api.featureview import FeatureView
-from flywheel.features import materialize, online
+from flywheel.features import materialize, online, pit, tiles
 
 
 @dataclasses.dataclass
@@ -43,21 +45,31 @@ class OnlineView:
 
     view: FeatureView
     store: online.OnlineStore
+    # join key -> "string" | "integer" | "float" | "other": the key columns' types
+    key_kinds: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    @property
+    # Cached: parsed once per open view, not once per lookup.
+    @functools.cached_property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.view.spec.features]
 
-    @property
+    @functools.cached_property
     def ttl_micros(self) -> int:
-        return int(duration_seconds(self.view.spec.ttl) * 1_000_000)
+        return pit.duration_micros(self.view.spec.ttl)
+
+    @functools.cached_property
+    def windows(self) -> list[tiles.Window]:
+        return tiles.of_spec(self.view.spec)
 
     def keys_of(self, entities: Sequence[online.Entity]) -> list[str]:
         join_keys = self.view.spec.join_keys
         missing = [k for k in join_keys for e in entities if k not in e]
         if missing:
             raise ValueError(f"entities must give {', '.join(join_keys)}; missing {missing[0]}")
-        return [online.entity_key([e[k] for k in join_keys]) for e in entities]
+        return [
+            online.entity_key_json([key_value(e[k], self.key_kinds.get(k)) for k in join_keys])
+            for e in entities
+        ]
 
     def get(
         self, entities: Sequence[online.Entity], now: datetime | None = None
@@ -65,8 +77,11 @@ class OnlineView:
         """Per entity: {feature: value}, or None when unknown or older than the ttl."""
         now_micros = materialize.to_micros(now or datetime.now(UTC))
         documents = self.store.read(self.keys_of(entities))
-        ttl = self.ttl_micros
-        return [online.decode(d, now_micros, ttl) for d in documents]
+        ttl, windows, names = self.ttl_micros, self.windows, self.feature_names
+        rows = [online.decode(d, now_micros, ttl, windows) for d in documents]
+        if not windows:  # stored in feature order already
+            return rows
+        return [None if r is None else {n: r[n] for n in names} for r in rows]
 
     def why_missing(self, entities: Sequence[online.Entity], now: datetime) -> list[str | None]:
         """Per entity without features at `now`: why (never stored, expired, or stored
@@ -91,6 +106,37 @@ class OnlineView:
             else:
                 out.append(None)
         return out
+
+
+def key_kind(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    return "other"
+
+
+def key_value(value: Any, kind: str | None) -> Any:
+    """An entity value as its key column holds it: text from a command line or JSON
+    numbers become strings for a string column and numbers for a numeric one.
+
+    >>> key_value(7, "string"), key_value("007", "integer"), key_value("007", "string")
+    ('7', 7, '007')
+    """
+    if kind == "string" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if kind == "integer" and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an integer key") from None
+    if kind == "float" and isinstance(value, str | int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _iso(micros: int) -> str:
