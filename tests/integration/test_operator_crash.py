@@ -18,7 +18,8 @@ import yaml
 from kubernetes import config as k8s_config
 
 from flywheel_operator import labels
-from flywheel_operator.handlers import common, dataset, modeldeployment
+from flywheel_operator.handlers import dataset, modeldeployment
+from flywheel_operator.handlers.reconciliation import Context
 from flywheel_operator.kube.client import Kube
 from flywheel_operator.settings import Settings
 from tests.cluster import ControlPlane, Kubectl
@@ -48,7 +49,7 @@ class KilledAfter(Kube):
         return super()._write(method, url, **kwargs)
 
 
-Reconcile = Callable[[common.Context, dict[str, Any]], None]
+Reconcile = Callable[[Context, dict[str, Any]], None]
 
 
 def end_state(kube: Kube, ns: str, kind: str, name: str) -> tuple[list[tuple[str, str]], str]:
@@ -67,7 +68,7 @@ def run(kube: Kube, reconcile: Reconcile, ns: str, kind: str, name: str) -> None
     body = kube.get(kind, ns, name)
     assert body is not None
     settings = Settings(artifact_root="file:///var/lib/flywheel/")  # no PVC to wait for
-    reconcile(common.Context(kube, settings, clock=lambda: T0), body)
+    reconcile(Context(kube, settings, clock=lambda: T0), body)
 
 
 def settle(api_client: Any, reconcile: Reconcile, ns: str, kind: str, name: str) -> Any:

@@ -1,4 +1,5 @@
-"""Manifests the tests send: `invalid/` holds one broken manifest a file.
+"""Manifests the tests send: `invalid/` holds one broken manifest a file, and
+`generated.py` makes about eight hundred variants of the quickstart for the parity test.
 
 Each invalid file starts with two header comments:
     # expect: <text `flywheel validate` must print>   (or "valid ..." when each document

@@ -116,7 +116,10 @@ def test_warn_publishes_every_row(tmp_path: Path) -> None:
     assert status.phase == "Ready"
     assert (status.rows, status.bad_rows) == (6, 3)
     assert ready(status.conditions).reason == "PublishedWithBadRows"
-    assert status.quarantine_uri is None
+    # Published, and kept as the source had them, like quarantine does.
+    assert status.quarantine_uri
+    bad = pq.read_table(status.quarantine_uri.removeprefix("file://"))
+    assert sorted(bad.column("_row").to_pylist()) == [3, 4, 5]
 
 
 def test_reingest_of_the_same_content_gives_the_same_version(tmp_path: Path) -> None:

@@ -58,16 +58,13 @@ FUNCTIONS = ["sum", "mean", "count", "min", "max", "last"]
 
 
 def brute(rows: list[tuple[str, int, float | None]], window: int) -> dict[str, list[Any]]:
-    """Per row in (id, t, input order) order: aggregates over (t - window, t] up to itself."""
+    """Per row in (id, t, input order) order: aggregates over (t - window, t], every row
+    at t included."""
     order = sorted(range(len(rows)), key=lambda i: (rows[i][0], rows[i][1], i))
     out: dict[str, list[Any]] = {f: [] for f in FUNCTIONS}
-    for pos, i in enumerate(order):
+    for i in order:
         key, t, _ = rows[i]
-        inside = [
-            rows[j][2]
-            for j in order[: pos + 1]
-            if rows[j][0] == key and t - window < rows[j][1] <= t
-        ]
+        inside = [rows[j][2] for j in order if rows[j][0] == key and t - window < rows[j][1] <= t]
         values = [v for v in inside if v is not None]
         out["sum"].append(sum(values) if values else 0.0)
         out["count"].append(len(values))

@@ -43,7 +43,9 @@ def labels_table(rows: list[tuple[str | None, int | None]]) -> pa.Table:
 
 def join(features: pa.Table, labels: pa.Table, ttl: int) -> list[Any]:
     ordered = pit.sort_by_entity_and_time(features, ["id"], "t")
-    out = pit.point_in_time_join(labels, ordered, ["id"], "label_t", "t", ttl, ["value"])
+    out = pit.point_in_time_join(
+        labels, ordered, ["id"], "label_t", "t", ttl * 1_000_000, ["value"]
+    )
     return list(out.column("value").to_pylist())
 
 
@@ -120,7 +122,7 @@ def test_composite_keys() -> None:
     )
     labels = pa.table({"k1": ["a", "b", "b"], "k2": [2, 1, 2], "lt": pa.array([at(5)] * 3, TS)})
     ordered = pit.sort_by_entity_and_time(features, ["k1", "k2"], "t")
-    out = pit.point_in_time_join(labels, ordered, ["k1", "k2"], "lt", "t", 100, ["v"])
+    out = pit.point_in_time_join(labels, ordered, ["k1", "k2"], "lt", "t", 10**8, ["v"])
     assert out.column("v").to_pylist() == [20, 30, None]
 
 
@@ -140,6 +142,82 @@ def test_labels_may_name_their_entity_columns_differently() -> None:
     features = pit.sort_by_entity_and_time(features_table([("a", 1), ("b", 2)]), ["id"], "t")
     labels = labels_table([("b", 5), ("a", 5)]).rename_columns(["customer", "label_t"])
     out = pit.point_in_time_join(
-        labels, features, ["id"], "label_t", "t", 100, ["value"], label_keys=["customer"]
+        labels, features, ["id"], "label_t", "t", 10**8, ["value"], label_keys=["customer"]
     )
     assert out.column("value").to_pylist() == [1, 0]
+
+
+awkward = st.sampled_from(["a", "b", "", "a\x1fb", "b\x1fc", "1:a", "1", ":", "é", "\x00"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    features=st.lists(st.tuples(awkward, awkward, st.integers(0, 9)), max_size=20),
+    labels=st.lists(st.tuples(awkward, awkward, st.integers(0, 9)), max_size=20),
+)
+def test_composite_keys_never_collide(
+    features: list[tuple[str, str, int]], labels: list[tuple[str, str, int]]
+) -> None:
+    table = pa.table(
+        {
+            "k1": pa.array([f[0] for f in features], pa.string()),
+            "k2": pa.array([f[1] for f in features], pa.string()),
+            "t": pa.array([at(f[2]) for f in features], TS),
+            "v": pa.array(range(len(features)), pa.int64()),
+        }
+    )
+    label_table = pa.table(
+        {
+            "k1": pa.array([lb[0] for lb in labels], pa.string()),
+            "k2": pa.array([lb[1] for lb in labels], pa.string()),
+            "lt": pa.array([at(lb[2]) for lb in labels], TS),
+        }
+    )
+    ordered = pit.sort_by_entity_and_time(table, ["k1", "k2"], "t")
+    out = pit.point_in_time_join(label_table, ordered, ["k1", "k2"], "lt", "t", 10**9, ["v"])
+    expected = []
+    for k1, k2, t in labels:
+        best = None
+        for i, (f1, f2, ft) in enumerate(features):
+            if (f1, f2) == (k1, k2) and ft <= t and (best is None or (ft, i) >= best):
+                best = (ft, i)
+        expected.append(None if best is None else best[1])
+    assert out.column("v").to_pylist() == expected
+
+
+def test_the_separator_of_old_is_just_a_character() -> None:
+    table = pa.table({"k1": ["a\x1fb", "a"], "k2": ["c", "b\x1fc"]})
+    keys = pit.entity_key_array(table, ["k1", "k2"]).to_pylist()
+    assert keys[0] != keys[1]
+
+
+def test_labels_keys_are_cast_to_the_feature_key_types() -> None:
+    features = pit.sort_by_entity_and_time(
+        pa.table({"id": [7], "n": ["x"], "t": pa.array([at(1)], TS), "v": [1]}), ["id", "n"], "t"
+    )
+    labels = pa.table({"id": ["7"], "n": ["x"], "lt": pa.array([at(2)], TS)})
+    out = pit.point_in_time_join(labels, features, ["id", "n"], "lt", "t", 10**9, ["v"])
+    assert out.column("v").to_pylist() == [1]
+
+
+def test_missing_label_columns_are_named() -> None:
+    features = pit.sort_by_entity_and_time(features_table([("a", 1)]), ["id"], "t")
+    labels = labels_table([("a", 2)]).rename_columns(["customer", "label_t"])
+    with pytest.raises(pit.LabelError, match=r"no column.*id"):
+        pit.point_in_time_join(labels, features, ["id"], "label_t", "t", 10, ["value"])
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [
+        ("0.7d", 60_480_000_000),
+        ("1.4d", 120_960_000_000),
+        ("1h30m", 5_400_000_000),
+        ("0.1s", 100_000),
+        ("1.5ms", 1_500),
+        ("1w2d", 777_600_000_000),
+        ("0.0000001s", 0),
+    ],
+)
+def test_durations_parse_exactly(text: str, micros: int) -> None:
+    assert pit.duration_micros(text) == micros

@@ -32,8 +32,11 @@ def test_quickstart_order_follows_the_chain() -> None:
 def test_unknown_reference_is_named(tmp_path: Path) -> None:
     (tmp_path / "fv.yaml").write_text((QUICKSTART / "02-featureview.yaml").read_text())
     _, errors = plan.order(manifests.load([tmp_path]).resources)
-    assert [str(e).split(": ", 1)[1] for e in errors] == [
-        "refers to Dataset/customer-events, which is not in the manifests"
+    assert [(e.field, e.message) for e in errors] == [
+        (
+            "spec.source.datasetRef",
+            "refers to Dataset/customer-events, which is not in the manifests",
+        )
     ]
 
 

@@ -1,8 +1,8 @@
 """flywheel-operator: reconciles the flywheel.dev custom resources.
 
-Layers, from the outside in:
-    handlers/  kopf registrations; thin: validate -> build -> apply -> observe -> status
-    kube/      every call to the Kubernetes API, with the retry policy
-    builders/  PURE: a validated spec + settings -> child manifests (dicts)
-    status/    PURE: the spec + observed children -> status, conditions, phase, decisions
+Layers (import contracts in pyproject.toml), from the outside in:
+    handlers/  kopf registrations; one reconcile per kind: parse -> build -> apply -> status
+    builders/  pure: a validated spec + settings -> child manifests (dicts)
+    status/    pure: the spec + observed children -> status, conditions, phase, decisions
+    kube/      every call to the Kubernetes API, with the retry policy; used by handlers only
 """

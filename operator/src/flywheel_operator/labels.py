@@ -1,4 +1,4 @@
-"""Names, labels and owner references every child carries. Pure."""
+"""Names, labels and owner references every child carries."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import hashlib
 import json
 from typing import Any
 
+from flywheel.api.common import GROUP
+
 FIELD_MANAGER = "flywheel-operator"
 MANAGED_BY = "flywheel-operator"
 PART_OF = "flywheel"
-GROUP = "flywheel.dev"
 
 
 def owner_label(kind: str) -> str:

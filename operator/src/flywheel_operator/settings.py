@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from flywheel.api.trainingjob import DEFAULT_RAY_VERSION
 from flywheel_operator import labels
 
 DEFAULT_RUNTIME_IMAGE = "flywheel/runtime:0.1.0"
@@ -26,7 +27,7 @@ class Settings:
     # Ray clusters run Flywheel code (the Serve app, `flywheel train run`), so their image
     # is the runtime image unless set; a TrainingJob may name its own.
     ray_image: str | None = None
-    ray_version: str = "2.60.0"
+    ray_version: str = DEFAULT_RAY_VERSION
     pvc_root: str = "/mnt/pvc"
 
     @property

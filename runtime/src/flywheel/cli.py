@@ -3,20 +3,84 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flywheel import entrypoints, manifests, plan
+from flywheel import entrypoints, manifests, plan, redaction
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    """Everything a command prints passes through `redaction.redact`; an unexpected error
+    ends in one `error:` line and exit 1, not a traceback."""
+    with redacted_output():
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+            handler: Callable[[argparse.Namespace], int] = args.handler
+            return handler(args)
+        except SystemExit as exc:
+            if isinstance(exc.code, str):  # a message for the user
+                print(exc.code, file=sys.stderr)
+                return 1
+            return exc.code or 0
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if os.environ.get(DEBUG_ENV):
+                import traceback
+
+                traceback.print_exc()
+            return 1
+
+
+DEBUG_ENV = "FLYWHEEL_DEBUG"  # set to print the traceback of an unexpected error
+
+
+class _RedactingStream(io.TextIOBase):
+    """A text stream that writes whole lines, each through `redaction.redact`."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        if "\n" in self.pending:
+            complete, _, self.pending = self.pending.rpartition("\n")
+            self.target.write(redaction.redact(complete + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.target.write(redaction.redact(self.pending))
+            self.pending = ""
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.target, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        fileno: int = self.target.fileno()
+        return fileno
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _RedactingStream(saved[0]), _RedactingStream(saved[1])
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +131,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if errors:
         return 1
     for item in loaded.resources:
-        print(f"{item.source}: {item.resource.kind_name}/{item.resource.name} valid")
+        print(f"{item.source}: {item.resource.key} valid")
     return 0
 
 
@@ -153,8 +217,18 @@ def _message(status: Any) -> str:
 
 
 def jsonpath(obj: Any, path: str) -> Any:
-    """The value at a simple `.a.b.c` path, or None."""
-    for part in path.strip(".").split("."):
+    """The value at a simple `.a.b.c` path, where a part may pick a list item by a field
+    (`conditions[?(@.type=="Ready")]`), or None.
+
+    >>> jsonpath({"s": {"c": [{"type": "A", "v": 1}]}}, '.s.c[?(@.type=="A")].v')
+    1
+    """
+    for part in re.findall(r'[^.\[]+|\[\?\(@\.\w+=="[^"]*"\)\]', path):
+        if part.startswith("[?"):
+            field, value = re.findall(r'@\.(\w+)=="([^"]*)"', part)[0]
+            items = obj if isinstance(obj, list) else []
+            obj = next((i for i in items if isinstance(i, dict) and i.get(field) == value), None)
+            continue
         if not isinstance(obj, dict):
             return None
         obj = obj.get(part)

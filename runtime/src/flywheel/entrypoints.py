@@ -22,12 +22,15 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from flywheel import api, manifests
+import pydantic
+
+from flywheel import api, kubeyaml, manifests, redaction
 from flywheel.api.common import Resource, StatusBase, resource_key
 
 # --- the environment a runtime Pod gets; the operator imports these names ------------
@@ -43,6 +46,9 @@ REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
 DEFAULT_ARTIFACT_ROOT = ".flywheel"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 DEFAULT_SECRETS_DIR = "/var/run/secrets/flywheel"
+
+# Namespaces become path segments under the artifact root: DNS labels only, as in Kubernetes.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # A termination message holds 4096 bytes; the kubelet drops the rest.
 RESULT_LIMIT_BYTES = 4000
@@ -63,6 +69,13 @@ class RunContext:
     # Keyed by "Kind/name" (`Resource.key`).
     resources: Mapping[str, Resource] = dataclasses.field(default_factory=dict)
     statuses: Mapping[str, StatusBase] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not DNS_LABEL.match(self.namespace):
+            raise ValueError(
+                f"namespace {self.namespace!r} is not a DNS label (lowercase letters, digits "
+                "and '-', at most 63)"
+            )
 
     def input_resource(self, kind: str, name: str) -> Resource | None:
         return self.resources.get(resource_key(kind, name))
@@ -172,13 +185,16 @@ def select_object(args: argparse.Namespace, kind: str) -> tuple[Resource, RunCon
         statuses = input_statuses(os.environ.get(INPUTS_ENV))
     except ValueError as exc:
         raise SystemExit(f"error: ${INPUTS_ENV}: {exc}") from None
-    context = RunContext(
-        artifact_root=artifact_root,
-        base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
-        namespace=item.resource.metadata.namespace or args.namespace,
-        resources={other.resource.key: other.resource for other in loaded.resources},
-        statuses=statuses,
-    )
+    try:
+        context = RunContext(
+            artifact_root=artifact_root,
+            base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
+            namespace=item.resource.metadata.namespace or args.namespace,
+            resources={other.resource.key: other.resource for other in loaded.resources},
+            statuses=statuses,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: --namespace: {exc}") from None
     return item.resource, context
 
 
@@ -208,11 +224,7 @@ def _from_environment() -> manifests.ManifestSet:
     text = os.environ.get(MANIFEST_ENV)
     if not text:
         raise SystemExit(f"error: give -f FILE, or the manifest as JSON in ${MANIFEST_ENV}")
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        raise SystemExit(f"error: ${MANIFEST_ENV} is not JSON: {exc}") from None
-    resource, errors = manifests.parse(document, f"${MANIFEST_ENV}")
+    resource, errors = manifests.parse_json(text, f"${MANIFEST_ENV}")
     loaded.errors += errors
     if resource is not None:
         loaded.resources.append(manifests.Loaded(f"${MANIFEST_ENV}", resource))
@@ -220,17 +232,28 @@ def _from_environment() -> manifests.ManifestSet:
 
 
 def input_statuses(text: str | None) -> dict[str, StatusBase]:
-    """{"Dataset/events": {...status...}} -> status models, keyed the same way."""
-    document = json.loads(text) if text else {}
-    if not isinstance(document, dict):
-        raise ValueError('expected a JSON object {"Kind/name": status}')
+    """{"Dataset/events": {...status...}} -> status models, keyed the same way.
+
+    Read with kubectl's number rules; anything malformed raises ValueError naming it.
+    """
+    try:
+        given = kubeyaml.read_json(text) if text else {}
+    except kubeyaml.ReadError as exc:
+        raise ValueError(exc.message) from None
+    if not isinstance(given, dict):
+        raise ValueError(f'expected {{"Kind/name": status}}, got JSON {given!r:.40}')
     out: dict[str, StatusBase] = {}
-    for key, wire in document.items():
+    for key, wire in given.items():
         kind = key.split("/", 1)[0]
         model = api.KINDS.get(kind)
         if model is None or not isinstance(wire, dict):
             continue
-        out[key] = status_model(model).model_validate(wire)
+        try:
+            out[key] = status_model(model).model_validate(wire)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"the status of {key}: {field}: {first['msg']}") from None
     return out
 
 
@@ -251,7 +274,19 @@ def result_of(status: StatusBase) -> dict[str, Any]:
         body["error"] = f"{failing[0].reason}: {failing[0].message}"[:ERROR_LIMIT_CHARS]
     # Conditions are the operator's to write; their long messages would not fit.
     body.pop("conditions", None)
-    return body
+    redacted: dict[str, Any] = _redact_strings(body)
+    return redacted
+
+
+def _redact_strings(value: Any) -> Any:
+    """Every string of a JSON document through `redaction.redact` (URIs included)."""
+    if isinstance(value, str):
+        return redaction.redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(v) for v in value]
+    return value
 
 
 def write_result(path: Path | None, status: StatusBase) -> None:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from flywheel import api
+from flywheel.api.common import resource_key
 from flywheel_operator.settings import Settings
 
 QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart"
@@ -19,7 +20,7 @@ def owners() -> dict[str, dict[str, Any]]:
     for path in sorted(QUICKSTART.glob("*.yaml")):
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
             doc["metadata"].update(namespace="ml", uid=f"uid-{path.stem}-{i}", generation=1)
-            out[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+            out[resource_key(doc["kind"], doc["metadata"]["name"])] = doc
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.api import DriftMonitor
+from flywheel.api.common import API_VERSION
 from flywheel_operator import labels
 from flywheel_operator.builders import jobs
 from flywheel_operator.settings import Settings
@@ -36,7 +37,7 @@ def retrain_job(owner: dict[str, Any], resource: DriftMonitor, number: int) -> d
     retrain = resource.spec.action.retrain
     assert retrain is not None, "only called for action retrain"
     return {
-        "apiVersion": "flywheel.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "TrainingJob",
         "metadata": labels.child_metadata(
             owner,

@@ -1,7 +1,7 @@
 """ModelDeployment -> a RayService (rayserve) or Triton Deployments + a router (triton).
 
 Both serve the same thing: one router in front of one model server per version. The
-traffic split comes from the rollout state (status/rollout.py) and is a router setting
+traffic split comes from the rollout state (flywheel.serving.rollout) and is a router setting
 only, so a rollout step never restarts a model replica: on Ray Serve it is the Router
 deployment's `user_config` (a lightweight in-place update), on Triton the router's
 ConfigMap.
@@ -12,37 +12,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from typing import Any
 
 import yaml
 
 from flywheel.api import ModelDeployment
 from flywheel.api.modeldeployment import Backend, TritonOptions
+from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
-from flywheel_operator.builders import pods
+from flywheel_operator.builders import pods, raycluster
 from flywheel_operator.settings import Settings
 
-RAY_API_VERSION = "ray.io/v1"
 ROUTER = "router"
 SERVE_APP_IMPORT = "flywheel.serving.app:build_app"
 TRITON_UID = 1000  # the triton-server user of the NGC images
 ROUTER_PORT = 8080
-RAY_UID = 1000  # the `ray` user of the rayproject images
-
-
-@dataclasses.dataclass(frozen=True)
-class ServedVersion:
-    """A model version resolved to where its artifact lives."""
-
-    model_name: str
-    version: str
-    artifact_uri: str
-
-    @property
-    def key(self) -> str:
-        """A DNS-label-safe form of the version, for child and deployment names."""
-        return re.sub(r"[^a-z0-9-]+", "-", self.version.lower()).strip("-")[:40] or "v"
 
 
 def build(
@@ -56,6 +40,14 @@ def build(
     if resource.spec.backend == Backend.RAYSERVE:
         return [rayservice(owner, resource, settings, versions, traffic)]
     return triton(owner, resource, settings, versions, traffic)
+
+
+def url(resource: ModelDeployment, namespace: str) -> str:
+    """Where clients send requests: the router Service (triton) or the Serve Service."""
+    if resource.spec.backend == Backend.TRITON:
+        return f"http://{resource.name}.{namespace}.svc"
+    # KubeRay names the Serve Service <RayService name>-serve-svc, port 8000.
+    return f"http://{labels.child_name(resource.name, 'serve')}-serve-svc.{namespace}.svc:8000"
 
 
 def router_config(
@@ -122,11 +114,10 @@ def rayservice(
     if gpus_per_pod:
         worker["requests"][pods.GPU_RESOURCE] = str(gpus_per_pod)
         worker["limits"][pods.GPU_RESOURCE] = str(gpus_per_pod)
-    head = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     claims = pods.claims_in(settings.artifact_root, [v.artifact_uri for v in versions])
     image = settings.ray_cluster_image
     return {
-        "apiVersion": RAY_API_VERSION,
+        "apiVersion": raycluster.RAY_API_VERSION,
         "kind": "RayService",
         "metadata": labels.child_metadata(
             owner, labels.child_name(resource.name, "serve"), "serving"
@@ -138,7 +129,9 @@ def rayservice(
                 "enableInTreeAutoscaling": True,
                 "headGroupSpec": {
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": ray_pod(owner, "ray-head", image, head, {}, settings, claims),
+                    "template": raycluster.pod_template(
+                        owner, "ray-head", image, raycluster.head_resources(), {}, settings, claims
+                    ),
                 },
                 "workerGroupSpecs": [
                     {
@@ -147,7 +140,7 @@ def rayservice(
                         "minReplicas": max(scaling.min_replicas, 1),
                         "maxReplicas": scaling.max_replicas * len(versions),
                         "rayStartParams": {},
-                        "template": ray_pod(
+                        "template": raycluster.pod_template(
                             owner,
                             "ray-worker",
                             image,
@@ -160,38 +153,6 @@ def rayservice(
                 ],
             },
         },
-    }
-
-
-def ray_pod(
-    owner: dict[str, Any],
-    name: str,
-    image: str,
-    resources: dict[str, Any],
-    placement: dict[str, Any],
-    settings: Settings,
-    claims: list[str],
-) -> dict[str, Any]:
-    """A Ray head or worker pod: restricted, /tmp and /dev/shm as scratch, claims mounted."""
-    spec = {
-        "securityContext": pods.pod_security_context(RAY_UID),
-        "automountServiceAccountToken": False,
-        "containers": [
-            {
-                "name": name,
-                "image": image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "resources": resources,
-                "securityContext": pods.container_security_context(),
-                "volumeMounts": pods.scratch_mounts(shm=True),
-            }
-        ],
-        "volumes": pods.scratch_volumes(shm=True),
-        **placement,
-    }
-    return {
-        "metadata": {"labels": labels.common_labels(owner, name)},
-        "spec": pods.mount_claims(spec, claims, settings.pvc_root),
     }
 
 

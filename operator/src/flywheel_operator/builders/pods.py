@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flywheel.api.common import ResourceRequirements, Toleration
-from flywheel.api.modeldeployment import ServingResources
+from flywheel.api.common import ReplicaResources, Toleration
 from flywheel.entrypoints import INPUTS_ENV, MANIFEST_ENV, PVC_ROOT_ENV
 
 RUNTIME_UID = 10001
@@ -51,7 +50,7 @@ def scratch_mounts(shm: bool = False) -> list[dict[str, Any]]:
     return mounts
 
 
-def resources(spec: ResourceRequirements | ServingResources) -> dict[str, Any]:
+def resources(spec: ReplicaResources) -> dict[str, Any]:
     """core/v1 ResourceRequirements; GPUs as whole `nvidia.com/gpu` requests and limits."""
     requests: dict[str, Any] = {"cpu": spec.cpu, "memory": spec.memory}
     limits: dict[str, Any] = {"memory": spec.memory}
@@ -62,7 +61,7 @@ def resources(spec: ResourceRequirements | ServingResources) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def placement(spec: ResourceRequirements | ServingResources) -> dict[str, Any]:
+def placement(spec: ReplicaResources) -> dict[str, Any]:
     """nodeSelector and tolerations; GPU pods tolerate the usual nvidia.com/gpu taint."""
     out: dict[str, Any] = {}
     selector = dict(spec.node_selector)

@@ -15,11 +15,9 @@ import yaml
 from flywheel import entrypoints
 from flywheel.api import TrainingJob
 from flywheel_operator import labels
-from flywheel_operator.builders import pods
-from flywheel_operator.builders.modeldeployment import ray_pod
+from flywheel_operator.builders import pods, raycluster
 from flywheel_operator.settings import Settings
 
-RAY_API_VERSION = "ray.io/v1"
 COMPONENT = "training"
 
 
@@ -55,7 +53,7 @@ def build(
     if spec.active_deadline_seconds:
         rayjob_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     return {
-        "apiVersion": RAY_API_VERSION,
+        "apiVersion": raycluster.RAY_API_VERSION,
         "kind": "RayJob",
         "metadata": labels.child_metadata(owner, rayjob_name(owner), COMPONENT),
         "spec": rayjob_spec,
@@ -85,14 +83,15 @@ def _cluster(
 ) -> dict[str, Any]:
     spec = resource.spec
     worker = spec.scaling.resources_per_worker
-    head_resources = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     image = spec.ray.image or settings.ray_cluster_image
     return {
         "rayVersion": spec.ray.version,
         "headGroupSpec": {
             # The head schedules no training work: workers hold the GPUs.
             "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-            "template": ray_pod(owner, "ray-head", image, head_resources, {}, settings, claims),
+            "template": raycluster.pod_template(
+                owner, "ray-head", image, raycluster.head_resources(), {}, settings, claims
+            ),
         },
         "workerGroupSpecs": [
             {
@@ -101,7 +100,7 @@ def _cluster(
                 "minReplicas": spec.scaling.num_workers,
                 "maxReplicas": spec.scaling.num_workers,
                 "rayStartParams": {},
-                "template": ray_pod(
+                "template": raycluster.pod_template(
                     owner,
                     "ray-worker",
                     image,

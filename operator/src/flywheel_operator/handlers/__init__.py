@@ -12,18 +12,19 @@ import kopf
 from flywheel import api
 from flywheel_operator import labels, metrics, settings
 from flywheel_operator.handlers import (
-    common,
     dataset,
     driftmonitor,
     featureview,
     modeldeployment,
     trainingjob,
 )
+from flywheel_operator.handlers.coalescer import Coalescer
+from flywheel_operator.handlers.reconciliation import Context
 from flywheel_operator.kube.client import Kube
 
 log = logging.getLogger(__name__)
 
-RECONCILERS: dict[str, Callable[[common.Context, dict[str, Any]], None]] = {
+RECONCILERS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
     "Dataset": dataset.reconcile,
     "FeatureView": featureview.reconcile,
     "TrainingJob": trainingjob.reconcile,
@@ -38,14 +39,14 @@ CHILD_RESOURCES = (
     ("ray.io", "v1", "rayservices"),
 )
 OPERATOR_SETTINGS = settings.from_env()
-_context: common.Context | None = None
-COALESCER = common.Coalescer()
+_context: Context | None = None
+COALESCER = Coalescer()
 
 
-def context() -> common.Context:
+def context() -> Context:
     global _context
     if _context is None:
-        _context = common.Context(Kube.from_config(), OPERATOR_SETTINGS)
+        _context = Context(Kube.from_config(), OPERATOR_SETTINGS)
     return _context
 
 
@@ -71,7 +72,7 @@ def reconcile(body: kopf.Body | dict[str, Any]) -> None:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    prefix = labels.GROUP
+    prefix = api.GROUP
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=prefix, key="last-handled-configuration"
@@ -82,7 +83,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def _register(kind: type[api.Resource]) -> None:
-    group, version, plural = labels.GROUP, api.VERSION, kind.plural
+    group, version, plural = api.GROUP, api.VERSION, kind.plural
 
     def on_change(body: kopf.Body, **_: Any) -> None:
         reconcile(body)

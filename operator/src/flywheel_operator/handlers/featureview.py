@@ -7,24 +7,26 @@ from typing import Any
 from flywheel.api import FeatureView
 from flywheel.api.featureview import FeatureViewStatus
 from flywheel_operator.builders import featureview as build
-from flywheel_operator.handlers import common
-from flywheel_operator.status import common as status_common
-from flywheel_operator.status import kinds
+from flywheel_operator.handlers import upstream
+from flywheel_operator.handlers.reconciliation import Context, Pass
+from flywheel_operator.status import dependencies, results
+from flywheel_operator.status import featureview as decide
+from flywheel_operator.status.conditions import READY
 
 CHILD_KINDS = ("Job", "CronJob")
 
 
-def reconcile(ctx: common.Context, body: dict[str, Any]) -> None:
-    p = common.Pass.begin(ctx, body, FeatureViewStatus)
+def reconcile(ctx: Context, body: dict[str, Any]) -> None:
+    p = Pass.begin(ctx, body, FeatureViewStatus)
     resource = p.parse(FeatureView)
     if resource is None:
         return
-    ready = common.condition_true(status_common.READY)
-    inputs, waiting = common.upstream(ctx, p.namespace, resource.references(), ready)
+    ready = dependencies.condition_true(READY)
+    inputs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), ready)
     if p.wait_for(waiting):
         return
-    children = build.build(body, resource, ctx.settings, kinds.as_inputs(inputs))
+    children = build.build(body, resource, ctx.settings, results.as_inputs(inputs))
     applied = p.apply(children, CHILD_KINDS)
     if applied is None:
         return
-    p.finish(kinds.featureview(p.old, p.generation, p.job_run(applied[0]), p.now))
+    p.finish(decide.status(p.old, p.generation, p.job_run(applied[0]), p.now))

@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from flywheel.api.common import resource_key
 from flywheel_operator import labels, metrics
 from flywheel_operator.kube import retry
 
@@ -205,9 +206,8 @@ class Kube:
         try:
             self._write("POST", path("Event", meta["namespace"]), body=body)
         except (PermanentError, ConflictError) as exc:
-            log.warning(
-                "event %s for %s/%s not recorded: %s", reason, owner["kind"], meta["name"], exc
-            )
+            key = resource_key(owner["kind"], meta["name"])
+            log.warning("event %s for %s not recorded: %s", reason, key, exc)
 
     # --- the one place requests are made --------------------------------------------
 

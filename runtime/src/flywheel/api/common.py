@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -91,9 +92,16 @@ def duration_seconds(value: str) -> float:
     return float(sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value)))
 
 
+# Flywheel's bound: every duration fits a Go time.Duration and a Python timedelta.
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
 def _positive_duration(value: str) -> str:
-    if duration_seconds(value) <= 0:
+    seconds = duration_seconds(value)
+    if seconds <= 0:
         raise ValueError(f"duration must be greater than zero, got {value!r}; e.g. '30d' or '1h'")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {value!r} is longer than 100 years (36500d); use a shorter one")
     return value
 
 
@@ -119,7 +127,11 @@ def _valid_cron(value: str) -> str:
 
 # The API server checks the shape (five fields or a macro); `flywheel validate` and the
 # operator check each field's values too.
-CRON_SHAPE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+# ASCII whitespace spelled out: Go's RE2 and pydantic's regex engine agree on it.
+CRON_SHAPE = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    r"([^\t\n\f\r ]+[\t\n\f\r ]+){4}[^\t\n\f\r ]+)$"
+)
 Cron = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=CRON_SHAPE),
@@ -131,16 +143,74 @@ Cron = Annotated[
 # by `flywheel run` and against the working directory in a pod), file://, pvc://, s3://,
 # gs://, http(s)://.
 URI = r"^(/|\./|\.\./|(file|pvc|s3|gs|https?)://)[^\s]*$"
+# user:password@ or token@ after the scheme: credentials written into a URI.
+URI_CREDENTIALS = r"^[a-z0-9+.-]+://([^@/]*@|[^@]*:[^@]*@)"
+URI_CREDENTIALS_MESSAGE = (
+    "credentials must not be written in a URI; put them in a Secret and name it in "
+    "credentialsSecretRef (or connectionSecretRef)"
+)
+_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s@]*@")
+
+
+def redact(text: str) -> str:
+    """Text with the credentials of every URI in it replaced by ***.
+
+    >>> redact("cannot read s3://KEY:SECRET@bucket/x")
+    'cannot read s3://***@bucket/x'
+    """
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def _no_credentials(value: str) -> str:
+    if re.match(URI_CREDENTIALS, value):
+        raise ValueError(URI_CREDENTIALS_MESSAGE)
+    return value
+
+
 StorageURI = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2048, pattern=URI),
+    AfterValidator(_no_credentials),
     Field(
         description=(
             "A path (/abs, ./rel or ../rel), or a URI with scheme file://, pvc://, s3://, "
-            "gs://, http:// or https://."
-        )
+            "gs://, http:// or https://. Credentials never go into the URI."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"!self.matches('{URI_CREDENTIALS}')", "message": URI_CREDENTIALS_MESSAGE}
+            ]
+        },
     ),
 ]
+
+# Where a run put its output, as status reports it (with any credentials redacted).
+ReportedURI = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=URI)]
+
+# RFC 3339 with a time zone, as the API server checks `format: date-time`.
+_DATE_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    """A string time -> datetime, only in the RFC 3339 form the API server accepts."""
+    if not isinstance(value, str):
+        return value
+    match = _DATE_TIME.fullmatch(value)
+    problem = f"{value[:64]!r} is not an RFC 3339 time with a zone; e.g. 2026-05-01T00:00:00Z"
+    if match is None:
+        raise ValueError(problem)
+    date, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}{zone}")
+    except ValueError:
+        raise ValueError(problem) from None
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -215,18 +285,25 @@ class Toleration(FlywheelModel):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
-class ResourceRequirements(FlywheelModel):
-    """What one replica or worker asks for. GPUs are requested as `nvidia.com/gpu`."""
+class ReplicaResources(FlywheelModel):
+    """CPU, memory, GPUs and placement of one replica or worker. Each use narrows `gpu`:
+    whole GPUs for Pods (`ResourceRequirements`), fractions for Ray Serve replicas."""
 
     cpu: Quantity = "1"
     memory: Quantity = "2Gi"
-    gpu: int = Field(default=0, ge=0, le=16, description="Whole GPUs per replica or worker.")
+    gpu: float = Field(default=0, ge=0, description="GPUs per replica or worker.")
     gpu_type: ShortText | None = Field(
         default=None,
         description="GPU product, matched against the node label nvidia.com/gpu.product.",
     )
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     node_selector: dict[str, ShortText] = Field(default_factory=dict, max_length=32)
+
+
+class ResourceRequirements(ReplicaResources):
+    """What one replica or worker asks for. GPUs are requested as `nvidia.com/gpu`."""
+
+    gpu: int = Field(default=0, ge=0, le=16, description="Whole GPUs per replica or worker.")
 
 
 # --- status --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
+import re2
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from flywheel.api import common
@@ -26,6 +27,20 @@ class CsvOptions(FlywheelModel):
     null_values: list[Annotated[str, StringConstraints(max_length=32)]] = Field(
         default_factory=lambda: ["", "NA", "null"], max_length=16
     )
+
+    model_config = common.with_cel(
+        {
+            "rule": "!has(self.delimiter) || !has(self.quoteChar) || "
+            "self.delimiter != self.quoteChar",
+            "message": "csv delimiter and quoteChar must differ",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _delimiter_not_quote(self) -> Self:
+        if self.delimiter == self.quote_char:
+            raise ValueError("csv delimiter and quoteChar must differ")
+        return self
 
 
 class DatasetSource(FlywheelModel):
@@ -64,6 +79,35 @@ class ColumnType(enum.StrEnum):
     BOOL = "bool"
     TIMESTAMP = "timestamp"
     DATE = "date"
+
+
+# strptime directives Arrow's parser knows (no %f: fractions of a second).
+STRPTIME_DIRECTIVES = frozenset("aAbBcCdDeFgGhHIjmMnprRsStTuUVwWxXyYzZ%")
+_DIRECTIVE = re.compile(r"%(.?)")
+
+
+def check_strptime_format(value: str) -> None:
+    """ValueError naming the problem when `value` is not a usable strptime format.
+
+    >>> check_strptime_format("%Y-%m-%d %H:%M:%S")
+    """
+    found = _DIRECTIVE.findall(value)
+    if not found:
+        raise ValueError(
+            f"timestampFormat {value!r} has no % directive; write a strptime format such as "
+            "'%Y-%m-%d %H:%M:%S'"
+        )
+    for code in found:
+        if code == "f":
+            raise ValueError(
+                f"timestampFormat {value!r}: %f (fractions of a second) is not supported; "
+                "ISO 8601 text with fractions needs no timestampFormat"
+            )
+        if code not in STRPTIME_DIRECTIVES:
+            raise ValueError(
+                f"timestampFormat {value!r}: %{code} is not a strptime directive; use "
+                "%Y %m %d %H %M %S %z and the like"
+            )
 
 
 NUMERIC_TYPES = frozenset(
@@ -105,16 +149,37 @@ class Column(FlywheelModel):
             "rule": "!has(self.regex) || self.type == 'string'",
             "message": "regex is only allowed on string columns",
         },
+        {
+            "rule": "!has(self.timestampFormat) || self.type in ['timestamp', 'date']",
+            "message": "timestampFormat is only allowed on timestamp and date columns",
+        },
     )
 
     @field_validator("regex")
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
+        # Values are matched with RE2 (Arrow's engine), as `^(?:regex)$`.
         if value is not None:
+            options = re2.Options()
+            options.log_errors = False
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"regex {value!r} does not compile: {exc}") from None
+                re2.compile(value, options)
+                re2.compile(f"^(?:{value})$", options)
+            except re2.error as exc:
+                reason = (
+                    exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+                )
+                raise ValueError(
+                    f"regex {value!r} is not valid RE2 syntax ({reason}); RE2 has no "
+                    "backreferences or lookaround"
+                ) from None
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _strptime_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_strptime_format(value)
         return value
 
     @model_validator(mode="after")
@@ -125,6 +190,11 @@ class Column(FlywheelModel):
             raise ValueError("min and max are only allowed on numeric columns")
         if self.regex is not None and self.type != ColumnType.STRING:
             raise ValueError("regex is only allowed on string columns")
+        if self.timestamp_format is not None and self.type not in (
+            ColumnType.TIMESTAMP,
+            ColumnType.DATE,
+        ):
+            raise ValueError("timestampFormat is only allowed on timestamp and date columns")
         return self
 
 
@@ -209,9 +279,9 @@ class DatasetStatus(common.StatusBase):
     rows: int | None = Field(default=None, ge=0)
     bytes: int | None = Field(default=None, ge=0)
     bad_rows: int | None = Field(default=None, ge=0)
-    snapshot_uri: common.StorageURI | None = None
-    profile_uri: common.StorageURI | None = None
-    quarantine_uri: common.StorageURI | None = None
+    snapshot_uri: common.ReportedURI | None = None
+    profile_uri: common.ReportedURI | None = None
+    quarantine_uri: common.ReportedURI | None = None
     last_ingested: datetime | None = None
 
 

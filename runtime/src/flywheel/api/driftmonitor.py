@@ -362,9 +362,21 @@ class DriftMonitor(common.Resource):
     short_names = ("dm",)
     printer_columns = (
         common.PHASE_COLUMN,
+        # From the condition, not the list: kubectl prints an empty list as "[]".
+        {
+            "name": "Drifted",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="DriftDetected")].status',
+        },
+        {
+            "name": "Features",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="DriftDetected")].message',
+            "priority": 1,
+        },
         {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
-        {"name": "Drifted", "type": "string", "jsonPath": ".status.driftedFeatures"},
         {"name": "Samples", "type": "integer", "jsonPath": ".status.samples"},
+        {"name": "Max-Score", "type": "number", "jsonPath": ".status.maxScore"},
         {"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRun"},
         common.AGE_COLUMN,
     )

@@ -29,7 +29,7 @@ class AggregationFunction(enum.StrEnum):
 
 
 class Aggregation(FlywheelModel):
-    """A value aggregated per entity over a trailing time window ending at the row's time."""
+    """A value aggregated per entity over (t - window, t], t: the label or request time."""
 
     column: common.Identifier
     function: AggregationFunction
@@ -131,7 +131,7 @@ class Materialization(FlywheelModel):
     schedule: common.Cron | None = Field(
         default=None, description="Incremental materialization schedule; none: once."
     )
-    start_time: datetime | None = Field(
+    start_time: common.Timestamp | None = Field(
         default=None, description="Ignore source rows before this time."
     )
 
@@ -143,7 +143,8 @@ class FeatureViewSpec(FlywheelModel):
     source: FeatureSource
     timestamp_column: common.Identifier
     ttl: common.Duration = Field(
-        description="How old a feature value may be at the label time and still be used."
+        description="How old an entity's latest feature row may be at the label time and "
+        "still be used; older, every feature of the label is null."
     )
     features: Annotated[list[Feature], common.unique_by("name", "feature names")] = Field(
         min_length=1, max_length=256, json_schema_extra=common.list_map("name")
@@ -157,14 +158,27 @@ class FeatureViewSpec(FlywheelModel):
             "rule": "self.features.all(f, !self.entities.exists(e, e.joinKey == f.name))",
             "message": "a feature must not be named like an entity join key",
             "fieldPath": ".features",
-        }
+        },
+        {
+            "rule": "self.features.all(f, f.name != self.timestampColumn)",
+            "message": "a feature must not be named like the timestampColumn",
+            "fieldPath": ".features",
+        },
     )
 
     @model_validator(mode="after")
     def _features_not_keys(self) -> Self:
         keys = {e.join_key for e in self.entities}
-        if any(f.name in keys for f in self.features):
-            raise ValueError("a feature must not be named like an entity join key")
+        named = [f.name for f in self.features if f.name in keys]
+        if named:
+            raise ValueError(
+                f"a feature must not be named like an entity join key (feature {named[0]!r})"
+            )
+        if any(f.name == self.timestamp_column for f in self.features):
+            raise ValueError(
+                f"a feature must not be named like the timestampColumn "
+                f"(feature {self.timestamp_column!r}); rename the feature"
+            )
         return self
 
     @property
@@ -174,7 +188,7 @@ class FeatureViewSpec(FlywheelModel):
 
 class FeatureViewStatus(common.StatusBase):
     offline_version: common.ShortText | None = None
-    offline_uri: common.StorageURI | None = None
+    offline_uri: common.ReportedURI | None = None
     source_version: common.ShortText | None = None
     online_rows: int | None = Field(default=None, ge=0)
     watermark: datetime | None = Field(

@@ -77,17 +77,12 @@ class TritonOptions(FlywheelModel):
     )
 
 
-class ServingResources(FlywheelModel):
+class ServingResources(common.ReplicaResources):
     """What one serving replica asks for. Ray Serve allows a fraction of a GPU."""
 
-    cpu: common.Quantity = "1"
-    memory: common.Quantity = "2Gi"
     gpu: float = Field(
         default=0, ge=0, le=8, description="GPUs per replica; fractional only on rayserve."
     )
-    gpu_type: common.ShortText | None = None
-    tolerations: list[common.Toleration] = Field(default_factory=list, max_length=32)
-    node_selector: dict[str, common.ShortText] = Field(default_factory=dict, max_length=32)
 
 
 class Autoscaling(FlywheelModel):
@@ -252,6 +247,17 @@ class ModelDeploymentSpec(FlywheelModel):
             "rule": "!has(self.triton) || self.backend == 'triton'",
             "message": "triton options are only allowed with backend triton",
         },
+        {
+            "rule": "!has(self.candidate) || !("
+            "(has(self.candidate.trainingJobRef) && has(self.stable.trainingJobRef) && "
+            "self.candidate.trainingJobRef.name == self.stable.trainingJobRef.name) || "
+            "(has(self.candidate.modelName) && has(self.stable.modelName) && "
+            "has(self.candidate.version) && has(self.stable.version) && "
+            "self.candidate.modelName == self.stable.modelName && "
+            "self.candidate.version == self.stable.version))",
+            "message": "the candidate must differ from stable",
+            "fieldPath": ".candidate",
+        },
     )
 
     @model_validator(mode="after")
@@ -262,6 +268,10 @@ class ModelDeploymentSpec(FlywheelModel):
             raise ValueError("triton needs whole GPUs in resources.gpu; fractions are for rayserve")
         if self.triton is not None and self.backend != Backend.TRITON:
             raise ValueError("triton options are only allowed with backend triton")
+        if self.candidate is not None and self.candidate == self.stable:
+            raise ValueError(
+                f"the candidate must differ from stable (both are {self.stable.describe()})"
+            )
         return self
 
 

@@ -6,6 +6,11 @@
 
 from __future__ import annotations
 
+import re
+
+# Go's RE2 `\s` and Kubernetes' cron parser know only ASCII whitespace and digits.
+_SPACE = re.compile(r"[\t\n\f\r ]+")
+
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -33,7 +38,7 @@ NAMES = {
 def parse_cron(expr: str) -> list[list[int]]:
     """The sorted values each of the five fields allows; ValueError naming the bad field."""
     text = MACROS.get(expr.strip().lower(), expr.strip())
-    parts = text.split()
+    parts = [p for p in _SPACE.split(text) if p]
     if len(parts) != 5:
         raise ValueError(
             f"cron schedule {expr!r} has {len(parts)} fields; it needs 5 "
@@ -68,6 +73,6 @@ def _number(text: str, index: int, label: str) -> int:
     named = NAMES.get(index, {}).get(text.lower())
     if named is not None:
         return named
-    if not text.isdigit():
-        raise ValueError(f"cron {label} {text!r} is not a number")
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"cron {label} {text!r} is not a number (digits 0-9)")
     return int(text)

@@ -92,6 +92,10 @@ class Scaling(FlywheelModel):
     )
 
 
+# The Ray of the runtime image; the operator's RayServices run it too.
+DEFAULT_RAY_VERSION = "2.60.0"
+
+
 class RayRuntime(FlywheelModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
         default=None,
@@ -100,7 +104,7 @@ class RayRuntime(FlywheelModel):
     )
     version: Annotated[
         str, StringConstraints(max_length=32, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
-    ] = "2.60.0"
+    ] = DEFAULT_RAY_VERSION
 
 
 class Metric(enum.StrEnum):
@@ -122,13 +126,19 @@ class Gate(FlywheelModel):
     max: float | None = None
 
     model_config = common.with_cel(
-        {"rule": "has(self.min) || has(self.max)", "message": "a gate needs min or max"}
+        {"rule": "has(self.min) || has(self.max)", "message": "a gate needs min or max"},
+        {
+            "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "message": "a gate's min must not be greater than its max",
+        },
     )
 
     @model_validator(mode="after")
     def _has_bound(self) -> Self:
         if self.min is None and self.max is None:
             raise ValueError("a gate needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("a gate's min must not be greater than its max")
         return self
 
 
@@ -186,8 +196,8 @@ class TrainingJobStatus(common.StatusBase):
         default=None, description="The registry name of the model (spec.output.modelName)."
     )
     model_version: common.ShortText | None = None
-    artifact_uri: common.StorageURI | None = None
-    model_card_uri: common.StorageURI | None = None
+    artifact_uri: common.ReportedURI | None = None
+    model_card_uri: common.ReportedURI | None = None
 
 
 class TrainingJob(common.Resource):

@@ -33,5 +33,5 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     entrypoints.write_result(args.result, status)
     ready = status.conditions[-1] if status.conditions else None
     if ready is not None:
-        print(f"Dataset/{resource.name}: {ready.reason}: {ready.message}", file=sys.stderr)
+        print(f"{resource.key}: {ready.reason}: {ready.message}", file=sys.stderr)
     return 0 if status.phase == "Ready" else 1

@@ -4,6 +4,10 @@ Pure: a record batch and the contract in, the conformed batch and one boolean ma
 failed check out. Every check runs on every row, so a bad row carries all its reasons.
 A cell that cannot be converted to its contract type becomes null in the conformed
 batch and fails the check `type` (or `timestamp`); its other checks are not repeated.
+
+Conversions never guess: numbers in a timestamp column are epoch seconds (values too
+large to be seconds fail instead of being read as milliseconds), only 0 and 1 are
+booleans, and NaN is neither present (`nullable: false`) nor inside a `min`/`max`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import re2
 
 from flywheel.api.dataset import Column, ColumnType, DatasetSchema, ExtraColumns
 from flywheel.data.errors import IngestError
@@ -32,7 +37,8 @@ ARROW_TYPES: dict[str, Any] = {
 
 # What text must look like to be converted, so that one bad cell does not fail a batch.
 _TEXT_PATTERNS: dict[str, str] = {
-    ColumnType.INT64: r"^\s*[+-]?[0-9]{1,18}\s*$",
+    # 19 digits reach past int64; the cast flags the few that overflow, one cell at a time.
+    ColumnType.INT64: r"^\s*[+-]?[0-9]{1,19}\s*$",
     ColumnType.INT32: r"^\s*[+-]?[0-9]{1,10}\s*$",
     ColumnType.FLOAT64: r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
     r"|^\s*[+-]?(?i:nan|inf|infinity)\s*$",
@@ -40,6 +46,8 @@ _TEXT_PATTERNS: dict[str, str] = {
     ColumnType.DATE: r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
 }
 _TEXT_PATTERNS[ColumnType.FLOAT32] = _TEXT_PATTERNS[ColumnType.FLOAT64]
+# Epoch seconds past this (the year 5138) are milliseconds or microseconds in disguise.
+MAX_EPOCH_SECONDS = 10**11
 _ISO_NAIVE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)?$"
 _ISO_ZONED = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
@@ -85,17 +93,17 @@ def conform(batch: Any, contract: DatasetSchema, source: str) -> Conformed:
     missing = [c.name for c in contract.columns if c.name not in names]
     if missing:
         raise IngestError(
-            f"column(s) {', '.join(missing)} of the schema are missing",
+            f"column(s) {_some(missing)} of the schema are missing",
             file=source,
             column=missing[0],
-            fix=f"the source has columns {', '.join(names)}; add the missing column(s) to the "
+            fix=f"the source has columns {_some(names)}; add the missing column(s) to the "
             "source or remove them from spec.schema.columns",
         )
     declared = {c.name for c in contract.columns}
     extra = [n for n in names if n not in declared]
     if extra and contract.extra_columns == ExtraColumns.REJECT:
         raise IngestError(
-            f"column(s) {', '.join(extra)} are not in the schema",
+            f"column(s) {_some(extra)} are not in the schema",
             file=source,
             column=extra[0],
             fix="add them to spec.schema.columns, or set spec.schema.extraColumns to keep or drop",
@@ -114,26 +122,71 @@ def conform(batch: Any, contract: DatasetSchema, source: str) -> Conformed:
     return Conformed(out, batch, [f for f in failures if f.mask.true_count])
 
 
+def _some(names: list[str], limit: int = 10) -> str:
+    """'a, b, c and 12 more': a bounded list of names for a message."""
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
 def check_column(array: Any, column: Column, source: str) -> tuple[Any, list[Failure]]:
     """The column cast to its type, and the failures of each check."""
     typed, unconvertible = cast(array, column, source)
     check = "timestamp" if column.type == ColumnType.TIMESTAMP else "type"
     failures = [Failure(column.name, check, unconvertible)]
     present = pc.is_valid(typed)
+    nan = _fill(pc.is_nan(typed)) if pa.types.is_floating(typed.type) else None
     if not column.nullable:
-        failures.append(Failure(column.name, "null", pc.and_not(pc.is_null(typed), unconvertible)))
+        missing = pc.and_not(pc.is_null(typed), unconvertible)
+        missing = missing if nan is None else pc.or_(missing, nan)
+        failures.append(Failure(column.name, "null", missing))
     if column.min is not None:
-        failures.append(Failure(column.name, "min", _fill(pc.less(typed, column.min))))
+        below = _fill(pc.less(typed, column.min))
+        failures.append(Failure(column.name, "min", below if nan is None else pc.or_(below, nan)))
     if column.max is not None:
-        failures.append(Failure(column.name, "max", _fill(pc.greater(typed, column.max))))
+        above = _fill(pc.greater(typed, column.max))
+        failures.append(Failure(column.name, "max", above if nan is None else pc.or_(above, nan)))
     if column.allowed_values is not None:
-        allowed = pa.array(column.allowed_values).cast(typed.type)
+        allowed = _allowed_values(column, typed.type, source)
         inside = pc.is_in(typed, value_set=allowed)
         failures.append(Failure(column.name, "allowed", pc.and_not(present, inside)))
     if column.regex is not None:
         matched = _fill(pc.match_substring_regex(typed, f"^(?:{column.regex})$"))
         failures.append(Failure(column.name, "regex", pc.and_not(present, matched)))
     return typed, failures
+
+
+def _allowed_values(column: Column, arrow_type: Any, source: str) -> Any:
+    try:
+        return pa.array(column.allowed_values).cast(arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        given = sorted({type(v).__name__ for v in column.allowed_values or []})
+        raise IngestError(
+            f"allowedValues are {'/'.join(given)}, which do not convert to {column.type}",
+            file=source,
+            column=column.name,
+            fix=f"write allowedValues as {column.type} values in spec.schema.columns",
+            reason="InvalidContract",
+        ) from None
+
+
+def check_regexes(contract: DatasetSchema) -> None:
+    """Compile every regex with RE2, the engine the checks run on, before reading a row:
+    RE2 has no backreferences or lookaround, which Python's `re` accepts."""
+    options = re2.Options()
+    options.log_errors = False
+    for column in contract.columns:
+        if column.regex is None:
+            continue
+        try:
+            re2.compile(column.regex, options)
+        except re2.error as exc:
+            detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+            raise IngestError(
+                f"regex {column.regex!r} is not valid RE2: {detail}",
+                column=column.name,
+                fix="rewrite the regex without backreferences or lookaround (RE2 syntax)",
+                reason="InvalidContract",
+            ) from None
 
 
 def cast(array: Any, column: Column, source: str) -> tuple[Any, Any]:
@@ -157,7 +210,18 @@ def cast(array: Any, column: Column, source: str) -> tuple[Any, Any]:
     if pa.types.is_timestamp(array.type) and column.type == ColumnType.TIMESTAMP:
         if array.type.tz is None:
             array = pc.cast(array, pa.timestamp(array.type.unit))
-        return pc.cast(array, target), no_failures
+        try:
+            return pc.cast(array, target), no_failures
+        except pa.ArrowInvalid:  # nanoseconds that a cast to microseconds would cut
+            return _lossy(array, target)
+    numeric = pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
+    if numeric and column.type == ColumnType.TIMESTAMP:
+        return _epoch_seconds(array)
+    if numeric and column.type == ColumnType.BOOL:
+        zero_or_one = _fill(pc.is_in(array, value_set=pa.array([0, 1]).cast(array.type)))
+        not_bool = pc.and_(pc.is_valid(array), pc.invert(zero_or_one))
+        as_bool = pc.not_equal(array, pa.scalar(0).cast(array.type))
+        return pc.if_else(not_bool, pa.scalar(None, pa.bool_()), as_bool), not_bool
     try:
         return pc.cast(array, target, safe=True), no_failures
     except pa.ArrowNotImplementedError:
@@ -170,6 +234,22 @@ def cast(array: Any, column: Column, source: str) -> tuple[Any, Any]:
         ) from None
     except pa.ArrowInvalid:
         return _lossy(array, target)
+
+
+def _epoch_seconds(array: Any) -> tuple[Any, Any]:
+    """Numbers as seconds since 1970 (UTC); fractions keep their microseconds."""
+    valid = pc.is_valid(array).to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(array.type):
+        whole = pc.fill_null(array.cast(pa.int64()), 0).to_numpy()
+        in_range = valid & (np.abs(whole) < MAX_EPOCH_SECONDS)
+        micros = np.where(in_range, whole, 0) * 1_000_000
+    else:
+        seconds = pc.fill_null(array.cast(pa.float64()), 0.0).to_numpy()
+        in_range = valid & np.isfinite(seconds) & (np.abs(seconds) < MAX_EPOCH_SECONDS)
+        micros = np.round(np.where(in_range, seconds, 0.0) * 1e6).astype(np.int64)
+    target = ARROW_TYPES[ColumnType.TIMESTAMP]
+    typed = pa.array(micros, type=pa.int64(), mask=~in_range).cast(target)
+    return typed, pa.array(valid & ~in_range)
 
 
 def _lossy(array: Any, target: Any) -> tuple[Any, Any]:

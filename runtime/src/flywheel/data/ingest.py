@@ -130,7 +130,9 @@ class _Writer:
             writer, pool = self._parts[-1]
             self._pending.append(pool.submit(writer.close))
         path = self.directory.join(f"part-{len(self._parts):05d}.parquet").path
-        writer = pq.ParquetWriter(path, self.schema, filesystem=self.directory.filesystem)
+        writer = pq.ParquetWriter(
+            path, self.schema, filesystem=self.directory.filesystem, write_page_checksum=True
+        )
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
         self._parts.append((writer, pool))
         self._part_rows = 0
@@ -153,8 +155,11 @@ def ingest(
     source: Location,
     destination: Location,
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
+    owner: publish.Owner | None = None,
 ) -> Result:
     """Validate and publish one snapshot of `source` under `destination`."""
+    if spec.contract is not None:
+        contracts.check_regexes(spec.contract)
     files = sources.list_files(source)
     if not files:
         raise IngestError(
@@ -174,7 +179,12 @@ def ingest(
             "source": spec.source.uri,
         }
         manifest = publish.commit(
-            destination, staging, salt=_salt(spec), metadata=metadata, checkpoint=checkpoint
+            destination,
+            staging,
+            salt=_salt(spec),
+            metadata=metadata,
+            checkpoint=checkpoint,
+            owner=owner,
         )
     except BaseException:
         publish.discard(staging)
@@ -227,7 +237,7 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
             if spec.contract is None:
                 for batch in batches:
                     report.rows += batch.num_rows
-                    _write_kept(data, kept, batch)
+                    _write_kept(data, kept, _same_schema(batch, data.schema, file.path))
                 continue
             check = functools.partial(_conform, contract=spec.contract, source=file.path)
             for conformed in pipeline.ordered_map(check, batches, CHECK_WORKERS):
@@ -238,7 +248,7 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
                 good = conformed.batch
                 bad = conformed.bad_mask()
                 if bad.true_count:
-                    _record_bad(report, conformed, bad, rows, file.path, quarantine, policy)
+                    _record_bad(report, conformed, bad, rows, file.path, quarantine)
                     if policy != OnError.WARN:
                         good = good.filter(pc.invert(bad))
                 for name in unique_columns:
@@ -267,6 +277,25 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     return report
 
 
+def _same_schema(batch: Any, schema: Any, file: str) -> Any:
+    """Without a contract, every file must have the first file's columns and types."""
+    if schema is None or batch.schema == schema:
+        return batch
+    try:
+        if batch.schema.names == schema.names:
+            return batch.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    first = ", ".join(f"{f.name}: {f.type}" for f in schema)
+    this = ", ".join(f"{f.name}: {f.type}" for f in batch.schema)
+    raise IngestError(
+        f"the files disagree: this one has ({this}), the first one ({first})",
+        file=file,
+        fix="declare spec.schema.columns so that every file is converted to one contract",
+        reason="SchemaMismatch",
+    )
+
+
 def _conform(batch: Any, contract: Any, source: str) -> contracts.Conformed:
     return contracts.conform(batch, contract, source)
 
@@ -278,7 +307,6 @@ def _record_bad(
     rows: Any,
     file: str,
     quarantine: _Writer,
-    policy: str,
 ) -> None:
     n_bad = bad.true_count
     report.bad_rows += n_bad
@@ -297,8 +325,8 @@ def _record_bad(
                 "values": json.loads(json.dumps(values, default=str)),
             }
         )
-    if policy == OnError.QUARANTINE:
-        quarantine.write(_quarantine_batch(raw, why, bad_rows, file))
+    # warn publishes the bad rows too, but their original values are kept all the same.
+    quarantine.write(_quarantine_batch(raw, why, bad_rows, file))
 
 
 def _quarantine_batch(raw: Any, why: Any, rows: Any, file: str) -> Any:
@@ -331,9 +359,10 @@ def _enforce_unique(
             report.examples.append(
                 {"file": "<snapshot>", "row": int(row) + 1, "reasons": f"{n}:unique"}
             )
-    if policy != OnError.QUARANTINE:
+    if policy == OnError.FAIL:
         return
-    # Rewrite the staged snapshot without the repeats; they join the quarantine.
+    # The repeats join the quarantine; unless warn publishes them, the staged snapshot is
+    # rewritten without them.
     directory = staging.join(DATA_DIR)
     table = snapshots.read_parts(directory)
     reasons = pa.array(
@@ -351,6 +380,8 @@ def _enforce_unique(
         }
     )
     _append_parquet(staging.join(QUARANTINE_DIR, "part-00000.parquet"), _text_table(repeats, extra))
+    if policy == OnError.WARN:
+        return
     kept = table.filter(pa.array(~repeated))
     publish.discard(directory)
     rewrite = _Writer(directory)

@@ -3,7 +3,8 @@
 Pure: Arrow columns in, plain JSON-ready dicts out.
 
     numbers     count, nulls, nan, min, max, mean, std, quantiles, histogram (bin edges
-                and counts of equal-width bins between min and max)
+                and counts of equal-width bins between min and max; fewer bins where
+                float64 cannot tell the edges apart). Integer min and max are exact.
     categories  count, nulls, distinct, the most frequent values with their counts, other;
                 a column that looks like an identifier (most values of a large sample are
                 distinct) gets no frequencies: they would say nothing about drift
@@ -72,34 +73,67 @@ def column_kind(arrow_type: Any) -> str:
 
 
 def numeric_profile(column: Any) -> dict[str, Any]:
-    values = column.drop_null().to_numpy().astype(np.float64, copy=False)
-    nan = int(np.isnan(values).sum())
-    finite = values[np.isfinite(values)]
+    # Arrow kernels for the moments and exact quantiles (no sort of a numpy copy); numpy
+    # only for the histogram.
+    values = column.drop_null()
+    nan = 0
+    if pa.types.is_floating(values.type):
+        nan = int(pc.sum(pc.is_nan(values)).as_py() or 0)
+        finite_mask = pc.is_finite(values)
+        if pc.sum(finite_mask).as_py() != len(values):
+            values = values.filter(finite_mask)
     out: dict[str, Any] = {"nan": nan}
-    if finite.size == 0:
+    if len(values) == 0:
         return out
-    low, high = float(finite.min()), float(finite.max())
-    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(low, high))
-    quantiles = np.quantile(finite, QUANTILES)
+    bounds = pc.min_max(values)
+    # int64 beyond 2**53 is not a float64: min and max stay exact integers.
+    exact = (bounds["min"].as_py(), bounds["max"].as_py())
+    low, high = float(exact[0]), float(exact[1])
+    as_float = (
+        values if pa.types.is_float64(values.type) else pc.cast(values, pa.float64(), safe=False)
+    )
+    quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
+    array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
+    edges = histogram_edges(low, high)
+    # Bins are [edge, next edge), the last one closed, as numpy's histogram.
+    bins = np.searchsorted(edges, array.to_numpy(), side="right") - 1
+    counts = np.bincount(np.clip(bins, 0, len(edges) - 2), minlength=len(edges) - 1)
     return out | {
-        "min": low,
-        "max": high,
-        "mean": float(finite.mean()),
-        "std": float(finite.std()),
+        "min": exact[0],
+        "max": exact[1],
+        "mean": float(pc.mean(as_float).as_py()),
+        "std": float(pc.stddev(as_float, ddof=0).as_py()),
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
     }
 
 
+def histogram_edges(low: float, high: float) -> Any:
+    """HISTOGRAM_BINS + 1 equal-width edges from low to high; where float64 cannot hold
+    that many distinct values in between (a narrow range of large numbers), the distinct
+    ones (one bin when low == high)."""
+    if low == high:
+        return np.array([low, high])
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    if not np.all(np.isfinite(edges)):  # a range wider than float64: split at the middle
+        edges = np.linspace(low / 2, high / 2, HISTOGRAM_BINS + 1) * 2
+    distinct = np.unique(edges)
+    return distinct if len(distinct) > 1 else np.array([low, high])
+
+
 def categorical_profile(column: Any) -> dict[str, Any]:
-    present = column.drop_null()
-    if len(present) > 2 * IDENTIFIER_SAMPLE:
-        step = len(present) // IDENTIFIER_SAMPLE
-        sample = present.take(pa.array(np.arange(0, len(present), step)[:IDENTIFIER_SAMPLE]))
-        ratio = pc.count_distinct(sample).as_py() / len(sample)
+    present_count = len(column) - column.null_count
+    if present_count > 2 * IDENTIFIER_SAMPLE:
+        # Sampled before nulls are dropped: dropping them copies every value.
+        step = len(column) // (2 * IDENTIFIER_SAMPLE)
+        sample = column.take(pa.array(np.arange(0, len(column), step))).drop_null()
+        sample = sample.slice(0, IDENTIFIER_SAMPLE)
+        ratio = len(pc.unique(sample)) / len(sample) if len(sample) else 0.0
         if ratio > IDENTIFIER_DISTINCT_RATIO:
             return {"identifierLike": True, "sampleDistinctRatio": round(ratio, 4)}
-    counts = pc.value_counts(present)
+    counts = pc.value_counts(column)
+    if column.null_count:
+        counts = counts.filter(pc.is_valid(counts.field("values")))
     values = counts.field("values")
     freq = counts.field("counts").to_numpy()
     if len(freq) > TOP_VALUES:  # only the most frequent values leave Arrow

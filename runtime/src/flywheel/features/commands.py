@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,11 @@ def register(sub: Any) -> None:
     entrypoints.add_object_arguments(t)
     t.add_argument("--labels", required=True, help="the Dataset (in -f) holding the labels")
     t.add_argument("--label-time", help="label time column (default: its timestampColumn)")
+    t.add_argument(
+        "--label-entity-columns",
+        help="the labels' entity columns in join-key order, e.g. customer,store "
+        "(default: named like the join keys)",
+    )
     t.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     t.set_defaults(handler=cmd_training_set)
 
@@ -94,48 +99,71 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     labels = snapshots.current_table(datasets.dataset_root(labels_ds, context))
     if labels is None:
         raise SystemExit(f"error: Dataset {args.labels!r} has no snapshot; ingest it first")
-    table = runner.training_set(view, labels, context, label_time)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, args.out)
+    out: Path = args.out
+    if out.is_dir():
+        raise SystemExit(
+            f"error: --out {out} is a directory; give a file path such as {out}/train.parquet"
+        )
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise SystemExit(f"error: --out {out}: {blocking} is a file, not a directory")
+    entity_columns = args.label_entity_columns.split(",") if args.label_entity_columns else None
+    if entity_columns is not None and len(entity_columns) != len(view.spec.join_keys):
+        raise SystemExit(
+            f"error: --label-entity-columns names {len(entity_columns)} column(s); the join "
+            f"keys are {', '.join(view.spec.join_keys)}"
+        )
+    try:
+        table = runner.training_set(view, labels, context, label_time, entity_columns)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
     print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {args.out}")
     return 0
 
 
 def parse_entity(text: str, join_keys: list[str]) -> dict[str, Any]:
-    """'customer_id=C000001' -> {'customer_id': 'C000001'}; numbers stay numbers.
+    """'customer_id=C000001' -> {'customer_id': 'C000001'}. Values stay text here; the
+    lookup reads each by the type of its key column, as the HTTP server does.
 
     >>> parse_entity("a,b=x,2", ["a", "b"])
-    {'a': 'x', 'b': 2}
+    {'a': 'x', 'b': '2'}
     """
     names, _, values = text.partition("=")
     keys = names.split(",") if values else join_keys
     raw = (values or names).split(",")
     if len(keys) != len(raw):
         raise SystemExit(f"error: --entity {text!r} does not match join keys {join_keys}")
-    return {k: _scalar(v) for k, v in zip(keys, raw, strict=True)}
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return json.loads(text) if text.lstrip("-").isdigit() else text
-    except ValueError:
-        return text
+    return dict(zip(keys, raw, strict=True))
 
 
 def cmd_get_online(args: argparse.Namespace) -> int:
-    from flywheel.features import runner
+    from flywheel.features import runner, serving
 
     view, context = _view(args)
     entities = [parse_entity(e, view.spec.join_keys) for e in args.entity]
-    at = datetime.fromisoformat(args.at) if args.at else None
-    rows = runner.get_online_features(view, entities, context, at)
-    print(
-        json.dumps(
-            [{"entity": e, "features": r} for e, r in zip(entities, rows, strict=True)],
-            indent=2,
-            default=str,
-        )
-    )
+    try:
+        at = serving.parse_time(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        raise SystemExit(
+            f"error: --at: {exc}; give an ISO 8601 time such as 2026-05-01T00:00:00+00:00"
+        ) from None
+    opened = runner.open_online_view(view, context)
+    try:
+        rows = opened.get(entities, at)
+        reasons = opened.why_missing(entities, at)
+    except ValueError as exc:
+        raise SystemExit(f"error: --entity: {exc}") from None
+    finally:
+        opened.store.close()
+    answers: list[dict[str, Any]] = []
+    for entity, row, reason in zip(entities, rows, reasons, strict=True):
+        answer: dict[str, Any] = {"entity": entity, "features": row}
+        if row is None and reason:
+            answer["reason"] = reason
+        answers.append(answer)
+    print(json.dumps(answers, indent=2, default=str))
     return 0
 
 

@@ -27,6 +27,7 @@ _FLOAT = pa.float64()
 
 def compile_expression(text: str) -> Compiled:
     tree = expressions.parse(text)
+    check_literals(tree)
 
     def evaluate(table: Any) -> Any:
         value = _eval(tree, table)
@@ -37,6 +38,40 @@ def compile_expression(text: str) -> Compiled:
         return value
 
     return evaluate
+
+
+def check_literals(tree: ast.expr) -> None:
+    """What Arrow cannot take, refused before any row is read: integer literals past
+    int64, infinite float literals (1e400), and a `round` whose digits are not a literal.
+
+    >>> check_literals(expressions.parse("round(x, y)"))
+    Traceback (most recent call last):
+    ...
+    flywheel.api.expressions.ExpressionError: round(x, n): n must be a whole number, as 2
+    """
+    for node in ast.walk(tree):
+        match node:
+            case ast.Constant(value=bool()):
+                pass
+            case ast.Constant(value=int(value)) if not -(2**63) <= value < 2**63:
+                raise expressions.ExpressionError(
+                    f"the literal {value} does not fit a 64-bit integer"
+                )
+            case ast.Constant(value=float(value)) if value != value or abs(value) == float("inf"):
+                raise expressions.ExpressionError("a number literal overflows a 64-bit float")
+            case ast.Call(func=ast.Name(id="round"), args=[_, digits]) if not _whole(digits):
+                raise expressions.ExpressionError("round(x, n): n must be a whole number, as 2")
+
+
+def _whole(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int)
+        and not isinstance(node.value, bool)
+        and abs(node.value) <= 1000
+    )
 
 
 def _float(x: Any) -> Any:

@@ -1,9 +1,17 @@
-"""Online stores: the latest feature row of each entity, for low-latency lookups.
+"""Online stores: per entity, its latest feature row and its window tiles.
 
-Both stores keep, per entity, one JSON document {"t": event time in microseconds,
-"v": {feature: value}} under the entity's key (the JSON list of its join-key values).
-The same encoding and the same ttl rule on read make SQLite (embedded, the default)
-and Redis (for clusters) answer identically.
+Both stores keep, per entity, one JSON document under the entity's key (the JSON list of
+its join-key values, `entity_key_json`):
+
+    {"t": event time of the entity's latest row, in microseconds since the epoch,
+     "v": {feature: value} of the columns and expressions at that row,
+     "w": {feature: [integer?, [[tile time, partial aggregate...], ...]]}}
+
+A window aggregation is stored as partial aggregates, one tile per event time inside
+the window as of the latest row (`flywheel.features.tiles`); a read at time T combines
+the tiles inside (T - window, T], so a served value decays exactly as the training
+value does. The same encoding and the same ttl rule on read make SQLite (embedded, the
+default) and Redis (for clusters) answer identically.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from flywheel.features import tiles
+
 Entity = dict[str, Any]
 
 
@@ -25,17 +35,27 @@ class StoreError(Exception):
 Row = dict[str, Any]  # feature name -> value
 
 
-def entity_key(values: Sequence[Any]) -> str:
-    """'["C000001"]': the join-key values as compact JSON."""
+def entity_key_json(values: Sequence[Any]) -> str:
+    """'["C000001"]': the join-key values as compact JSON, a text key that keeps types
+    ("1" and 1 differ) and cannot collide (JSON quotes every string)."""
     return json.dumps(list(values), separators=(",", ":"), default=str)
 
 
-def encode(event_micros: int, values: Row) -> str:
-    return json.dumps({"t": event_micros, "v": values}, separators=(",", ":"), default=str)
+def encode(event_micros: int, values: Row, windows: dict[str, Any] | None = None) -> str:
+    document: dict[str, Any] = {"t": event_micros, "v": values}
+    if windows:
+        document["w"] = windows
+    return json.dumps(document, separators=(",", ":"), default=str)
 
 
-def decode(document: str | bytes | None, now_micros: int, ttl_micros: int) -> Row | None:
-    """The stored values if they are not older than the ttl at `now` (nor from its future)."""
+def decode(
+    document: str | bytes | None,
+    now_micros: int,
+    ttl_micros: int,
+    windows: Sequence[tiles.Window] = (),
+) -> Row | None:
+    """The stored values if they are not older than the ttl at `now` (nor from its
+    future), with each window combined from its tiles as of `now`."""
     if document is None:
         return None
     doc = json.loads(document)
@@ -43,12 +63,21 @@ def decode(document: str | bytes | None, now_micros: int, ttl_micros: int) -> Ro
     if age < 0 or age > ttl_micros:
         return None
     values: Row = doc["v"]
+    stored = doc.get("w", {})
+    for window in windows:
+        integer, parts = stored.get(window.name, (False, []))
+        values[window.name] = tiles.combine(window, integer, parts, now_micros)
     return values
 
 
 class OnlineStore(Protocol):
-    def write(self, items: Iterable[tuple[str, int, str]]) -> None:
-        """Upsert (key, event time, document); an older event never replaces a newer one."""
+    def write(self, items: Iterable[tuple[str, int, str]], replace: bool = False) -> None:
+        """Upsert (key, event time, document); an older event never replaces a newer one,
+        unless `replace` (a rebuild from a new source version)."""
+
+    def entity_keys(self) -> list[str]: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
 
     def read(self, keys: Sequence[str]) -> list[str | None]: ...
 
@@ -94,16 +123,26 @@ class SQLiteStore:
             self._local.db = db
         return db
 
-    def write(self, items: Iterable[tuple[str, int, str]]) -> None:
+    def write(self, items: Iterable[tuple[str, int, str]], replace: bool = False) -> None:
+        newer = "" if replace else " WHERE excluded.event_time >= event_time"
+        self._transaction(
+            f"INSERT INTO {self.table} (key, event_time, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET event_time = excluded.event_time, "
+            "doc = excluded.doc" + newer,
+            items,
+        )
+
+    def entity_keys(self) -> list[str]:
+        return [k for (k,) in self._connection().execute(f"SELECT key FROM {self.table}")]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        self._transaction(f"DELETE FROM {self.table} WHERE key = ?", ((k,) for k in keys))
+
+    def _transaction(self, sql: str, rows: Iterable[Any]) -> None:
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                f"INSERT INTO {self.table} (key, event_time, doc) VALUES (?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET event_time = excluded.event_time, "
-                "doc = excluded.doc WHERE excluded.event_time >= event_time",
-                items,
-            )
+            db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -155,6 +194,14 @@ end
 return n
 """
 
+_UPSERT_ALWAYS = """
+for i = 1, #ARGV, 3 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 3
+"""
+
 
 class RedisStore:
     """Two hashes per FeatureView: documents, and event times (for newer-wins upserts).
@@ -177,19 +224,33 @@ class RedisStore:
         self.docs = f"flywheel:{{{name}}}:docs"
         self.times = f"flywheel:{{{name}}}:times"
         self._upsert = self.client.register_script(_UPSERT_IF_NEWER)
+        self._replace = self.client.register_script(_UPSERT_ALWAYS)
         kwargs = self.client.connection_pool.connection_kwargs
         where = f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
         self.identity = f"redis:{where}#{self.docs}"
 
-    def write(self, items: Iterable[tuple[str, int, str]]) -> None:
+    def write(self, items: Iterable[tuple[str, int, str]], replace: bool = False) -> None:
+        script = self._replace if replace else self._upsert
         batch: list[Any] = []
         for key, event_time, doc in items:
             batch += [key, event_time, doc]
             if len(batch) >= 3 * self.BATCH:
-                self._upsert(keys=[self.docs, self.times], args=batch)
+                script(keys=[self.docs, self.times], args=batch)
                 batch = []
         if batch:
-            self._upsert(keys=[self.docs, self.times], args=batch)
+            script(keys=[self.docs, self.times], args=batch)
+
+    def entity_keys(self) -> list[str]:
+        names: Any = self.client.hkeys(self.times)
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), self.BATCH):
+            chunk = list(keys[i : i + self.BATCH])
+            with self.client.pipeline() as both:  # MULTI: a reader sees both or neither
+                both.hdel(self.docs, *chunk)
+                both.hdel(self.times, *chunk)
+                both.execute()
 
     def read(self, keys: Sequence[str]) -> list[str | None]:
         if len(keys) == 1:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import fractions
 import itertools
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -24,8 +26,31 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 Int64s = npt.NDArray[np.int64]
-KEY_SEPARATOR = "\x1f"
 TIME_UNIT = "us"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_UNIT_MICROS = {
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+    "w": 604_800_000_000,
+}
+
+
+def duration_micros(text: str) -> int:
+    """A duration as whole microseconds, parsed exactly (no float on the way); digits
+    finer than a microsecond are dropped. A day is 24 hours.
+
+    >>> duration_micros("0.7d"), duration_micros("1h30m"), duration_micros("1.5ms")
+    (60480000000, 5400000000, 1500)
+    """
+    total = sum(fractions.Fraction(n) * _UNIT_MICROS[u] for n, u in _DURATION_PART.findall(text))
+    return int(total)
+
+
+class LabelError(ValueError):
+    """Label rows that cannot be joined; says which columns are missing."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +68,30 @@ class Segments:
         return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def entity_key(table: Any, keys: list[str]) -> Any:
-    """One array identifying the entity of each row (composite keys joined as text)."""
-    if len(keys) == 1:
-        column = table.column(keys[0])
-        return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    parts = [pc.cast(table.column(k), pa.string()) for k in keys]
-    joined = pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
-    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+def entity_key_array(table: Any, keys: list[str], types: list[Any] | None = None) -> Any:
+    """One Arrow array identifying the entity of each row; null where a key is null.
+
+    One key column is used as it is. Composite keys become one string of length-prefixed
+    parts ("<bytes>:<text>" per part), an encoding in which no two key tuples can meet,
+    whatever characters they hold. `types` casts the key columns first (the types of the
+    table being joined against), so a label's keys compare with the features' keys.
+    """
+    columns = [_combined(table.column(k)) for k in keys]
+    if types is not None:
+        columns = [c if c.type == t else pc.cast(c, t) for c, t in zip(columns, types, strict=True)]
+    if len(columns) == 1:
+        return columns[0]
+    parts = []
+    for column in columns:
+        text = pc.cast(column, pa.string())
+        parts.append(
+            pc.binary_join_element_wise(pc.cast(pc.binary_length(text), pa.string()), text, ":")
+        )
+    return _combined(pc.binary_join_element_wise(*parts, ""))
+
+
+def _combined(column: Any) -> Any:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def micros(column: Any) -> Int64s:
@@ -74,7 +115,7 @@ def sort_by_entity_and_time(table: Any, keys: list[str], time_column: str) -> An
 
 
 def segments(sorted_table: Any, keys: list[str], time_column: str) -> Segments:
-    key = entity_key(sorted_table, keys)
+    key = entity_key_array(sorted_table, keys)
     n = len(key)
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
@@ -146,7 +187,7 @@ def point_in_time_join(
     keys: list[str],
     label_time: str,
     feature_time: str,
-    ttl_seconds: float,
+    ttl_micros: int,
     feature_columns: list[str],
     feature_segments: Segments | None = None,
     label_keys: list[str] | None = None,
@@ -158,32 +199,65 @@ def point_in_time_join(
     entity columns when they differ from the features' `keys` (same order).
     """
     seg = feature_segments or segments(features, keys, feature_time)
-    label_entities = entity_key(labels, label_keys or keys)
-    if label_entities.type != seg.keys.type:
-        label_entities = pc.cast(label_entities, seg.keys.type)
-    times = micros(labels[label_time])
-    ttl = int(ttl_seconds * 1_000_000)
-    workers = _workers(len(times))
-    if workers == 1:
-        gather = Gather(asof_rows(seg, label_entities, times, ttl))
-        taken = [gather(features.column(n)) for n in feature_columns]
-    else:
-        # numpy and Arrow release the GIL: label slices and feature columns go to threads.
-        bounds = np.linspace(0, len(times), workers + 1).astype(np.int64)
-        slices = list(itertools.pairwise(bounds.tolist()))
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(
-                lambda s: asof_rows(
-                    seg, label_entities.slice(s[0], s[1] - s[0]), times[s[0] : s[1]], ttl
-                ),
-                slices,
-            )
-            gather = Gather(np.concatenate(list(parts)))
-            taken = list(pool.map(lambda n: gather(features.column(n)), feature_columns))
+    rows = label_rows(labels, features, keys, label_time, ttl_micros, seg, label_keys)
+    gather = Gather(rows.rows)
+    columns = parallel(rows.workers, lambda n: gather(features.column(n)), feature_columns)
     out = labels
-    for name, column in zip(feature_columns, taken, strict=True):
+    for name, column in zip(feature_columns, columns, strict=True):
         out = out.append_column(name, column)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelRows:
+    """For each label: its time, and the feature row as of it (-1 for none)."""
+
+    times: Int64s
+    rows: Int64s
+    workers: int
+
+
+def label_rows(
+    labels: Any,
+    features: Any,
+    keys: list[str],
+    label_time: str,
+    ttl_micros: int,
+    seg: Segments,
+    label_keys: list[str] | None = None,
+) -> LabelRows:
+    names = label_keys or keys
+    absent = [k for k in [*names, label_time] if k not in labels.column_names]
+    if absent:
+        raise LabelError(
+            f"the labels have no column(s) {', '.join(absent)} (they have "
+            f"{', '.join(labels.column_names)}); name the label entity columns in join-key "
+            f"order ({', '.join(keys)}) and the label time column"
+        )
+    types = [features.schema.field(k).type for k in keys]
+    label_entities = entity_key_array(labels, names, types)
+    times = micros(labels[label_time])
+    workers = _workers(len(times))
+    if workers == 1:
+        return LabelRows(times, asof_rows(seg, label_entities, times, ttl_micros), 1)
+    # numpy and Arrow release the GIL: label slices go to threads.
+    bounds = np.linspace(0, len(times), workers + 1).astype(np.int64)
+    slices = list(itertools.pairwise(bounds.tolist()))
+    parts = parallel(
+        workers,
+        lambda s: asof_rows(
+            seg, label_entities.slice(s[0], s[1] - s[0]), times[s[0] : s[1]], ttl_micros
+        ),
+        slices,
+    )
+    return LabelRows(times, np.concatenate(parts), workers)
+
+
+def parallel(workers: int, fn: Any, items: list[Any]) -> list[Any]:
+    if workers == 1 or len(items) < 2:
+        return [fn(i) for i in items]
+    with concurrent.futures.ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 PARALLEL_MIN_LABELS = 100_000

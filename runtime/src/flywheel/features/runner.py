@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flywheel import redaction
 from flywheel.api import conditions
-from flywheel.api.common import duration_seconds
 from flywheel.api.featureview import FeatureView, FeatureViewStatus
+from flywheel.api.trainingjob import LabelSource
 from flywheel.entrypoints import RunContext
-from flywheel.features import materialize, online, pit, serving, stores
+from flywheel.features import asof, materialize, online, serving, stores
 from flywheel.storage import publish
 
 
@@ -29,11 +30,17 @@ def run_featureview(
     generation = view.metadata.generation
     try:
         done = materialize.materialize(view, context, now, checkpoint)
-    except materialize.MaterializeError as exc:
+    except (materialize.MaterializeError, publish.OwnershipError) as exc:
         status = previous.model_copy()
         status.phase = "Failed"
         status.conditions = conditions.set_condition(
-            previous.conditions, "Ready", False, exc.reason, str(exc), now, generation
+            previous.conditions,
+            "Ready",
+            False,
+            exc.reason,
+            redaction.condition_message(str(exc)),
+            now,
+            generation,
         )
         return status
     online_note = (
@@ -80,21 +87,24 @@ def training_set(
     if offline is None:
         raise LookupError(f"FeatureView {view.name!r} has no offline version; materialize it")
     _, features = offline
-    spec = view.spec
-    return pit.point_in_time_join(
-        labels,
-        features,
-        spec.join_keys,
-        label_time_column,
-        spec.timestamp_column,
-        duration_seconds(spec.ttl),
-        [f.name for f in spec.features],
-        label_keys=label_entity_columns,
-    )
+    return asof.training_set(labels, features, view.spec, label_time_column, label_entity_columns)
+
+
+def training_set_for_label(
+    view: FeatureView, labels: Any, context: RunContext, label: LabelSource
+) -> Any:
+    """The training set of a TrainingJob's `label`: its entity and timestamp columns."""
+    return training_set(view, labels, context, label.timestamp_column, label.entity_columns)
 
 
 def open_online_view(view: FeatureView, context: RunContext) -> serving.OnlineView:
-    return serving.OnlineView(view, stores.open_online(view, context))
+    schema = stores.offline_schema(view, context)
+    kinds = (
+        {k: serving.key_kind(schema.field(k).type) for k in view.spec.join_keys}
+        if schema is not None
+        else {}
+    )
+    return serving.OnlineView(view, stores.open_online(view, context), kinds)
 
 
 def get_online_features(

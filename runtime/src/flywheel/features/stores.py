@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from flywheel.api.dataset import Dataset, DatasetStatus
@@ -75,7 +76,26 @@ def read_offline(view: FeatureView, context: RunContext) -> tuple[str, Any] | No
     if manifest is None:
         return None
     data = publish.version_location(root, manifest["version"]).join(OFFLINE_FILE)
-    return manifest["version"], pq.read_table(data.path, filesystem=data.filesystem)
+    return manifest["version"], read_table(data)
+
+
+def read_table(location: Location) -> Any:
+    """A Parquet file as a table. A local file is memory-mapped: Arrow reads the page
+    cache in place instead of copying it through read buffers, several times less CPU
+    for the offline table a training set reads whole."""
+    if isinstance(location.filesystem, pafs.LocalFileSystem):
+        return pq.read_table(location.path, memory_map=True)
+    return pq.read_table(location.path, filesystem=location.filesystem)
+
+
+def offline_schema(view: FeatureView, context: RunContext) -> Any:
+    """The Arrow schema of the current offline version (its footer only), or None."""
+    root = offline_root(view, context)
+    manifest = publish.current(root)
+    if manifest is None:
+        return None
+    data = publish.version_location(root, manifest["version"]).join(OFFLINE_FILE)
+    return pq.read_schema(data.path, filesystem=data.filesystem)
 
 
 def open_online(view: FeatureView, context: RunContext) -> online.OnlineStore:

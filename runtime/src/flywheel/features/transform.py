@@ -1,25 +1,27 @@
 """Source rows -> feature rows: the one transformation that serves training and serving.
 
 The output has the entity join keys, the timestamp column and one column per feature,
-sorted by entity then time. Each row holds the features as of that row's time:
-columns are copied, expressions are evaluated on the row, and windowed aggregations
-cover the entity's rows in the trailing window (time - window, time], up to and
-including the row itself.
+sorted by entity then time (input order among equal times). Each row holds the features
+as of that row's time: columns are copied, expressions are evaluated on the row, and
+windowed aggregations cover the entity's rows in (time - window, time], every row at
+that time included (`flywheel.features.windows` states the rules).
+
+The inputs of the aggregations are kept too, as `input.<column>` (a name no feature can
+have): training sets and the online store evaluate windows at other times from them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flywheel.api.common import duration_seconds
-from flywheel.api.featureview import Aggregation, AggregationFunction, FeatureViewSpec
-from flywheel.features import pit
+from flywheel.api.featureview import Aggregation, FeatureViewSpec
+from flywheel.features import pit, windows
 from flywheel.features.expressions import compile_expression
+
+INPUT_PREFIX = "input."
 
 
 class FeatureError(ValueError):
@@ -47,6 +49,7 @@ def feature_table(source: Any, spec: FeatureViewSpec) -> Any:
     columns: dict[str, Any] = {k: rows.column(k) for k in keys}
     columns[time] = rows.column(time)
     segments = pit.segments(rows, keys, time) if _has_aggregations(spec) else None
+    ranges = windows.Rows(segments) if segments is not None else None
     for feature in spec.features:
         if feature.column is not None:
             columns[feature.name] = rows.column(feature.column)
@@ -56,98 +59,40 @@ def feature_table(source: Any, spec: FeatureViewSpec) -> Any:
             except (pa.ArrowException, KeyError) as exc:
                 raise FeatureError(f"feature {feature.name!r}: {exc}") from None
         else:
-            assert feature.aggregation is not None and segments is not None
-            columns[feature.name] = windowed(rows, segments, feature.aggregation)
+            assert feature.aggregation is not None and ranges is not None
+            agg = feature.aggregation
+            lo, hi = ranges.at_rows(pit.duration_micros(agg.window))
+            columns[feature.name] = aggregate(
+                feature.name, rows.column(agg.column), agg, lo, hi, ranges
+            )
+    for column in aggregation_inputs(spec):
+        columns[INPUT_PREFIX + column] = rows.column(column)
     return pa.table(columns)
+
+
+def aggregation_inputs(spec: FeatureViewSpec) -> list[str]:
+    """The source columns that window aggregations read, in first-use order."""
+    names = [f.aggregation.column for f in spec.features if f.aggregation is not None]
+    return list(dict.fromkeys(names))
+
+
+def aggregate(
+    name: str,
+    column: Any,
+    agg: Aggregation,
+    lo: Any,
+    hi: Any,
+    rows: windows.Rows | None = None,
+    known: Any = None,
+) -> Any:
+    """`windows.evaluate`, with errors that name the feature."""
+    try:
+        return windows.evaluate(column, agg.function, lo, hi, rows, known)
+    except TypeError as exc:
+        raise FeatureError(f"feature {name!r}: {exc}; {agg.column} is {column.type}") from None
+    except windows.WindowOverflow as exc:
+        raise FeatureError(f"feature {name!r} ({agg.function} of {agg.column}): {exc}") from None
 
 
 def _has_aggregations(spec: FeatureViewSpec) -> bool:
     return any(f.aggregation is not None for f in spec.features)
-
-
-def window_starts(segments: pit.Segments, window_seconds: float) -> npt.NDArray[np.int64]:
-    """For each row, the first row of its entity whose time is inside (t - window, t]."""
-    n = len(segments.times)
-    entity_start = np.repeat(segments.starts, segments.ends - segments.starts)
-    row = np.arange(n, dtype=np.int64)
-    since = segments.times - int(window_seconds * 1_000_000)
-    return pit.upper_bound_in_segments(segments.times, entity_start, row + 1, since)
-
-
-def windowed(rows: Any, segments: pit.Segments, agg: Aggregation) -> Any:
-    column = rows.column(agg.column)
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    start = window_starts(segments, duration_seconds(agg.window))
-    end = np.arange(len(column), dtype=np.int64) + 1  # window is rows [start, end)
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    if agg.function == AggregationFunction.LAST:
-        last_valid = np.maximum.accumulate(np.where(valid, np.arange(len(column)), -1))
-        hit = last_valid >= start
-        return column.take(pa.array(np.where(hit, last_valid, 0), mask=~hit))
-    if agg.function == AggregationFunction.COUNT:
-        count = _window_sum(valid.astype(np.int64), start, end)
-        return pa.array(count)
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise FeatureError(f"{agg.function} needs a numeric column; {agg.column} is {column.type}")
-    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-    present = valid & ~np.isnan(values)
-    values = np.where(present, values, 0.0)
-    if agg.function == AggregationFunction.SUM and pa.types.is_integer(column.type):
-        exact = column.to_numpy(zero_copy_only=False)
-        ints = np.where(valid, np.nan_to_num(exact), 0).astype(np.int64)
-        return pa.array(_window_sum(ints, start, end))
-    if agg.function in (AggregationFunction.SUM, AggregationFunction.MEAN):
-        total = _window_sum(values, start, end)
-        if agg.function == AggregationFunction.SUM:
-            return pa.array(total)
-        count = _window_sum(present.astype(np.int64), start, end)
-        return pa.array(total / np.maximum(count, 1), mask=count == 0)
-    fill = np.inf if agg.function == AggregationFunction.MIN else -np.inf
-    extreme = _window_extreme(np.where(present, values, fill), start, end, agg.function)
-    out = _like(extreme, column.type)
-    return pc.if_else(
-        pa.array(np.isinf(extreme) & (extreme == fill)), pa.nulls(len(out), out.type), out
-    )
-
-
-def _like(values: npt.NDArray[np.float64], arrow_type: Any) -> Any:
-    if pa.types.is_integer(arrow_type):
-        return pa.array(np.rint(values).astype(np.int64))
-    return pa.array(values)
-
-
-def _window_sum(
-    values: npt.NDArray[Any], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64]
-) -> npt.NDArray[Any]:
-    """Sums over [start, end) as differences of one running total. Floats run in extended
-    precision: the total grows over the whole table, and a window is a small difference."""
-    exact = values.dtype.kind in "iub"
-    running = np.cumsum(values if exact else values.astype(np.longdouble))
-    cumulative = np.concatenate([np.zeros(1, dtype=running.dtype), running])
-    window: npt.NDArray[Any] = cumulative[end] - cumulative[start]
-    return window if exact else window.astype(np.float64)
-
-
-def _window_extreme(
-    values: npt.NDArray[np.float64],
-    start: npt.NDArray[np.int64],
-    end: npt.NDArray[np.int64],
-    function: str,
-) -> npt.NDArray[np.float64]:
-    """Min or max over [start, end) per row with a sparse table: log2(longest window)
-    levels, each a vectorised pairwise min/max, then two overlapping blocks per row."""
-    pick = np.minimum if function == AggregationFunction.MIN else np.maximum
-    length = end - start
-    levels = [values]
-    width = 1
-    while width * 2 <= int(length.max(initial=1)):
-        prev = levels[-1]
-        nxt = prev.copy()
-        nxt[: len(prev) - width] = pick(prev[: len(prev) - width], prev[width:])
-        levels.append(nxt)
-        width *= 2
-    level = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
-    table = np.stack(levels)
-    left = table[level, start]
-    right = table[level, end - (1 << level)]
-    return pick(left, right)  # type: ignore[no-any-return]

@@ -1,9 +1,10 @@
 """Object-store credentials: from the environment, or from a mounted secret file.
 
 A Dataset's `credentialsSecretRef` is mounted by the operator as a file; locally the
-file is looked up under `$FLYWHEEL_SECRETS_DIR/<secret>/<key>`. Pure parsing here; the
-only side effect is pointing Google's default credentials at a service-account file,
-which is how the GCS client accepts one.
+file is looked up under `$FLYWHEEL_SECRETS_DIR/<secret>/<key>`. These functions read the
+environment and the secret file; `gcs_options` also writes the process environment
+(`GOOGLE_APPLICATION_CREDENTIALS`), because the GCS client takes a service-account key
+only through Google's default lookup.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 from flywheel.entrypoints import DEFAULT_SECRETS_DIR, SECRETS_DIR_ENV
 
 S3_ENDPOINT_ENVS = ("FLYWHEEL_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# An endpoint that accepts connections and never answers must not hang a run.
+S3_CONNECT_TIMEOUT_SECONDS = 10.0
+S3_REQUEST_TIMEOUT_SECONDS = 60.0
 
 
 def secret_path(name: str, key: str) -> Path:
@@ -59,7 +63,10 @@ def parse_s3(text: str) -> dict[str, Any]:
 
 def s3_options(secret_file: Path | None) -> dict[str, Any]:
     """Without a secret file, pyarrow reads the AWS_* environment and instance roles."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {
+        "connect_timeout": S3_CONNECT_TIMEOUT_SECONDS,
+        "request_timeout": S3_REQUEST_TIMEOUT_SECONDS,
+    }
     endpoint = next((os.environ[e] for e in S3_ENDPOINT_ENVS if os.environ.get(e)), None)
     if endpoint:
         options["endpoint_override"] = endpoint

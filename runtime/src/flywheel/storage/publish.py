@@ -1,5 +1,6 @@
 """Atomic, content-addressed publishing of a directory of files.
 
+    <root>/owner.json                 the one object that publishes here (`claim`)
     <root>/_staging/<run-id>/...      written first, verified, then moved
     <root>/versions/<version>/...     immutable once its manifest.json exists
     <root>/current.json               the one commit: {"version": ...}
@@ -9,12 +10,21 @@ sees the old version or the new one, never a partial one. A crash at any point l
 `current.json` as it was; a re-run writes the same version (the content hash) and
 finishes the job. The same content always gives the same version, so publishing twice
 is a no-op.
+
+A root belongs to one object: two objects sharing it would make readers of one get the
+other's data, so a second owner is refused. Staging directories left by a killed run are
+removed by the next run once they are old and no live run holds them (`clean_staging`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import hashlib
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,9 +35,12 @@ from flywheel.storage.uris import Location
 
 CURRENT = "current.json"
 MANIFEST = "manifest.json"
+OWNER = "owner.json"
 STAGING = "_staging"
 VERSIONS = "versions"
 VERSION_CHARS = 16  # of the sha256 hex digest: short for humans, ample against collisions
+# A staging directory untouched this long, and held by no live run, was left by a crash.
+STALE_STAGING_SECONDS = 6 * 3600
 
 # Called with the name of each phase as it is reached; tests inject crashes through it.
 Checkpoint = Callable[[str], None]
@@ -37,16 +50,119 @@ def no_checkpoint(phase: str) -> None:
     """The default: nothing happens between phases."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The object a store root belongs to."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+class OwnershipError(Exception):
+    """The root belongs to another object; nothing was written."""
+
+    reason = "StoreOwnedByAnother"  # for the Ready condition
+
+    def __init__(self, root: Location, owner: Owner, claimed_by: Owner | None) -> None:
+        self.root = root
+        self.owner = owner
+        self.claimed_by = claimed_by
+        who = str(claimed_by) if claimed_by else "a publisher that records no owner"
+        super().__init__(
+            f"{root.uri} belongs to {owner}; {who} cannot publish there "
+            "(one store root per object: give each its own destination or store uri)"
+        )
+
+
+def owner_of(root: Location) -> Owner | None:
+    recorded = read_json(root.join(OWNER))
+    if not isinstance(recorded, dict):
+        return None
+    return Owner(str(recorded["kind"]), str(recorded["namespace"]), str(recorded["name"]))
+
+
+def claim(root: Location, owner: Owner) -> None:
+    """Record `owner` in the root, or refuse if another object owns it."""
+    recorded = owner_of(root)
+    if recorded is None:
+        root.filesystem.create_dir(root.path, recursive=True)
+        write_atomic(root.join(OWNER), dumps(dataclasses.asdict(owner)))
+    elif recorded != owner:
+        raise OwnershipError(root, recorded, owner)
+
+
+# Staging directories this process is writing, with the lock file descriptor that says so.
+_held: dict[str, int] = {}
+
+
 def new_staging(root: Location) -> Location:
     staging = root.join(STAGING, uuid.uuid4().hex)
     root.filesystem.create_dir(staging.path, recursive=True)
+    if isinstance(root.filesystem, pafs.LocalFileSystem):
+        # Beside the directory, not in it: everything inside is hashed into the version.
+        fd = os.open(staging.path + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _held[staging.path] = fd
     return staging
+
+
+def _release(staging: Location) -> None:
+    fd = _held.pop(staging.path, None)
+    if fd is not None:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging.path + ".lock")
+
+
+def clean_staging(
+    root: Location, max_age_seconds: float = STALE_STAGING_SECONDS, now: float | None = None
+) -> list[str]:
+    """Remove staging directories a killed run left: untouched for `max_age_seconds` and,
+    where the filesystem has locks, held by no live run. Returns their names."""
+    fs = root.filesystem
+    base = root.join(STAGING)
+    now = time.time() if now is None else now
+    children = fs.get_file_info(pafs.FileSelector(base.path, allow_not_found=True))
+    removed = []
+    for child in children:
+        if child.type != pafs.FileType.Directory or child.path in _held:
+            continue
+        infos = fs.get_file_info(pafs.FileSelector(child.path, recursive=True))
+        times = [i.mtime.timestamp() for i in [child, *infos] if i.mtime is not None]
+        if times and now - max(times) < max_age_seconds:
+            continue
+        if isinstance(fs, pafs.LocalFileSystem) and _locked(child.path + ".lock"):
+            continue
+        fs.delete_dir(child.path)
+        if isinstance(fs, pafs.LocalFileSystem) and os.path.exists(child.path + ".lock"):
+            os.unlink(child.path + ".lock")
+        removed.append(child.base_name)
+    return removed
+
+
+def _locked(lock_path: str) -> bool:
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def discard(location: Location) -> None:
     info = location.filesystem.get_file_info(location.path)
     if info.type == pafs.FileType.Directory:
         location.filesystem.delete_dir(location.path)
+    _release(location)
 
 
 def list_files(location: Location) -> list[str]:
@@ -121,12 +237,20 @@ def commit(
     salt: str = "",
     metadata: dict[str, Any] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
+    owner: Owner | None = None,
 ) -> dict[str, Any]:
     """Move a verified staging directory to its content version and make it current.
 
-    Returns the version manifest: {"version", "files", **metadata}.
+    Returns the version manifest: {"version", "files", **metadata}. With an `owner` the
+    root is claimed for it; without one, a root another object owns is refused.
     """
     fs = root.filesystem
+    if owner is not None:
+        claim(root, owner)
+    else:
+        recorded = owner_of(root)
+        if recorded is not None:
+            raise OwnershipError(root, recorded, None)
     version, files = content_version(staging, salt)
     checkpoint("hashed")
     final = version_location(root, version)
@@ -153,6 +277,7 @@ def _move_tree(source: Location, target: Location) -> None:
     fs = source.filesystem
     if isinstance(fs, pafs.LocalFileSystem):
         fs.move(source.path, target.path)
+        _release(source)
         return
     made: set[str] = set()
     for rel in list_files(source):

@@ -73,6 +73,22 @@ def resolve(uri: str, base_dir: Path | None = None, secret_file: Path | None = N
     )
 
 
+def inside(root: Path, *parts: str) -> Path:
+    """`root/parts...`, refused unless it stays inside `root` once resolved (links too).
+
+    >>> inside(Path("/srv/a"), "datasets", "ns", "x").as_posix()
+    '/srv/a/datasets/ns/x'
+    >>> inside(Path("/srv/a"), "datasets", "../../..", "x")
+    Traceback (most recent call last):
+    ...
+    ValueError: datasets/../../../x leads outside /srv/a
+    """
+    path = root.joinpath(*parts)
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        raise ValueError(f"{'/'.join(parts)} leads outside {root}")
+    return path
+
+
 def local_uri(path: Path) -> str:
     """file:///..., or pvc://claim/... for a path on a claim mounted under $FLYWHEEL_PVC_ROOT
     (set in Pods that mount claims), so that another Pod can find the same data."""

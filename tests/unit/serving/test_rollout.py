@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flywheel.api.modeldeployment import AnalysisDecision, ModelDeploymentStatus, Rollout
-from flywheel_operator.status import kinds, rollout
-from flywheel_operator.status.rollout import Metrics, State
+from flywheel.api.modeldeployment import AnalysisDecision, Rollout
+from flywheel.serving import rollout
+from flywheel.serving.rollout import Metrics, State
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 CANARY = Rollout.model_validate(
@@ -116,15 +116,3 @@ def test_bandit_keeps_the_floor_and_promotes_a_dominant_arm() -> None:
 def test_canary_split_always_sums_to_100(step: int, metrics: Metrics | None) -> None:
     d = rollout.step(CANARY, State(step=step, step_started=T0), metrics, T0 + timedelta(hours=1))
     assert sum(rollout.traffic(CANARY, d.state, "v1", "v2").values()) == 100.0
-
-
-def test_rollout_state_survives_in_status_and_restarts_for_a_new_candidate() -> None:
-    status = ModelDeploymentStatus(
-        candidate_version="v2", step=1, step_started=T0, failed_analyses=1
-    )
-    assert kinds.rollout_state(status, "v2") == State(step=1, step_started=T0, failures=1)
-    assert kinds.rollout_state(status, "v3") == State()
-    promoted = ModelDeploymentStatus(stable_version="v2")
-    assert kinds.rollout_state(promoted, "v2").outcome == AnalysisDecision.PROMOTE
-    rolled = ModelDeploymentStatus(candidate_version="v2", phase="RolledBack")
-    assert kinds.rollout_state(rolled, "v2").outcome == AnalysisDecision.ROLLBACK

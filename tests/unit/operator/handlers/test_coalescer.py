@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flywheel_operator.handlers.common import Coalescer
+from flywheel_operator.handlers.coalescer import Coalescer
 
 
 def test_wakeups_while_running_become_one_rerun() -> None:

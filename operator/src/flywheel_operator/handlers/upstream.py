@@ -1,0 +1,21 @@
+"""Looking up the objects a resource refers to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flywheel_operator.kube.client import Kube
+from flywheel_operator.status import dependencies
+
+
+def look_up(
+    kube: Kube,
+    namespace: str,
+    refs: Iterable[tuple[str, str]],
+    ready: dependencies.Ready,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The referenced objects that are ready (keyed "Kind/name"), and what is waited for."""
+    wanted = list(dict.fromkeys(refs))
+    found = {(kind, name): kube.get(kind, namespace, name) for kind, name in wanted}
+    return dependencies.sort_out(wanted, found, ready)

@@ -1,0 +1,74 @@
+"""DriftMonitor status from its latest monitor run, and when drift asks for a retrain."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from flywheel.api.common import ConditionStatus, duration_seconds
+from flywheel.api.driftmonitor import ActionType, DriftMonitor, DriftMonitorStatus
+from flywheel_operator.status import jobrun
+from flywheel_operator.status.conditions import READY, set_status_condition
+from flywheel_operator.status.observe import Run, RunState
+
+REASONS = jobrun.RunReasons(
+    done="Checked", running="Checking", failed="CheckFailed", has_result="last_run"
+)
+DRIFT_DETECTED = "DriftDetected"
+
+
+def status(old: DriftMonitorStatus, generation: int, run: Run, now: datetime) -> DriftMonitorStatus:
+    if run.state == RunState.MISSING:  # before the first scheduled run
+        status = old.model_copy(deep=True)
+        status.observed_generation = generation
+        set_status_condition(status, READY, True, "Scheduled", "waiting for the first run", now)
+        status.phase = status.phase if status.last_run else "Scheduled"
+    else:
+        status = jobrun.from_run(old, generation, run, now, REASONS)
+    drifted = bool(status.drifted_features)
+    if status.last_run is None:
+        set_status_condition(status, DRIFT_DETECTED, ConditionStatus.UNKNOWN, "NoRunYet", "", now)
+    else:
+        message = ", ".join(status.drifted_features)
+        set_status_condition(
+            status, DRIFT_DETECTED, drifted, "Drift" if drifted else "NoDrift", message, now
+        )
+    return status
+
+
+def retrain_due(status: DriftMonitorStatus, cooldown_seconds: float, now: datetime) -> bool:
+    """Drift seen in the latest run, and the last retrain is older than the cooldown."""
+    if not status.drifted_features or status.last_run is None:
+        return False
+    if status.last_retrain is not None:
+        if status.last_retrain >= status.last_run:  # this run already triggered one
+            return False
+        if (now - status.last_retrain).total_seconds() < cooldown_seconds:
+            return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Retrain:
+    number: int  # the n-th retrain this monitor triggers: its TrainingJob's name suffix
+
+
+def retrain(resource: DriftMonitor, status: DriftMonitorStatus, now: datetime) -> Retrain | None:
+    """The retrain to create now, or None: action `retrain`, drift in the latest run, and
+    the cooldown since the last retrain passed."""
+    action = resource.spec.action
+    if action.type != ActionType.RETRAIN or action.retrain is None:
+        return None
+    if not retrain_due(status, duration_seconds(action.retrain.cooldown), now):
+        return None
+    return Retrain(status.retrains_triggered + 1)
+
+
+def record_retrain(
+    status: DriftMonitorStatus, retrain: Retrain, job_name: str, now: datetime
+) -> DriftMonitorStatus:
+    """The status once the retrain's TrainingJob exists."""
+    recorded = status.model_copy()
+    recorded.retrains_triggered, recorded.last_retrain = retrain.number, now
+    recorded.last_retrain_job = job_name
+    return recorded

@@ -1,0 +1,169 @@
+"""ModelDeployment: which versions serve, the rollout step, whether it serves, its status."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from flywheel.api.common import resource_key
+from flywheel.api.modeldeployment import (
+    AnalysisDecision,
+    AnalysisResult,
+    Backend,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelRef,
+    Rollout,
+)
+from flywheel.serving import rollout
+from flywheel.serving.versions import ServedVersion
+from flywheel_operator.status import observe
+from flywheel_operator.status.conditions import PROGRESSING, READY, set_status_condition
+
+PROMOTED = "Promoted"
+ROLLED_BACK = "RolledBack"
+
+
+def resolve(
+    ref: ModelRef, upstream: dict[str, dict[str, Any]], artifact_root: str
+) -> ServedVersion | None:
+    """A model reference -> the version it names, or None while its training runs.
+
+    `upstream`: the referenced TrainingJobs, keyed "TrainingJob/<name>".
+    """
+    if ref.training_job_ref is not None:
+        job = upstream.get(resource_key("TrainingJob", ref.training_job_ref.name)) or {}
+        status = job.get("status") or {}
+        if not status.get("modelVersion") or not status.get("artifactUri"):
+            return None
+        # A status written before it recorded the model name: the spec names the model.
+        name = status.get("modelName") or job["spec"]["output"]["modelName"]
+        return ServedVersion(name, status["modelVersion"], status["artifactUri"])
+    assert ref.model_name is not None and ref.version is not None
+    uri = f"{artifact_root.rstrip('/')}/models/{ref.model_name}/{ref.version}"
+    return ServedVersion(ref.model_name, ref.version, uri)
+
+
+def resolve_versions(
+    spec: ModelDeploymentSpec, upstream: dict[str, dict[str, Any]], artifact_root: str
+) -> tuple[ServedVersion, ServedVersion | None] | None:
+    """(stable, candidate), or None while a referenced training has not produced its model."""
+    stable = resolve(spec.stable, upstream, artifact_root)
+    candidate = resolve(spec.candidate, upstream, artifact_root) if spec.candidate else None
+    if stable is None or (spec.candidate is not None and candidate is None):
+        return None
+    return stable, candidate
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutPlan:
+    """One rollout step decided: what the router does and which versions need servers."""
+
+    decision: rollout.Decision
+    split: dict[str, float]  # percent of user requests per version
+    versions: list[ServedVersion]  # versions that need model servers, stable first
+
+
+def plan_rollout(
+    spec_rollout: Rollout,
+    state: rollout.State,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+    metrics: rollout.Metrics | None,
+    now: datetime,
+) -> RolloutPlan:
+    """`state`: where the rollout stands (`rollout_state`); `metrics`: the router's
+    measurements of the current step, None when there are none (then every analysis is
+    Inconclusive and nothing is promoted)."""
+    cand = candidate.version if candidate else None
+    decision = rollout.step(spec_rollout, state, metrics, now)
+    split = rollout.traffic(spec_rollout, decision.state, stable.version, cand)
+    wanted = rollout.served(spec_rollout, decision.state, stable.version, cand)
+    versions = [v for v in (stable, candidate) if v is not None and v.version in wanted]
+    return RolloutPlan(decision, split, versions)
+
+
+def rollout_state(status: ModelDeploymentStatus, candidate: str | None) -> rollout.State:
+    """The rollout state kept in status; a different candidate starts a new rollout."""
+    if candidate is None:
+        return rollout.State()
+    if status.stable_version == candidate:
+        return rollout.State(outcome=AnalysisDecision.PROMOTE)
+    if status.candidate_version != candidate:
+        return rollout.State()
+    if status.phase == "RolledBack":
+        return rollout.State(outcome=AnalysisDecision.ROLLBACK)
+    return rollout.State(
+        step=status.step or 0, step_started=status.step_started, failures=status.failed_analyses
+    )
+
+
+def is_serving(backend: Backend | str, applied: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether the applied children (with their current status) serve, and why not."""
+    if backend == Backend.RAYSERVE:
+        return observe.rayservice_ready(applied[0])
+    problems = []
+    for child in applied:
+        if child["kind"] == "Deployment":
+            ready, why = observe.deployment_ready(child)
+            if not ready:
+                problems.append(f"{child['metadata']['name']}: {why}")
+    return not problems, "; ".join(problems) or "all versions and the router are available"
+
+
+def status(
+    old: ModelDeploymentStatus,
+    generation: int,
+    spec_rollout: Rollout,
+    stable: str,
+    candidate: str | None,
+    decision: rollout.Decision,
+    split: dict[str, float],
+    serving: tuple[bool, str],
+    now: datetime,
+    url: str,
+) -> ModelDeploymentStatus:
+    status = old.model_copy(deep=True)
+    status.observed_generation = generation
+    state = decision.state
+    status.traffic = split
+    status.traffic_summary = rollout.summary(split)
+    status.url = url
+    status.last_analysis = AnalysisResult(
+        time=now, decision=decision.decision, message=decision.message
+    )
+    status.failed_analyses = state.failures
+    status.step = state.step
+    status.step_started = state.step_started
+    steps = spec_rollout.canary.steps if spec_rollout.canary else []
+    status.step_summary = f"{state.step + 1}/{len(steps)}" if steps and candidate else None
+    status.stable_version = stable
+    status.candidate_version = candidate
+    ready, why = serving
+    set_status_condition(status, READY, ready, "Serving" if ready else "NotServing", why, now)
+    if state.outcome == AnalysisDecision.PROMOTE and candidate:
+        status.stable_version, status.candidate_version = candidate, None
+        set_status_condition(
+            status, PROMOTED, True, "AnalysisPassed", f"{candidate}: {decision.message}", now
+        )
+        set_status_condition(status, ROLLED_BACK, False, "Promoted", "", now)
+        set_status_condition(status, PROGRESSING, False, "RolloutFinished", "", now)
+        status.phase = "Promoted"
+    elif state.outcome == AnalysisDecision.ROLLBACK and candidate:
+        set_status_condition(
+            status, ROLLED_BACK, True, "AnalysisFailed", f"{candidate}: {decision.message}", now
+        )
+        set_status_condition(status, PROMOTED, False, "RolledBack", "", now)
+        set_status_condition(status, PROGRESSING, False, "RolloutFinished", "", now)
+        status.phase = "RolledBack"
+    elif candidate:
+        set_status_condition(
+            status, PROGRESSING, True, decision.decision.value, decision.message, now
+        )
+        set_status_condition(status, PROMOTED, False, "RolloutInProgress", "", now)
+        status.phase = "Progressing" if ready else "Deploying"
+    else:
+        set_status_condition(status, PROGRESSING, False, "NoCandidate", "", now)
+        status.phase = "Ready" if ready else "Deploying"
+    return status

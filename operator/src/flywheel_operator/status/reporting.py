@@ -1,0 +1,51 @@
+"""How a status change is reported: the status patch, and the Event of a phase change."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flywheel.api.common import StatusBase
+from flywheel_operator.status.conditions import READY
+
+WARNING_PHASES = {
+    "Failed",
+    "Degraded",
+    "RolledBack",
+    "InvalidSpec",
+    "KubeRayNotInstalled",
+    "ApplyFailed",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseEvent:
+    type: str  # Normal or Warning
+    reason: str  # the new phase
+    message: str
+
+
+def status_patch(old: StatusBase, new: StatusBase) -> dict[str, Any] | None:
+    """A merge patch from `old` to `new`, or None when nothing changed.
+
+    Lists are replaced whole by a merge patch; fields that vanished are nulled.
+    """
+    new_wire, old_wire = new.to_wire(), old.to_wire()
+    if new_wire == old_wire:
+        return None
+    return {**{k: None for k in old_wire if k not in new_wire}, **new_wire}
+
+
+def phase_event(old: StatusBase, new: StatusBase) -> PhaseEvent | None:
+    """The Event a phase change deserves (Warning for failures), or None."""
+    if new.phase == old.phase or not new.phase:
+        return None
+    type_ = "Warning" if new.phase in WARNING_PHASES else "Normal"
+    return PhaseEvent(type_, new.phase, _phase_message(new))
+
+
+def _phase_message(status: StatusBase) -> str:
+    for c in status.conditions:
+        if c.message and (c.status != "True" or c.type == READY):
+            return c.message
+    return status.phase or ""

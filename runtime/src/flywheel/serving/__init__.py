@@ -1,0 +1,1 @@
+"""Serving: the rollout policies, and what a served model version is."""

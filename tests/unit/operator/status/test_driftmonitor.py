@@ -1,0 +1,50 @@
+"""DriftMonitor status, and when drift creates a retrain."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flywheel.api.driftmonitor import DriftMonitorStatus
+from flywheel_operator.status import driftmonitor
+from flywheel_operator.status.observe import Run, RunState
+from tests.unit.operator.conftest import model, owners
+from tests.unit.operator.status.helpers import T0, conds
+
+DRIFTED = {"lastRun": "2026-05-01T00:00:00Z", "driftedFeatures": ["plan"], "maxScore": 0.4}
+
+
+def test_driftmonitor_drift_and_retrain_cooldown() -> None:
+    s = driftmonitor.status(DriftMonitorStatus(), 1, Run("", RunState.MISSING), T0)
+    assert s.phase == "Scheduled" and conds(s)["DriftDetected"][0] == "Unknown"
+    s = driftmonitor.status(s, 1, Run("j", RunState.SUCCEEDED, DRIFTED), T0)
+    assert conds(s)["DriftDetected"] == ("True", "Drift")
+    assert driftmonitor.retrain_due(s, 3600, T0)
+    s.last_retrain = T0
+    assert not driftmonitor.retrain_due(s, 3600, T0 + timedelta(minutes=5))  # same run
+    s.last_run = T0 + timedelta(minutes=10)
+    assert not driftmonitor.retrain_due(s, 3600, T0 + timedelta(minutes=10))  # cooldown
+    assert driftmonitor.retrain_due(s, 60, T0 + timedelta(minutes=10))
+
+
+def test_a_retrain_is_numbered_recorded_and_waits_out_its_cooldown() -> None:
+    body = owners()["DriftMonitor/churn-drift"]
+    resource = model(body)
+    s = driftmonitor.status(DriftMonitorStatus(), 1, Run("j", RunState.SUCCEEDED, DRIFTED), T0)
+    retrain = driftmonitor.retrain(resource, s, T0)
+    assert retrain == driftmonitor.Retrain(1)
+    s = driftmonitor.record_retrain(s, retrain, "churn-drift-retrain-1", T0)
+    assert (s.retrains_triggered, s.last_retrain, s.last_retrain_job) == (
+        1,
+        T0,
+        "churn-drift-retrain-1",
+    )
+    assert driftmonitor.retrain(resource, s, T0 + timedelta(minutes=1)) is None  # same run
+    s.last_run = T0 + timedelta(days=30)
+    assert driftmonitor.retrain(resource, s, T0 + timedelta(days=30)) == driftmonitor.Retrain(2)
+
+
+def test_no_retrain_without_the_retrain_action() -> None:
+    body = owners()["DriftMonitor/churn-drift"]
+    body["spec"]["action"] = {"type": "alert"}
+    s = driftmonitor.status(DriftMonitorStatus(), 1, Run("j", RunState.SUCCEEDED, DRIFTED), T0)
+    assert driftmonitor.retrain(model(body), s, T0) is None

@@ -1,0 +1,117 @@
+"""ModelDeployment decisions: versions, the rollout step, serving, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flywheel.api.modeldeployment import (
+    AnalysisDecision,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelRef,
+    Rollout,
+)
+from flywheel.serving.rollout import Metrics, State
+from flywheel.serving.versions import ServedVersion
+from flywheel_operator.status import modeldeployment
+from tests.unit.operator.status.helpers import T0, conds
+
+CANARY = Rollout.model_validate(
+    {"strategy": "canary", "canary": {"steps": [{"weight": 10}, {"weight": 100}]}}
+)
+V1 = ServedVersion("churn", "v1", "s3://m/models/churn/v1")
+V2 = ServedVersion("churn", "v2", "s3://m/models/churn/v2")
+
+
+def trained(status: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": {"output": {"modelName": "churn"}}, "status": status}
+
+
+def test_a_trained_version_is_named_by_the_status_of_its_training() -> None:
+    ref = ModelRef.model_validate({"trainingJobRef": {"name": "tj"}})
+    status = {"modelName": "churn-v2", "modelVersion": "7", "artifactUri": "s3://r/x/7"}
+    found = modeldeployment.resolve(ref, {"TrainingJob/tj": trained(status)}, "s3://root")
+    assert found == ServedVersion("churn-v2", "7", "s3://r/x/7")
+    running = trained({"phase": "Running"})
+    assert modeldeployment.resolve(ref, {"TrainingJob/tj": running}, "s3://root") is None
+    assert modeldeployment.resolve(ref, {}, "s3://root") is None
+
+
+def test_a_status_without_the_model_name_falls_back_to_the_spec() -> None:
+    ref = ModelRef.model_validate({"trainingJobRef": {"name": "tj"}})
+    status = {"modelVersion": "7", "artifactUri": "s3://r/elsewhere/7"}
+    found = modeldeployment.resolve(ref, {"TrainingJob/tj": trained(status)}, "s3://root")
+    assert found == ServedVersion("churn", "7", "s3://r/elsewhere/7")
+
+
+def test_a_registry_version_lives_under_the_artifact_root() -> None:
+    ref = ModelRef.model_validate({"modelName": "churn", "version": "v1"})
+    found = modeldeployment.resolve(ref, {}, "s3://root/")
+    assert found == ServedVersion("churn", "v1", "s3://root/models/churn/v1")
+
+
+def test_versions_wait_for_every_referenced_training() -> None:
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "stable": {"modelName": "churn", "version": "v1"},
+            "candidate": {"trainingJobRef": {"name": "tj"}},
+        }
+    )
+    assert modeldeployment.resolve_versions(spec, {}, "s3://m") is None
+    jobs = {"TrainingJob/tj": trained({"modelVersion": "v2", "artifactUri": V2.artifact_uri})}
+    assert modeldeployment.resolve_versions(spec, jobs, "s3://m") == (V1, V2)
+
+
+def test_the_plan_serves_both_versions_during_a_canary_and_one_after() -> None:
+    plan = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
+    assert plan.decision.decision == AnalysisDecision.INCONCLUSIVE  # no data never promotes
+    assert plan.split == {"v1": 90.0, "v2": 10.0} and plan.versions == [V1, V2]
+    good = Metrics(requests=1000)
+    plan = modeldeployment.plan_rollout(CANARY, State(step=1, step_started=T0), V1, V2, good, T0)
+    assert plan.decision.decision == AnalysisDecision.PROMOTE
+    assert plan.split == {"v2": 100.0} and plan.versions == [V2]
+    alone = modeldeployment.plan_rollout(CANARY, State(), V1, None, None, T0)
+    assert alone.split == {"v1": 100.0} and alone.versions == [V1]
+
+
+def test_serving_needs_every_deployment_available() -> None:
+    applied = [
+        {"kind": "ConfigMap", "metadata": {"name": "c"}},
+        {"kind": "Deployment", "metadata": {"name": "churn-v1"}, "spec": {"replicas": 1},
+         "status": {"availableReplicas": 1}},
+        {"kind": "Deployment", "metadata": {"name": "churn-router"}, "spec": {"replicas": 1},
+         "status": {}},
+    ]  # fmt: skip
+    assert modeldeployment.is_serving("triton", applied) == (
+        False,
+        "churn-router: 0/1 replicas available",
+    )
+    applied[2]["status"] = {"availableReplicas": 1}
+    assert modeldeployment.is_serving("triton", applied)[0] is True
+    rayservice = {"kind": "RayService", "status": {"serviceStatus": "Running"}}
+    assert modeldeployment.is_serving("rayserve", [rayservice]) == (True, "")
+
+
+def test_a_promotion_makes_the_candidate_stable() -> None:
+    plan = modeldeployment.plan_rollout(
+        CANARY, State(step=1, step_started=T0), V1, V2, Metrics(requests=1000), T0
+    )
+    s = modeldeployment.status(
+        ModelDeploymentStatus(), 1, CANARY, "v1", "v2", plan.decision, plan.split,
+        (True, "ok"), T0, "http://churn.ml.svc",
+    )  # fmt: skip
+    assert (s.phase, s.stable_version, s.candidate_version) == ("Promoted", "v2", None)
+    assert conds(s)["Promoted"] == ("True", "AnalysisPassed")
+    assert s.traffic_summary == "v2=100" and s.step_summary == "2/2"
+
+
+def test_rollout_state_survives_in_status_and_restarts_for_a_new_candidate() -> None:
+    status = ModelDeploymentStatus(
+        candidate_version="v2", step=1, step_started=T0, failed_analyses=1
+    )
+    assert modeldeployment.rollout_state(status, "v2") == State(step=1, step_started=T0, failures=1)
+    assert modeldeployment.rollout_state(status, "v3") == State()
+    promoted = ModelDeploymentStatus(stable_version="v2")
+    assert modeldeployment.rollout_state(promoted, "v2").outcome == AnalysisDecision.PROMOTE
+    rolled = ModelDeploymentStatus(candidate_version="v2", phase="RolledBack")
+    assert modeldeployment.rollout_state(rolled, "v2").outcome == AnalysisDecision.ROLLBACK

@@ -1,0 +1,73 @@
+"""Reading children's status: runs and their results, readiness."""
+
+from __future__ import annotations
+
+from flywheel.api.dataset import DatasetStatus
+from flywheel_operator.status import dataset, observe
+from flywheel_operator.status.observe import Run, RunState
+from tests.unit.operator.status.helpers import T0, job, pod
+
+
+def test_job_run_reads_the_result_from_the_termination_message() -> None:
+    run = observe.job_run(job("j", "Complete"), [pod('{"version": "v1", "rows": 5}')])
+    assert run == Run("j", RunState.SUCCEEDED, {"version": "v1", "rows": 5}, "")
+    assert observe.job_run(None, []).state == RunState.MISSING
+    running = {"status": {"phase": "Running"}}
+    assert observe.job_run(job("j", active=1), [running]).state == RunState.RUNNING
+    unschedulable = {"status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": 'persistentvolumeclaim "flywheel-artifacts" not found'}]}}  # fmt: skip
+    run = observe.job_run(job("j", active=1), [unschedulable])
+    assert run.state == RunState.PENDING
+    assert run.message == 'Unschedulable: persistentvolumeclaim "flywheel-artifacts" not found'
+    s = dataset.status(DatasetStatus(), 1, run, T0)
+    assert "flywheel-artifacts" in s.conditions[0].message
+
+
+def test_failed_job_reports_the_log_tail_when_there_is_no_json() -> None:
+    run = observe.job_run(job("j", "Failed"), [pod("Traceback ...\nValueError: column x")])
+    assert run.state == RunState.FAILED and run.message.endswith("ValueError: column x")
+    run = observe.job_run(
+        job("j", "Failed"), [pod('{"error": "3 rows fail regex on customer_id"}')]
+    )
+    assert run.message == "3 rows fail regex on customer_id"
+
+
+def test_newest_pod_wins() -> None:
+    pods = [
+        pod('{"version": "old"}', "2026-05-01T00:00:00Z"),
+        pod('{"version": "new"}', "2026-05-01T01:00:00Z"),
+    ]
+    assert observe.job_run(job("j", "Complete"), pods).result == {"version": "new"}
+
+
+def test_credentials_in_a_failure_message_are_redacted() -> None:
+    run = observe.job_run(job("j", "Failed"), [pod("cannot open https://user:pw@host/x.csv")])
+    assert "pw" not in run.message and "https://***@host/x.csv" in run.message
+
+
+def test_rayjob_run_follows_the_ray_job_and_reads_the_submitter() -> None:
+    rayjob = {"metadata": {"name": "r"}, "status": {"jobStatus": "RUNNING"}}
+    assert observe.rayjob_run(rayjob, []).state == RunState.RUNNING
+    rayjob["status"] = {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
+    run = observe.rayjob_run(rayjob, [pod('{"modelVersion": "v3"}')])
+    assert (run.state, run.result) == (RunState.SUCCEEDED, {"modelVersion": "v3"})
+    rayjob["status"] = {"jobStatus": "RUNNING", "jobDeploymentStatus": "Failed", "message": "x"}
+    assert observe.rayjob_run(rayjob, []) == Run("r", RunState.FAILED, None, "x")
+
+
+def test_the_newest_finished_cronjob_run_counts() -> None:
+    older = {**job("a", "Complete"), "metadata": {"name": "a", "creationTimestamp": "1"}}
+    newer = {**job("b", active=1), "metadata": {"name": "b", "creationTimestamp": "2"}}
+    run = observe.last_cronjob_run([newer, older], {"a": [pod('{"lastRun": "x"}')]})
+    assert (run.name, run.state) == ("a", RunState.SUCCEEDED)
+    assert observe.last_cronjob_run([], {}).state == RunState.MISSING
+
+
+def test_readiness_of_deployments_and_rayservices() -> None:
+    deployment = {"spec": {"replicas": 2}, "status": {"availableReplicas": 1}}
+    assert observe.deployment_ready(deployment) == (False, "1/2 replicas available")
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "R"}]}}
+    assert observe.rayservice_ready(ready) == (True, "R")
+    assert observe.rayservice_ready({"status": {"serviceStatus": "Running"}}) == (True, "")
+    assert observe.rayservice_ready(None)[0] is False

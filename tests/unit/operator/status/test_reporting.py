@@ -1,0 +1,24 @@
+"""Status patches and the Events of phase changes."""
+
+from __future__ import annotations
+
+from flywheel.api.dataset import DatasetStatus
+from flywheel_operator.status import conditions, reporting
+from tests.unit.operator.status.helpers import T0
+
+
+def test_no_change_no_patch_and_vanished_fields_are_nulled() -> None:
+    old = DatasetStatus(phase="Ready", version="v1")
+    assert reporting.status_patch(old, old.model_copy()) is None
+    patch = reporting.status_patch(old, DatasetStatus(phase="Ready"))
+    assert patch is not None and patch["version"] is None and patch["phase"] == "Ready"
+
+
+def test_a_phase_change_is_an_event_warning_for_failures() -> None:
+    old = DatasetStatus(phase="Ingesting")
+    assert reporting.phase_event(old, old) is None
+    failed = conditions.blocked(old, 1, "InvalidSpec", "spec.source: required", T0)
+    event = reporting.phase_event(old, failed)
+    assert event == reporting.PhaseEvent("Warning", "InvalidSpec", "spec.source: required")
+    ready = DatasetStatus(phase="Ready")
+    assert reporting.phase_event(old, ready) == reporting.PhaseEvent("Normal", "Ready", "Ready")
