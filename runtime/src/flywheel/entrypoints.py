@@ -112,6 +112,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
             "flywheel.features.runner:run_featureview",
             ("features", "materialize"),
         ),
+        Entrypoint("DriftMonitor", "flywheel.drift.runner:run_driftmonitor", ("drift", "run")),
     )
 }
 
@@ -119,6 +120,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
 COMMAND_GROUPS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
     "features": "flywheel.features.commands:register",
+    "drift": "flywheel.drift.commands:register",
 }
 
 

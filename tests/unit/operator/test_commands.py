@@ -25,7 +25,6 @@ NOT_YET_BUILT = {
     "flywheel train submit",  # the RayJob submitter
     "flywheel serve triton-repository",  # a Triton server's init container
     "flywheel serve router",  # the Triton router Deployment
-    "flywheel drift run",  # the DriftMonitor CronJob
     "flywheel.serving.app:build_app",  # the Serve application of a RayService
 }
 SETTINGS = Settings(runtime_image="flywheel/runtime:test", artifact_root="s3://ml/flywheel")

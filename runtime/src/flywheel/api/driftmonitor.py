@@ -48,6 +48,13 @@ class Reference(FlywheelModel):
 
 
 class TestMethod(enum.StrEnum):
+    """How live values are compared with the reference.
+
+    ks, chi2: hypothesis tests with a p-value; drift when the p-value, after the
+    correction for many features, is below `alpha`. psi, wasserstein, js: distances with
+    no p-value; drift when the score is at least `threshold`.
+    """
+
     KS = "ks"
     PSI = "psi"
     CHI2 = "chi2"
@@ -59,36 +66,118 @@ NUMERICAL_METHODS = frozenset(
     {TestMethod.KS, TestMethod.PSI, TestMethod.WASSERSTEIN, TestMethod.JS}
 )
 CATEGORICAL_METHODS = frozenset({TestMethod.CHI2, TestMethod.PSI, TestMethod.JS})
+# Methods whose verdict comes from a p-value compared with `alpha`.
+P_VALUE_METHODS = frozenset({TestMethod.KS, TestMethod.CHI2})
+
+DEFAULT_ALPHA = 0.05
+# psi: 0.1 is a small shift and 0.25 a large one by the usual reading; 0.2 alarms on
+# shifts a model notices. wasserstein (in reference standard deviations) and js: 0.1.
+DEFAULT_THRESHOLDS = {
+    TestMethod.PSI: 0.2,
+    TestMethod.WASSERSTEIN: 0.1,
+    TestMethod.JS: 0.1,
+}
+
+_LEVEL_RULE = "self.method in ['ks', 'chi2'] ? !has(self.threshold) : !has(self.alpha)"
+_LEVEL_MESSAGE = (
+    "ks and chi2 take alpha (drift when the p-value is below it); "
+    "psi, wasserstein and js take threshold (drift when the score reaches it)"
+)
+
+METHOD_DESCRIPTION = (
+    "ks: Kolmogorov-Smirnov, score = D (largest CDF gap, 0-1), p-value; numbers. "
+    "chi2: chi-square homogeneity test of the category counts, score = Cramer's V (0-1), "
+    "p-value; categories. psi: population stability index over the reference's deciles "
+    "(numbers) or categories, score >= 0, no p-value. wasserstein: earth mover's distance "
+    "in reference standard deviations, score >= 0, no p-value; numbers. js: Jensen-Shannon "
+    "distance (base 2) over the same bins as psi, score 0-1, no p-value."
+)
 
 
 class DriftTest(FlywheelModel):
-    method: TestMethod
-    threshold: float = Field(
+    """A test and the level at which it calls drift: alpha for ks and chi2, else threshold."""
+
+    method: TestMethod = Field(description=METHOD_DESCRIPTION)
+    alpha: float | None = Field(
+        default=None,
         gt=0,
-        description="Drift when the score passes it (for ks and chi2 the score is 1 - p-value).",
+        lt=1,
+        description="ks and chi2 only: drift when the p-value (after the correction for "
+        "many features) is below alpha; smaller means fewer alarms. Default 0.05.",
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        description="psi, wasserstein and js only: drift when the score is at least this; "
+        "larger means fewer alarms. Defaults: psi 0.2, wasserstein 0.1, js 0.1.",
     )
 
+    model_config = common.with_cel({"rule": _LEVEL_RULE, "message": _LEVEL_MESSAGE})
 
-class FeatureOverride(FlywheelModel):
+    @model_validator(mode="after")
+    def _level_fits_method(self) -> Self:
+        if self.method in P_VALUE_METHODS and self.threshold is not None:
+            raise ValueError(_LEVEL_MESSAGE)
+        if self.method not in P_VALUE_METHODS and self.alpha is not None:
+            raise ValueError(_LEVEL_MESSAGE)
+        return self
+
+    @property
+    def uses_p_value(self) -> bool:
+        return self.method in P_VALUE_METHODS
+
+    def level(self) -> float:
+        """alpha for ks and chi2, the threshold for the others; defaults filled in."""
+        if self.uses_p_value:
+            return self.alpha if self.alpha is not None else DEFAULT_ALPHA
+        if self.threshold is not None:
+            return self.threshold
+        return DEFAULT_THRESHOLDS[TestMethod(self.method)]
+
+
+class FeatureOverride(DriftTest):
+    """The test of one feature, instead of its type's default."""
+
     feature: common.Identifier
-    method: TestMethod
-    threshold: float = Field(gt=0)
+
+    model_config = common.with_cel({"rule": _LEVEL_RULE, "message": _LEVEL_MESSAGE})
 
 
 def _numerical_default() -> DriftTest:
-    return DriftTest(method=TestMethod.PSI, threshold=0.2)
+    return DriftTest(method=TestMethod.KS)
 
 
 def _categorical_default() -> DriftTest:
-    return DriftTest(method=TestMethod.CHI2, threshold=0.95)
+    return DriftTest(method=TestMethod.CHI2)
+
+
+class Correction(enum.StrEnum):
+    """How the p-values of many features are adjusted before they meet alpha."""
+
+    NONE = "none"
+    BONFERRONI = "bonferroni"
+    BENJAMINI_HOCHBERG = "benjamini-hochberg"
 
 
 class DriftTests(FlywheelModel):
-    numerical: DriftTest = Field(default_factory=_numerical_default)
-    categorical: DriftTest = Field(default_factory=_categorical_default)
+    numerical: DriftTest = Field(
+        default_factory=_numerical_default,
+        description="The test of numeric features (default ks, alpha 0.05).",
+    )
+    categorical: DriftTest = Field(
+        default_factory=_categorical_default,
+        description="The test of categorical features (default chi2, alpha 0.05).",
+    )
     overrides: Annotated[
         list[FeatureOverride], common.unique_by("feature", "overrides for features")
     ] = Field(default_factory=list, max_length=256, json_schema_extra=common.list_map("feature"))
+    correction: Correction = Field(
+        default=Correction.BENJAMINI_HOCHBERG,
+        description="Adjusts the p-values of ks and chi2 over the features of one run: "
+        "bonferroni bounds the chance of any false alarm; benjamini-hochberg (default) "
+        "bounds the share of false alarms among alarms, the same bound when nothing "
+        "drifted, with more power when something did; none tests each feature alone.",
+    )
 
     model_config = common.with_cel(
         {
@@ -114,9 +203,14 @@ class DriftTests(FlywheelModel):
 
 
 class Window(FlywheelModel):
-    size: int | None = Field(default=None, ge=10, le=10_000_000, description="Latest N requests.")
+    """The live requests a run tests: the latest `size`, of the last `duration`, or both
+    (the latest `size` among those of the last `duration`)."""
+
+    size: int | None = Field(
+        default=None, ge=10, le=10_000_000, description="The latest N logged requests."
+    )
     duration: common.Duration | None = Field(
-        default=None, description="Requests of the last period."
+        default=None, description="The requests logged in this period before the run."
     )
 
     model_config = common.with_cel(
@@ -175,26 +269,86 @@ class DriftMonitorSpec(FlywheelModel):
     tests: DriftTests = Field(default_factory=DriftTests)
     window: Window = Field(default_factory=lambda: Window(size=1000))
     schedule: common.Cron = "*/15 * * * *"
-    min_samples: int = Field(default=100, ge=1, description="Fewer live rows: no verdict.")
+    min_samples: int = Field(
+        default=100,
+        ge=1,
+        description="Fewer live (or reference) values of a feature: verdict Insufficient.",
+    )
+    prediction: bool = Field(
+        default=True,
+        description="Also test the logged predictions: the window against the first "
+        "window the serving model version logged.",
+    )
     action: Action = Field(default_factory=Action)
 
 
+class Verdict(enum.StrEnum):
+    DRIFT = "Drift"
+    NO_DRIFT = "NoDrift"
+    # Too few live or reference values to say either: never a verdict of drift or not.
+    INSUFFICIENT = "Insufficient"
+
+
 class FeatureScore(FlywheelModel):
+    """One feature's test in the latest run (`prediction` is the model's output)."""
+
     feature: common.Identifier
     method: TestMethod
-    score: float
-    threshold: float
-    drifted: bool
+    score: float | None = Field(
+        default=None, description="See tests.*.method; absent when Insufficient."
+    )
+    p_value: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="ks and chi2 only: after the correction; drift when below threshold.",
+    )
+    threshold: float = Field(
+        description="alpha for ks and chi2 (drift when pValue < alpha); for psi, "
+        "wasserstein and js the score at which drift begins (drift when score >= it)."
+    )
+    verdict: Verdict | None = None
+    drifted: bool = Field(default=False, description="verdict is Drift.")
+    samples: int | None = Field(default=None, ge=0, description="Live values tested.")
+
+
+class RunWindow(FlywheelModel):
+    """The times of the first and last request a run tested."""
+
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 class DriftMonitorStatus(common.StatusBase):
     last_run: datetime | None = None
-    samples: int | None = Field(default=None, ge=0)
+    verdict: Verdict | None = Field(
+        default=None,
+        description="Drift if any feature drifted; NoDrift if every tested feature had a "
+        "verdict and none drifted; Insufficient otherwise.",
+    )
+    samples: int | None = Field(default=None, ge=0, description="Requests in the window.")
+    window: RunWindow | None = None
+    reference_version: common.ShortText | None = Field(
+        default=None, description="The reference snapshot compared with, e.g. Dataset/x@v."
+    )
+    model_version: common.ShortText | None = Field(
+        default=None, description="The model version that served most of the window."
+    )
     scores: list[FeatureScore] = Field(default_factory=list, max_length=256)
+    scores_omitted: int = Field(
+        default=0, ge=0, description="Scores left out to fit the result; see reportUri."
+    )
     drifted_features: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
         default_factory=list, max_length=256
     )
-    max_score: float | None = None
+    max_score: float | None = Field(
+        default=None,
+        description="The largest psi, wasserstein or js score, else the largest ks or "
+        "chi2 score, of this run.",
+    )
+    report_uri: common.StorageURI | None = Field(
+        default=None, description="The HTML report with reference and live histograms."
+    )
     retrains_triggered: int = Field(default=0, ge=0)
     last_retrain: datetime | None = None
     last_retrain_job: common.ShortText | None = None
@@ -220,6 +374,8 @@ class DriftMonitor(common.Resource):
             "jsonPath": '.status.conditions[?(@.type=="DriftDetected")].message',
             "priority": 1,
         },
+        {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
+        {"name": "Samples", "type": "integer", "jsonPath": ".status.samples"},
         {"name": "Max-Score", "type": "number", "jsonPath": ".status.maxScore"},
         {"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRun"},
         common.AGE_COLUMN,

@@ -1,0 +1,1 @@
+"""DriftMonitor: live requests against the training reference; statistics, windows, runs."""
