@@ -114,9 +114,11 @@ def histogram_edges(low: float, high: float) -> Any:
     ones (one bin when low == high)."""
     if low == high:
         return np.array([low, high])
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    if not np.all(np.isfinite(edges)):  # a range wider than float64: split at the middle
+    if np.isfinite(high / 2 - low / 2) and not np.isfinite(high - low):
+        # A range wider than float64 (e.g. -1e308 to 1e308): step over it in halves.
         edges = np.linspace(low / 2, high / 2, HISTOGRAM_BINS + 1) * 2
+    else:
+        edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
     distinct = np.unique(edges)
     return distinct if len(distinct) > 1 else np.array([low, high])
 
