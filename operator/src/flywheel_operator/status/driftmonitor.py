@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime
 
 from flywheel.api.common import ConditionStatus, duration_seconds
-from flywheel.api.driftmonitor import ActionType, DriftMonitor, DriftMonitorStatus
+from flywheel.api.driftmonitor import ActionType, DriftMonitor, DriftMonitorStatus, Verdict
 from flywheel_operator.status import jobrun
 from flywheel_operator.status.conditions import READY, set_status_condition
 from flywheel_operator.status.observe import Run, RunState
@@ -25,10 +25,16 @@ def status(old: DriftMonitorStatus, generation: int, run: Run, now: datetime) ->
         status.phase = status.phase if status.last_run else "Scheduled"
     else:
         status = jobrun.from_run(old, generation, run, now, REASONS)
-    drifted = bool(status.drifted_features)
     if status.last_run is None:
         set_status_condition(status, DRIFT_DETECTED, ConditionStatus.UNKNOWN, "NoRunYet", "", now)
+    elif status.verdict == Verdict.INSUFFICIENT:
+        # Too few samples says nothing either way: neither drift nor its absence.
+        message = f"too few samples in the window ({status.samples or 0} requests)"
+        set_status_condition(
+            status, DRIFT_DETECTED, ConditionStatus.UNKNOWN, "Insufficient", message, now
+        )
     else:
+        drifted = drift_seen(status)
         message = ", ".join(status.drifted_features)
         set_status_condition(
             status, DRIFT_DETECTED, drifted, "Drift" if drifted else "NoDrift", message, now
@@ -36,9 +42,16 @@ def status(old: DriftMonitorStatus, generation: int, run: Run, now: datetime) ->
     return status
 
 
+def drift_seen(status: DriftMonitorStatus) -> bool:
+    """The latest run's verdict is Drift (results without a verdict: a drifted feature)."""
+    if status.verdict is not None:
+        return status.verdict == Verdict.DRIFT
+    return bool(status.drifted_features)
+
+
 def retrain_due(status: DriftMonitorStatus, cooldown_seconds: float, now: datetime) -> bool:
     """Drift seen in the latest run, and the last retrain is older than the cooldown."""
-    if not status.drifted_features or status.last_run is None:
+    if not drift_seen(status) or status.last_run is None:
         return False
     if status.last_retrain is not None:
         if status.last_retrain >= status.last_run:  # this run already triggered one

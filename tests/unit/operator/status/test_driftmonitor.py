@@ -48,3 +48,18 @@ def test_no_retrain_without_the_retrain_action() -> None:
     body["spec"]["action"] = {"type": "alert"}
     s = driftmonitor.status(DriftMonitorStatus(), 1, Run("j", RunState.SUCCEEDED, DRIFTED), T0)
     assert driftmonitor.retrain(model(body), s, T0) is None
+
+
+def test_the_verdict_decides_drift_and_insufficient_is_neither() -> None:
+    base = {"lastRun": "2026-05-01T00:00:00Z", "samples": 12}
+    insufficient = {**base, "verdict": "Insufficient"}
+    s = driftmonitor.status(DriftMonitorStatus(), 1, Run("j", RunState.SUCCEEDED, insufficient), T0)
+    assert conds(s)["DriftDetected"] == ("Unknown", "Insufficient")
+    assert not driftmonitor.retrain_due(s, 0, T0)
+    drift = {**base, "verdict": "Drift", "driftedFeatures": ["plan"]}
+    s = driftmonitor.status(s, 1, Run("k", RunState.SUCCEEDED, drift), T0)
+    assert conds(s)["DriftDetected"] == ("True", "Drift")
+    assert driftmonitor.retrain_due(s, 0, T0)
+    no_drift = {**base, "verdict": "NoDrift"}
+    s = driftmonitor.status(s, 1, Run("l", RunState.SUCCEEDED, no_drift), T0)
+    assert conds(s)["DriftDetected"] == ("False", "NoDrift")
