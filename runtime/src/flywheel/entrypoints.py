@@ -22,7 +22,7 @@ import dataclasses
 import importlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -63,6 +63,9 @@ class RunContext:
     # Keyed by "Kind/name" (`Resource.key`).
     resources: Mapping[str, Resource] = dataclasses.field(default_factory=dict)
     statuses: Mapping[str, StatusBase] = dataclasses.field(default_factory=dict)
+    # Live progress of a long step ("Kind/name", fields such as epoch and loss) for a
+    # display; None when nobody watches.
+    progress: Callable[[str, Mapping[str, Any]], None] | None = None
 
     def input_resource(self, kind: str, name: str) -> Resource | None:
         return self.resources.get(resource_key(kind, name))
@@ -88,6 +91,9 @@ class Entrypoint:
     runner: str
     # The `flywheel ...` words a Pod runs to do the same work.
     command: tuple[str, ...]
+    # "module:function" giving a context manager that `flywheel run` enters once, before
+    # the first step of this kind, and leaves after the last step (one local Ray per run).
+    session: str | None = None
 
 
 ENTRYPOINTS: dict[str, Entrypoint] = {
@@ -99,6 +105,12 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
             "flywheel.features.runner:run_featureview",
             ("features", "materialize"),
         ),
+        Entrypoint(
+            "TrainingJob",
+            "flywheel.training.runner:run_trainingjob",
+            ("train", "run"),
+            session="flywheel.training.cluster:local_ray",
+        ),
     )
 }
 
@@ -106,6 +118,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
 COMMAND_GROUPS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
     "features": "flywheel.features.commands:register",
+    "train": "flywheel.training.commands:register",
 }
 
 
