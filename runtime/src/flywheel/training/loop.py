@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,6 +97,7 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
         "done": False,
         "stopped_early": False,
     }
+    state["done"] = finished(state, cfg.epochs)
     if state.get("model") is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -107,6 +109,7 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
     yv = torch.from_numpy(data.y_val).float().reshape(-1, 1)
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
+        started = time.perf_counter()
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(y))
         shard = torch.from_numpy(order[session.rank :: session.world])
         # Every rank runs the same number of steps, or DDP's all-reduce would wait forever.
@@ -146,8 +149,21 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
             state["done"] = True
         state["model"] = model.state_dict()
         state["optimizer"] = optimizer.state_dict()
-        session.report({**record, "epochs": cfg.epochs, "done": state["done"]}, state)
+        # Seconds go to progress only: the history is part of the version's content.
+        seconds = time.perf_counter() - started
+        session.report(
+            {**record, "epochs": cfg.epochs, "done": state["done"], "seconds": seconds}, state
+        )
     return state
+
+
+def finished(state: dict[str, Any], epochs: int) -> bool:
+    """Whether a checkpointed run has nothing left to do for a run of `epochs` epochs.
+
+    A run stopped early or by a non-finite loss is final; one that ran out of epochs
+    continues when asked for more.
+    """
+    return bool(state.get("stopped_early") or state.get("nan_epoch") or state["epoch"] >= epochs)
 
 
 def _optimizer(cfg: LoopConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -305,7 +321,7 @@ def fit(
 
     previous = latest_state(storage / name)
     resumed_from = previous["epoch"] if previous else 0
-    if previous is not None and previous["done"]:
+    if previous is not None and finished(previous, cfg.epochs):
         return previous, resumed_from
     progress = Queue() if on_progress else None
     config = {
