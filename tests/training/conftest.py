@@ -15,7 +15,17 @@ from tests.training import world
 def ray_cluster() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # A Ray node gives its agents 15 s to start; on a crowded machine that can pass, and
+    # the next attempt usually finds the imports warm.
+    for attempt in range(3):
+        try:
+            ray.init(
+                num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False
+            )
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     try:
         yield
     finally:
