@@ -86,8 +86,8 @@ def test_training_beats_the_base_rate_and_registers_a_version(
     epochs = [m["epoch"] for key, m in first["events"] if key == "TrainingJob/churn"]
     assert epochs == [1, 2, 3]
     assert all(m["elapsed"] >= 0 and math.isfinite(m["loss"]) for _, m in first["events"])
-    run = world_context.artifact_root / "training" / "default" / "churn" / "generation-1"
-    assert list(run.glob("checkpoint_*/state.pt"))
+    runs = world_context.artifact_root / "training" / "default" / "churn"
+    assert list(runs.glob("generation-1-*/checkpoint_*/state.pt"))
 
 
 def test_the_exported_version_gives_the_runs_metrics(

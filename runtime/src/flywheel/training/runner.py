@@ -9,6 +9,8 @@ the version as rejected, with the numbers, and gives it no alias.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 import tempfile
 import time
@@ -52,8 +54,20 @@ def run_storage(job: TrainingJob, context: RunContext) -> Path:
     return context.artifact_root / "training" / namespace / job.name
 
 
-def run_name(job: TrainingJob) -> str:
-    return f"generation-{job.metadata.generation or 0}"
+def run_name(job: TrainingJob, lineage: dict[str, Any]) -> str:
+    """One Ray Train run per generation and training data: a rerun on the same data
+    continues its checkpoints; new data (a new Dataset or feature version) starts afresh.
+
+    Epochs, gates and the output are left out, so asking for more epochs continues a run.
+    """
+    spec = job.spec.to_wire()
+    spec["hyperparameters"].pop("epochs", None)
+    spec.pop("evaluation", None)
+    spec.pop("output", None)
+    data = [lineage["labels"], [v.get("offlineVersion") for v in lineage["featureViews"]]]
+    text = json.dumps({"spec": spec, "data": data}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"generation-{job.metadata.generation or 0}-{digest}"
 
 
 def run_trainingjob(
@@ -138,7 +152,7 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
     worker = spec.scaling.resources_per_worker
     where = loop.placement(spec.scaling.num_workers, cpu_quantity(worker.cpu), worker.gpu)
     state, resumed_from = loop.fit(
-        cfg, data, where, run_storage(job, context), run_name(job), progress
+        cfg, data, where, run_storage(job, context), run_name(job, ts.lineage), progress
     )
     if state.get("nan_epoch"):
         last = state["history"][-1]
@@ -181,8 +195,6 @@ def evaluate_version(
 ) -> dict[str, Any]:
     """A registered version's metrics on this job's test split, recomputed from its
     exported module and preprocessing alone."""
-    import json
-
     spec = job.spec
     root = registry.model_root(job, context)
     version = version or registry.alias(root, registry.CHAMPION)
