@@ -68,22 +68,22 @@ class Preprocessor:
     def transform(self, table: Any) -> Any:
         """Rows (a pa.Table, or a dict of column -> values) -> float32 [rows, width]."""
         table = _as_table(table)
-        blocks = []
+        # One preallocated matrix, each column written into its slice: no stacking copies.
+        out = np.zeros((table.num_rows, self.width), dtype=np.float32)
+        at = 0
         for c in self.columns:
             if c.kind == CATEGORICAL:
                 index = _indices(c, table[c.name])
-                block = np.zeros((len(index), c.width), dtype=np.float32)
-                block[np.arange(len(index)), index] = 1.0
+                out[np.arange(len(index)), at + index] = 1.0
             else:
                 values, valid = _numbers(table[c.name])
-                scaled = np.where(valid, (values - c.mean) / c.std, 0.0)
-                block = scaled.reshape(-1, 1)
+                scaled = (values - c.mean) / c.std
+                scaled[~valid] = 0.0
+                out[:, at] = scaled
                 if c.missing_indicator:
-                    block = np.hstack([block, (~valid).reshape(-1, 1)])
-            blocks.append(block.astype(np.float32))
-        if not blocks:
-            return np.zeros((table.num_rows, 0), dtype=np.float32)
-        return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+                    out[:, at + 1] = ~valid
+            at += c.width
+        return out
 
     def category_indices(self, table: Any) -> Any:
         """int64 [rows, categorical columns]: vocabulary indices (0: unknown), for embeddings."""
@@ -163,6 +163,8 @@ def _numbers(column: Any) -> tuple[Any, Any]:
     valid = np.asarray(pc.is_valid(as_float).to_numpy(zero_copy_only=False), dtype=bool)
     values = np.asarray(pc.fill_null(as_float, 0.0).to_numpy(zero_copy_only=False))
     finite = np.isfinite(values)
+    if finite.all():
+        return values, valid
     return np.where(finite, values, 0.0), valid & finite
 
 
