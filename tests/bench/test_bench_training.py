@@ -70,7 +70,15 @@ def test_torchtrainer_epoch_vs_plain_loop(ray_cluster: None, tmp_path: Path) -> 
     epochs = 5
     data = _data(scaled(50_000))
     plain: list[float] = []
-    loop.run_loop(_config(epochs), data, loop.LocalSession(lambda m: plain.append(m["seconds"])))
+    # A Ray worker with 1 CPU runs torch on one thread (OMP_NUM_THREADS=1); so does this.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loop.run_loop(
+            _config(epochs), data, loop.LocalSession(lambda m: plain.append(m["seconds"]))
+        )
+    finally:
+        torch.set_num_threads(threads)
     ray_epochs: list[float] = []
     where = loop.Placement(num_workers=1, cpus_per_worker=1.0, gpus_per_worker=0)
     start = time.perf_counter()
