@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where snapshots, models and stores go (default: $FLYWHEEL_HOME or ./.flywheel)",
     )
     p.add_argument("--plan-only", action="store_true", help="print the plan, run nothing")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="json: print the objects with their status as `kubectl get -o json` does",
+    )
     p.set_defaults(handler=cmd_run)
 
     # Each group's module registers its own commands; the modules import their heavy
@@ -173,18 +181,110 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
     if errors:
         return 1
+    as_json = args.output == "json"
     rows = [
         [str(i + 1), s.key, ", ".join(s.depends_on) or "-", plan.describe(s.resource)]
         for i, s in enumerate(steps)
     ]
-    print(table(["STEP", "OBJECT", "DEPENDS ON", "ACTION"], rows))
+    # With -o json, stdout carries only the JSON; the plan and progress go to stderr.
+    text_out = sys.stderr if as_json else sys.stdout
+    print(table(["STEP", "OBJECT", "DEPENDS ON", "ACTION"], rows), file=text_out)
     if args.plan_only:
         return 0
-    context = entrypoints.RunContext(artifact_root=args.artifact_root.resolve())
-    outcomes = executor.execute(steps, context)
-    print()
-    print(status_tables(outcomes))
+    with Progress(sys.stderr) as progress:
+        context = entrypoints.RunContext(
+            artifact_root=args.artifact_root.resolve(), progress=progress.update
+        )
+        outcomes = executor.execute(steps, context)
+    if as_json:
+        print(json.dumps(as_list(outcomes), indent=2, default=str))
+    else:
+        print()
+        print(status_tables(outcomes))
+        summary = training_summary(outcomes)
+        if summary:
+            print()
+            print(summary)
     return 1 if any(o.error or (o.status and o.status.phase == "Failed") for o in outcomes) else 0
+
+
+def as_list(outcomes: list[Any]) -> dict[str, Any]:
+    """The objects with their status, as a `kubectl get -o json` List."""
+    items = []
+    for o in outcomes:
+        wire: dict[str, Any] = o.step.resource.to_wire()
+        wire["status"] = o.status.to_wire() if o.status else {"phase": "Planned"}
+        if o.error:
+            wire["status"] = {"phase": "Failed", "message": o.error}
+        items.append(wire)
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def training_summary(outcomes: list[Any]) -> str:
+    """Metrics and model card of every trained model."""
+    lines = []
+    for o in outcomes:
+        status = o.status
+        if o.step.resource.kind_name != "TrainingJob" or status is None:
+            continue
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(status.metrics.items()))
+        lines.append(f"{o.step.key}: {status.phase} {status.model_version or ''}".rstrip())
+        if metrics:
+            lines.append(f"  metrics: {metrics}")
+        if status.model_card_uri:
+            lines.append(f"  model card: {status.model_card_uri}")
+    return "\n".join(lines)
+
+
+class Progress:
+    """Live progress of long steps (epoch, loss, elapsed) on a terminal, with `rich`;
+    one line per report elsewhere."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.live: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Progress:
+        if self.stream.isatty():
+            try:
+                from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+                from rich.progress import Progress as RichProgress
+            except ImportError:
+                return self
+            self.live = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream),
+            )
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def update(self, key: str, fields: Mapping[str, Any]) -> None:
+        epoch, epochs = fields.get("epoch"), fields.get("epochs")
+        detail = " ".join(
+            f"{name}={fields[name]:.4f}" for name in ("loss", "val_loss") if name in fields
+        )
+        if self.live is None:
+            elapsed = fields.get("elapsed", 0.0)
+            print(f"{key}: epoch {epoch}/{epochs} {detail} ({elapsed:.0f}s)", file=self.stream)
+            return
+        if key not in self.tasks:
+            self.tasks[key] = self.live.add_task(key, total=epochs, detail="")
+        self.live.update(self.tasks[key], completed=epoch, total=epochs, detail=detail)
 
 
 def status_tables(outcomes: list[Any]) -> str:

@@ -23,7 +23,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -69,6 +69,9 @@ class RunContext:
     # Keyed by "Kind/name" (`Resource.key`).
     resources: Mapping[str, Resource] = dataclasses.field(default_factory=dict)
     statuses: Mapping[str, StatusBase] = dataclasses.field(default_factory=dict)
+    # Live progress of a long step ("Kind/name", fields such as epoch and loss) for a
+    # display; None when nobody watches.
+    progress: Callable[[str, Mapping[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
         if not DNS_LABEL.match(self.namespace):
@@ -101,6 +104,9 @@ class Entrypoint:
     runner: str
     # The `flywheel ...` words a Pod runs to do the same work.
     command: tuple[str, ...]
+    # "module:function" giving a context manager that `flywheel run` enters once, before
+    # the first step of this kind, and leaves after the last step (one local Ray per run).
+    session: str | None = None
 
 
 ENTRYPOINTS: dict[str, Entrypoint] = {
@@ -112,6 +118,12 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
             "flywheel.features.runner:run_featureview",
             ("features", "materialize"),
         ),
+        Entrypoint(
+            "TrainingJob",
+            "flywheel.training.runner:run_trainingjob",
+            ("train", "run"),
+            session="flywheel.training.cluster:local_ray",
+        ),
         Entrypoint("DriftMonitor", "flywheel.drift.runner:run_driftmonitor", ("drift", "run")),
     )
 }
@@ -120,6 +132,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
 COMMAND_GROUPS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
     "features": "flywheel.features.commands:register",
+    "train": "flywheel.training.commands:register",
     "drift": "flywheel.drift.commands:register",
 }
 

@@ -21,8 +21,6 @@ from tests.unit.operator.children import all_children
 from tests.unit.operator.conftest import model, owners
 
 NOT_YET_BUILT = {
-    "flywheel train run",  # the RayJob entrypoint
-    "flywheel train submit",  # the RayJob submitter
     "flywheel serve triton-repository",  # a Triton server's init container
     "flywheel serve router",  # the Triton router Deployment
     "flywheel.serving.app:build_app",  # the Serve application of a RayService

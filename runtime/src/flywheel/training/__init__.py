@@ -1,0 +1,1 @@
+"""Training: TrainingJob -> a model trained with Ray Train, evaluated, gated and registered."""

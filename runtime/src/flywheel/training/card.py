@@ -1,0 +1,136 @@
+"""The model card of a version: card.json for machines, card.html for people.
+
+The HTML shows the reliability diagram and the metric by slice as PNG images drawn with
+matplotlib (Agg: no display needed), beside intended use, lineage, the training
+configuration, metrics, gates and their outcome, and limitations.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+RELIABILITY_PNG = "reliability.png"
+SLICES_PNG = "slices.png"
+CARD_JSON = "card.json"
+CARD_HTML = "card.html"
+
+
+def limitations(card: dict[str, Any]) -> list[str]:
+    notes = [
+        "Trained on the label window in the lineage; behaviour outside it is unmeasured.",
+        "Predictions assume the features are computed exactly as the FeatureView defines "
+        "them, with preprocessing.json applied.",
+    ]
+    weak = [s for s in card["evaluation"]["slices"] if s["weak"]]
+    for s in weak:
+        notes.append(
+            f"Weak slice {s['column']}={s['value']} ({s['rows']} rows): "
+            f"{card['evaluation']['primaryMetric']} well below the whole test set."
+        )
+    if card["evaluation"]["metrics"].get("ece", 0.0) > 0.05:
+        notes.append("Probabilities are not well calibrated (ECE above 0.05).")
+    return notes
+
+
+def write(directory: Path, card: dict[str, Any]) -> None:
+    card = {**card, "limitations": limitations(card)}
+    images = _draw(directory, card)
+    card["images"] = images
+    (directory / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (directory / CARD_HTML).write_text(render_html(card))
+
+
+def _draw(directory: Path, card: dict[str, Any]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    evaluation = card["evaluation"]
+    drawn = []
+    bins = [b for b in evaluation["calibration"] if b["count"]]
+    if bins:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=80)
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+        ax.plot(
+            [b["meanPredicted"] for b in bins],
+            [b["observedRate"] for b in bins],
+            marker="o",
+            label="model",
+        )
+        ax.set_xlabel("mean predicted probability")
+        ax.set_ylabel("observed rate")
+        ax.set_title(f"Reliability (ECE {evaluation['metrics'].get('ece', 0):.3f})")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(directory / RELIABILITY_PNG, metadata={"Software": None})
+        plt.close(fig)
+        drawn.append(RELIABILITY_PNG)
+    slices = evaluation["slices"]
+    if slices:
+        primary = evaluation["primaryMetric"]
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(slices) + 1.5), dpi=80)
+        labels = [f"{s['column']}={s['value']} (n={s['rows']})" for s in slices]
+        values = [s["metrics"].get(primary, float("nan")) for s in slices]
+        colors = ["tab:red" if s["weak"] else "tab:blue" for s in slices]
+        ax.barh(labels, values, color=colors)
+        ax.axvline(evaluation["metrics"][primary], color="black", linestyle="--", label="all")
+        ax.set_xlabel(primary)
+        ax.set_title(f"{primary} by slice (red: weak)")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(directory / SLICES_PNG, metadata={"Software": None})
+        plt.close(fig)
+        drawn.append(SLICES_PNG)
+    return drawn
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def render_html(card: dict[str, Any]) -> str:
+    e = card["evaluation"]
+    gates = [
+        (f"{g['name']}: {g['metric']} {g['bound']}", "pass" if g["passed"] else "FAIL")
+        for g in card["gates"]
+    ]
+    slices = [
+        (
+            f"{s['column']}={s['value']} ({s['rows']} rows)",
+            _fmt(s["metrics"]) + (" weak" if s["weak"] else ""),
+        )
+        for s in e["slices"]
+    ]
+    images = "".join(f'<img src="{name}" alt="{name}">' for name in card.get("images", []))
+    title = html.escape(f"{card['model']} {card.get('version') or ''}")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Model card: {title}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
+th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
+<body>
+<h1>Model card: {title}</h1>
+<h2>Intended use</h2><p>{html.escape(card["intendedUse"])}</p>
+<h2>Metrics (test split, {e["rows"]} rows)</h2>{_table(sorted(e["metrics"].items()))}
+<h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
+<h2>Calibration and slices</h2>{images}
+{_table(slices) if slices else ""}
+<h2>Lineage</h2>{_table(sorted(card["lineage"].items()))}
+<h2>Training configuration</h2>{_table(sorted(card["config"].items()))}
+<h2>Limitations</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in card["limitations"])}</ul>
+</body></html>
+"""

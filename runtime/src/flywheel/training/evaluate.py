@@ -1,0 +1,195 @@
+"""Metrics on the test split, calibration, metrics per slice, and gates.
+
+Pure numpy: predictions and labels in, numbers out. Higher is better for auc, accuracy,
+f1, precision and recall; lower for logloss, rmse, mae and ece.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+LOWER_IS_BETTER = {"logloss", "rmse", "mae", "ece"}
+CLASSIFICATION = ("auc", "accuracy", "f1", "precision", "recall", "logloss")
+REGRESSION = ("rmse", "mae")
+CALIBRATION_BINS = 10
+# A slice is flagged when its primary metric trails the whole test set by this much.
+WEAK_SLICE_GAP = 0.05
+MIN_SLICE_ROWS = 20
+EPS = 1e-7
+
+
+def auc(y: Any, p: Any) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN with one class."""
+    y = np.asarray(y) > 0.5
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p), dtype=np.float64)
+    sorted_p = np.asarray(p)[order]
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def classification_metrics(y: Any, p: Any, threshold: float = 0.5) -> dict[str, float]:
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    predicted = p >= threshold
+    actual = y > 0.5
+    tp = float((predicted & actual).sum())
+    fp = float((predicted & ~actual).sum())
+    fn = float((~predicted & actual).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "auc": auc(y, p),
+        "accuracy": float((predicted == actual).mean()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "logloss": float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()),
+    }
+
+
+def regression_metrics(y: Any, p: Any) -> dict[str, float]:
+    error = np.asarray(p, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    return {"rmse": float(np.sqrt((error**2).mean())), "mae": float(np.abs(error).mean())}
+
+
+def reliability(y: Any, p: Any, bins: int = CALIBRATION_BINS) -> tuple[float, list[dict[str, Any]]]:
+    """Expected calibration error and the reliability bins (equal width over [0, 1])."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    out = []
+    ece = 0.0
+    for b in range(bins):
+        member = which == b
+        n = int(member.sum())
+        mean_p = float(p[member].mean()) if n else None
+        rate = float(y[member].mean()) if n else None
+        if n:
+            ece += n / len(p) * abs(mean_p - rate)  # type: ignore[operator]
+        out.append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "count": n,
+                "meanPredicted": mean_p,
+                "observedRate": rate,
+            }
+        )
+    return float(ece), out
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    primary: str
+    calibration: list[dict[str, Any]]
+    slices: list[dict[str, Any]]
+    rows: int
+
+
+def evaluate(
+    y: Any,
+    p: Any,
+    classification: bool,
+    wanted: list[str],
+    slice_values: dict[str, list[Any]],
+) -> Evaluation:
+    """All metrics of the task (the spec's first metric is the primary one)."""
+    if classification:
+        metrics = classification_metrics(y, p)
+        ece, bins = reliability(y, p)
+        metrics["ece"] = ece
+    else:
+        metrics, bins = regression_metrics(y, p), []
+    usable = [m for m in wanted if m in metrics]
+    primary = usable[0] if usable else ("auc" if classification else "rmse")
+    slices = []
+    for column, values in slice_values.items():
+        keys = np.asarray(["<null>" if v is None else str(v) for v in values])
+        for value in sorted(set(keys.tolist())):
+            member = keys == value
+            n = int(member.sum())
+            if classification:
+                found = classification_metrics(np.asarray(y)[member], np.asarray(p)[member])
+            else:
+                found = regression_metrics(np.asarray(y)[member], np.asarray(p)[member])
+            score = found.get(primary, float("nan"))
+            gap = score - metrics[primary]
+            if primary in LOWER_IS_BETTER:
+                gap = -gap
+            weak = n >= MIN_SLICE_ROWS and bool(np.isfinite(gap)) and gap < -WEAK_SLICE_GAP
+            slices.append(
+                {
+                    "column": column,
+                    "value": value,
+                    "rows": n,
+                    "metrics": {k: v for k, v in found.items() if k in (primary, *wanted)},
+                    "weak": weak,
+                }
+            )
+    return Evaluation(metrics, primary, bins, slices, len(np.asarray(y)))
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    name: str
+    metric: str
+    value: float | None
+    bound: str
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        shown = "missing" if self.value is None else f"{self.value:.4f}"
+        return f"{self.metric}={shown} {'meets' if self.passed else 'fails'} {self.bound}"
+
+
+def check_gates(
+    metrics: dict[str, float],
+    gates: list[Any],
+    baseline: dict[str, Any] | None,
+) -> list[GateResult]:
+    """Every `evaluation.gates` bound, and the baseline comparison when there is one.
+
+    `baseline`: {"metric", "tolerance", "value", "version"} of the deployed model.
+    """
+    results = []
+    for gate in gates:
+        metric = str(gate.metric)
+        value = metrics.get(metric)
+        ok = value is not None and bool(np.isfinite(value))
+        bounds = []
+        if gate.min is not None:
+            bounds.append(f">= {gate.min:g}")
+            ok = ok and value >= gate.min
+        if gate.max is not None:
+            bounds.append(f"<= {gate.max:g}")
+            ok = ok and value <= gate.max
+        results.append(GateResult("gate", metric, value, " and ".join(bounds), bool(ok)))
+    if baseline is not None and baseline.get("value") is not None:
+        metric = baseline["metric"]
+        value = metrics.get(metric)
+        reference = float(baseline["value"])
+        tolerance = float(baseline["tolerance"])
+        if metric in LOWER_IS_BETTER:
+            limit, bound = reference + tolerance, f"<= {reference:.4f} + {tolerance:g}"
+            ok = value is not None and value <= limit
+        else:
+            limit, bound = reference - tolerance, f">= {reference:.4f} - {tolerance:g}"
+            ok = value is not None and value >= limit
+        bound += f" (deployed version {baseline['version']})"
+        results.append(GateResult("notWorseThanDeployed", metric, value, bound, bool(ok)))
+    return results

@@ -1,0 +1,98 @@
+"""The serving artifact: loadable with torch and flywheel alone, and a Triton entry.
+
+- `model.pt2`: a `torch.export` program (`torch.export.save`), the format torch 2.15
+  recommends (`torch.jit.trace`/`script` are deprecated there). `torch.export.load` needs
+  no training code: the graph holds only ATen operators and the weights.
+- `triton/<model>/1/model.pt` + `config.pbtxt`: Triton's PyTorch (LibTorch) backend runs
+  TorchScript only, so the same module is traced once more for it. ONNX would need the
+  onnx and onnxscript packages, which the runtime does not ship.
+
+Both take `features`, float32 [batch, width] (preprocessing.json already applied), and
+give `output__0`, float32 [batch, 1]: the probability of the positive class, or the
+predicted value. Triton's LibTorch backend names outputs `<name>__<index>`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+MODEL_FILE = "model.pt2"
+TRITON_DIR = "triton"
+TRITON_MODEL_FILE = "model.pt"
+INPUT_NAME = "features"
+OUTPUT_NAME = "output__0"
+MAX_BATCH_SIZE = 1024
+
+
+def export(module: nn.Module, width: int, directory: Path, triton_name: str, gpu: bool) -> None:
+    module = module.eval()
+    example = torch.zeros(2, width)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH_SIZE)
+    program = torch.export.export(module, (example,), dynamic_shapes={INPUT_NAME: {0: batch}})
+    torch.export.save(program, str(directory / MODEL_FILE))
+    entry = directory / TRITON_DIR / triton_name
+    (entry / "1").mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the deprecation of torch.jit
+        traced = torch.jit.trace(module, example)  # type: ignore[no-untyped-call]
+    traced.save(str(entry / "1" / TRITON_MODEL_FILE))
+    (entry / "config.pbtxt").write_text(triton_config(triton_name, width, gpu))
+
+
+def load(path: Path | str) -> Any:
+    """The exported module, callable on a float32 [batch, width] tensor."""
+    return torch.export.load(str(path)).module()
+
+
+def signature(width: int, feature_outputs: list[str], classification: bool) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": INPUT_NAME, "dtype": "FP32", "shape": [-1, width], "columns": feature_outputs}
+        ],
+        "outputs": [
+            {
+                "name": OUTPUT_NAME,
+                "dtype": "FP32",
+                "shape": [-1, 1],
+                "meaning": "probability of class 1" if classification else "predicted value",
+            }
+        ],
+        "maxBatchSize": MAX_BATCH_SIZE,
+    }
+
+
+def triton_config(name: str, width: int, gpu: bool, instances: int = 1) -> str:
+    """config.pbtxt for the LibTorch backend (protobuf text format)."""
+    kind = "KIND_GPU" if gpu else "KIND_CPU"
+    return f"""name: "{name}"
+backend: "pytorch"
+max_batch_size: {MAX_BATCH_SIZE}
+input [
+  {{
+    name: "{INPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ {width} ]
+  }}
+]
+output [
+  {{
+    name: "{OUTPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ 1 ]
+  }}
+]
+dynamic_batching {{
+  max_queue_delay_microseconds: 500
+}}
+instance_group [
+  {{
+    count: {instances}
+    kind: {kind}
+  }}
+]
+"""

@@ -1,0 +1,135 @@
+"""The model registry: versions of a model, published atomically, and their aliases.
+
+    <registry>/models/<name>/
+        index.json                 versions (registered or rejected) and aliases, with
+                                   when and why each was set
+        current.json               the newest registered version (storage.publish)
+        versions/<version>/        immutable; manifest.json lists every file
+            model.pt2  preprocessing.json  signature.json  metrics.json  lineage.json
+            config.json  card.json  card.html  reliability.png  slices.png
+            triton/<name>/config.pbtxt  triton/<name>/1/model.pt
+
+`<registry>` is `spec.output.registryUri`, else the artifact root. A version is the hash
+of its files, so the same training gives the same version. A rejected version (a gate
+failed) is only an entry of the index: nothing is published and no alias points to it.
+The index is replaced in one write; two jobs registering the same model at the same
+moment can lose one entry (the version directories stay), which the next run repairs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flywheel.api.trainingjob import TrainingJob
+from flywheel.entrypoints import RunContext
+from flywheel.storage import publish, uris
+from flywheel.storage.uris import Location
+
+INDEX = "index.json"
+CHAMPION = "champion"
+CANDIDATE = "candidate"
+REGISTERED = "registered"
+REJECTED = "rejected"
+
+
+def model_root(job: TrainingJob, context: RunContext) -> Location:
+    name = job.spec.output.model_name
+    if job.spec.output.registry_uri:
+        return uris.resolve(job.spec.output.registry_uri, context.base_dir).join("models", name)
+    return uris.resolve(str(context.artifact_root / "models" / name))
+
+
+def read_index(root: Location) -> dict[str, Any]:
+    found = publish.read_json(root.join(INDEX))
+    return found or {"model": root.path.rsplit("/", 1)[-1], "versions": {}, "aliases": {}}
+
+
+def version_location(root: Location, version: str) -> Location:
+    return publish.version_location(root, version)
+
+
+def version_metrics(root: Location, version: str) -> dict[str, float] | None:
+    entry = read_index(root)["versions"].get(version)
+    if entry is None or entry.get("state") != REGISTERED:
+        return None
+    metrics: dict[str, float] = entry.get("metrics", {})
+    return metrics
+
+
+def alias(root: Location, name: str) -> str | None:
+    found: dict[str, Any] | None = read_index(root)["aliases"].get(name)
+    return found["version"] if found else None
+
+
+def stage(root: Location, local: Path) -> Location:
+    """Copy a locally built version directory into the registry's staging area."""
+    root.filesystem.create_dir(root.path, recursive=True)
+    staging = publish.new_staging(root)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        target = staging.join(path.relative_to(local).as_posix())
+        parent = target.path.rsplit("/", 1)[0]
+        root.filesystem.create_dir(parent, recursive=True)
+        with root.filesystem.open_output_stream(target.path) as f:
+            f.write(path.read_bytes())
+    return staging
+
+
+def register(
+    root: Location,
+    local: Path,
+    entry: dict[str, Any],
+    now: datetime,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
+) -> tuple[str, Location, dict[str, Any]]:
+    """Publish a version and give it an alias; returns (version, location, its aliases)."""
+    staging = stage(root, local)
+    manifest = publish.commit(
+        root, staging, metadata={"model": entry.get("model")}, checkpoint=checkpoint
+    )
+    version = manifest["version"]
+    index = read_index(root)
+    previous = index["versions"].get(version, {})
+    index["versions"][version] = {
+        **entry,
+        "state": REGISTERED,
+        "createdAt": previous.get("createdAt", now.isoformat()),
+    }
+    aliases = index["aliases"]
+    given: dict[str, Any] = {}
+    champion = aliases.get(CHAMPION)
+    if champion is None:
+        given[CHAMPION] = {
+            "version": version,
+            "setAt": now.isoformat(),
+            "reason": "the first registered version of the model",
+        }
+    elif champion["version"] != version:
+        given[CANDIDATE] = {
+            "version": version,
+            "setAt": now.isoformat(),
+            "reason": f"passed its gates; champion is {champion['version']}",
+        }
+    aliases.update(given)
+    publish.write_atomic(root.join(INDEX), publish.dumps(index))
+    checkpoint("indexed")
+    return version, version_location(root, version), given
+
+
+def reject(root: Location, local: Path, entry: dict[str, Any], now: datetime) -> str:
+    """Record a version that failed its gates: in the index only, with no alias."""
+    staging = stage(root, local)
+    try:
+        version, _ = publish.content_version(staging)
+    finally:
+        publish.discard(staging)
+    index = read_index(root)
+    index["versions"][version] = {**entry, "state": REJECTED, "createdAt": now.isoformat()}
+    publish.write_atomic(root.join(INDEX), publish.dumps(index))
+    return version
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,407 @@
+"""The TrainingJob entrypoint: training set -> Ray Train -> evaluation -> gates -> registry.
+
+`run_trainingjob` is what `flywheel run` calls in-process and what `flywheel train run`
+(a RayJob's entrypoint in a cluster) calls. A known failure (`TrainingError`) ends the
+job `Failed` with its reason and message and registers nothing; a failed gate records
+the version as rejected, with the numbers, and gives it no alias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from flywheel.api import conditions
+from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from flywheel.api.trainingjob import TrainingJob, TrainingJobStatus
+from flywheel.entrypoints import RunContext
+from flywheel.storage import publish
+from flywheel.training import card, cluster, evaluate, export, loop, models, registry, trainset
+from flywheel.training.errors import TrainingError
+from flywheel.training.preprocess import Preprocessor
+
+SUCCEEDED = "Succeeded"
+GATE_FAILED = "GateFailed"
+CODE_VERSION = "flywheel 0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    model: torch.nn.Module
+    preprocessor: Preprocessor
+    classification: bool
+    evaluation: evaluate.Evaluation
+    state: dict[str, Any]
+    resumed_from: int
+    lineage: dict[str, Any]
+    note: str
+
+
+def run_storage(job: TrainingJob, context: RunContext) -> Path:
+    """Where Ray Train keeps this job's checkpoints (one run per generation)."""
+    namespace = job.metadata.namespace or context.namespace
+    return context.artifact_root / "training" / namespace / job.name
+
+
+def run_name(job: TrainingJob, lineage: dict[str, Any]) -> str:
+    """One Ray Train run per generation and training data: a rerun on the same data
+    continues its checkpoints; new data (a new Dataset or feature version) starts afresh.
+
+    Epochs, gates and the output are left out, so asking for more epochs continues a run.
+    """
+    spec = job.spec.to_wire()
+    spec["hyperparameters"].pop("epochs", None)
+    spec.pop("evaluation", None)
+    spec.pop("output", None)
+    data = [lineage["labels"], [v.get("offlineVersion") for v in lineage["featureViews"]]]
+    text = json.dumps({"spec": spec, "data": data}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"generation-{job.metadata.generation or 0}-{digest}"
+
+
+def run_trainingjob(
+    job: TrainingJob,
+    context: RunContext,
+    now: datetime | None = None,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
+) -> TrainingJobStatus:
+    started = now or datetime.now(UTC)
+    status = TrainingJobStatus(
+        observed_generation=job.metadata.generation,
+        start_time=started,
+        model_name=job.spec.output.model_name,
+    )
+    try:
+        trained = train(job, context, _reporter(job, context, started))
+    except TrainingError as exc:
+        return _failed(status, exc.reason, str(exc), started)
+    return publish_version(job, context, trained, status, started, checkpoint)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """The training set made ready for the loop: split, preprocessed, checked."""
+
+    ts: trainset.TrainingSet
+    parts: trainset.Split
+    preprocessor: Preprocessor
+    x: Any  # float32 [rows, width], every row of ts.table
+    classification: bool
+
+
+def prepare(job: TrainingJob, ts: trainset.TrainingSet) -> Prepared:
+    """Split, check the label, and fit the preprocessing on the training rows only."""
+    spec = job.spec
+    parts = trainset.split(ts, spec.split.strategy, spec.split.test_fraction, spec.split.seed)
+    y_train = trainset.label_values(ts, parts.train)
+    if len(np.unique(y_train)) < 2:
+        raise TrainingError(
+            "ConstantLabel",
+            f"the label column {ts.label!r} has the single value {y_train[0]:g} in all "
+            f"{len(y_train)} training rows; nothing to learn",
+        )
+    all_labels = trainset.label_values(ts, np.arange(ts.table.num_rows))
+    classification = bool(np.isin(all_labels, (0.0, 1.0)).all())
+    missing = [c for c in spec.evaluation.slice_columns if c not in ts.table.column_names]
+    if missing:
+        raise TrainingError(
+            "SliceColumnMissing",
+            f"sliceColumns {missing} are not columns of the training set ({ts.table.column_names})",
+        )
+    pre = Preprocessor.fit(ts.table.take(pa.array(parts.train)), ts.features)
+    return Prepared(ts, parts, pre, pre.transform(ts.table), classification)
+
+
+def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None) -> Trained:
+    spec = job.spec
+    ts = trainset.load(job, context)
+    p = prepare(job, ts)
+    parts, pre, x, classification, table = p.parts, p.preprocessor, p.x, p.classification, ts.table
+    models.build(spec.model, pre.width)  # fail before Ray on a model that cannot train
+    data = loop.Arrays(
+        x[parts.train],
+        trainset.label_values(ts, parts.train).astype(np.float32),
+        x[parts.validation],
+        trainset.label_values(ts, parts.validation).astype(np.float32),
+    )
+    h = spec.hyperparameters
+    cfg = loop.LoopConfig(
+        model=spec.model.to_wire(),
+        n_inputs=pre.width,
+        classification=classification,
+        epochs=h.epochs,
+        batch_size=h.batch_size,
+        learning_rate=h.learning_rate,
+        weight_decay=h.weight_decay,
+        optimizer=str(h.optimizer),
+        patience=h.early_stopping_patience,
+        seed=spec.split.seed,
+    )
+    cluster.ensure_ray()
+    worker = spec.scaling.resources_per_worker
+    where = loop.placement(spec.scaling.num_workers, cpu_quantity(worker.cpu), worker.gpu)
+    state, resumed_from = loop.fit(
+        cfg, data, where, run_storage(job, context), run_name(job, ts.lineage), progress
+    )
+    if state.get("nan_epoch"):
+        last = state["history"][-1]
+        raise TrainingError(
+            "NaNLoss",
+            f"the loss became {last['loss']:g} (validation {last['val_loss']:g}) in epoch "
+            f"{state['nan_epoch']}; lower hyperparameters.learningRate "
+            f"({h.learning_rate:g}) or check the features for extreme values",
+        )
+    model = models.build(spec.model, pre.width)
+    model.load_state_dict(state["best_state"] or state["model"])
+    serving = models.Serving(model, classification).eval()
+    with torch.no_grad():
+        scores = serving(torch.from_numpy(x[parts.test])).numpy().reshape(-1)
+    y_test = trainset.label_values(ts, parts.test)
+    test_rows = table.take(pa.array(parts.test))
+    slices = {c: test_rows[c].to_pylist() for c in spec.evaluation.slice_columns}
+    wanted = [str(m) for m in spec.evaluation.metrics]
+    result = evaluate.evaluate(y_test, scores, classification, wanted, slices)
+    lineage = {
+        **ts.lineage,
+        "trainingJob": job.name,
+        "namespace": job.metadata.namespace or context.namespace,
+        "generation": job.metadata.generation,
+        "code": CODE_VERSION,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "split": {
+            "strategy": str(spec.split.strategy),
+            "train": len(parts.train),
+            "validation": len(parts.validation),
+            "test": len(parts.test),
+        },
+    }
+    return Trained(serving, pre, classification, result, state, resumed_from, lineage, where.note)
+
+
+def evaluate_version(
+    job: TrainingJob, context: RunContext, version: str | None = None
+) -> dict[str, Any]:
+    """A registered version's metrics on this job's test split, recomputed from its
+    exported module and preprocessing alone."""
+    spec = job.spec
+    root = registry.model_root(job, context)
+    version = version or registry.alias(root, registry.CHAMPION)
+    if version is None:
+        raise SystemExit(f"error: model {spec.output.model_name!r} has no registered version")
+    where = registry.version_location(root, version)
+    local = Path(where.path)
+    pre = Preprocessor.from_json(json.loads((local / "preprocessing.json").read_text()))
+    task = json.loads((local / "signature.json").read_text())["task"]
+    module = export.load(local / export.MODEL_FILE)
+    ts = trainset.load(job, context)
+    parts = trainset.split(ts, spec.split.strategy, spec.split.test_fraction, spec.split.seed)
+    test_rows = ts.table.take(pa.array(parts.test))
+    with torch.no_grad():
+        scores = module(torch.from_numpy(pre.transform(test_rows))).numpy().reshape(-1)
+    slices = {c: test_rows[c].to_pylist() for c in spec.evaluation.slice_columns}
+    found = evaluate.evaluate(
+        trainset.label_values(ts, parts.test),
+        scores,
+        task == "classification",
+        [str(m) for m in spec.evaluation.metrics],
+        slices,
+    )
+    return {"model": spec.output.model_name, "version": version, **dataclasses.asdict(found)}
+
+
+def publish_version(
+    job: TrainingJob,
+    context: RunContext,
+    trained: Trained,
+    status: TrainingJobStatus,
+    started: datetime,
+    checkpoint: publish.Checkpoint,
+) -> TrainingJobStatus:
+    spec = job.spec
+    root = registry.model_root(job, context)
+    result = trained.evaluation
+    gates = evaluate.check_gates(result.metrics, spec.evaluation.gates, _baseline(job, context))
+    status.metrics = {k: round(v, 6) for k, v in result.metrics.items() if np.isfinite(v)}
+    status.primary_metric = f"{result.primary}={result.metrics[result.primary]:.4f}"
+    epochs = trained.state["epoch"]
+    status.progress = f"epoch {epochs}/{spec.hyperparameters.epochs}" + (
+        " (stopped early)" if trained.state.get("stopped_early") else ""
+    )
+    entry = {
+        "model": spec.output.model_name,
+        "trainingJob": job.name,
+        "generation": job.metadata.generation,
+        "metrics": status.metrics,
+        "primaryMetric": status.primary_metric,
+        "gates": [g.to_json() for g in gates],
+    }
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        _write_version(local, job, trained, gates)
+        failed = [g for g in gates if not g.passed]
+        if failed:
+            version = registry.reject(root, local, entry, now)
+            status.model_version = version
+            message = f"version {version} rejected: " + "; ".join(g.describe() for g in failed)
+            return _failed(status, GATE_FAILED, message, started)
+        version, location, aliases = registry.register(root, local, entry, now, checkpoint)
+    status.model_version = version
+    status.artifact_uri = location.uri
+    status.model_card_uri = location.join(card.CARD_HTML).uri
+    status.completion_time = datetime.now(UTC)
+    status.phase = SUCCEEDED
+    given = ", ".join(aliases) or "no new alias"
+    resumed = f"; resumed after epoch {trained.resumed_from}" if trained.resumed_from else ""
+    note = f"; {trained.note}" if trained.note else ""
+    status.conditions = conditions.set_condition(
+        [],
+        SUCCEEDED,
+        True,
+        "Trained",
+        f"model {spec.output.model_name} version {version} ({given}); "
+        f"{status.primary_metric}{resumed}{note}",
+        status.completion_time,
+        job.metadata.generation,
+    )
+    return status
+
+
+def _write_version(
+    local: Path, job: TrainingJob, trained: Trained, gates: list[evaluate.GateResult]
+) -> None:
+    spec = job.spec
+    pre = trained.preprocessor
+    gpu = spec.scaling.resources_per_worker.gpu > 0
+    export.export(trained.model, pre.width, local, spec.output.model_name, gpu)
+    result = trained.evaluation
+    registry.write_json(local / "preprocessing.json", pre.to_json())
+    registry.write_json(
+        local / "signature.json",
+        {
+            **export.signature(pre.width, pre.output_names(), trained.classification),
+            "task": "classification" if trained.classification else "regression",
+            "features": [c.name for c in pre.columns],
+            "label": spec.label.column,
+        },
+    )
+    metrics = {
+        "metrics": result.metrics,
+        "primaryMetric": result.primary,
+        "calibration": result.calibration,
+        "slices": result.slices,
+        "testRows": result.rows,
+        "gates": [g.to_json() for g in gates],
+        "history": trained.state["history"],
+    }
+    registry.write_json(local / "metrics.json", metrics)
+    registry.write_json(local / "lineage.json", trained.lineage)
+    config = spec.to_wire()
+    registry.write_json(local / "config.json", config)
+    card.write(
+        local,
+        {
+            "model": spec.output.model_name,
+            "trainingJob": job.name,
+            "task": "classification" if trained.classification else "regression",
+            "intendedUse": (
+                f"Predicts {spec.label.column!r} for one "
+                f"{'/'.join(spec.label.entity_columns)} from the features of "
+                f"{', '.join(r.name for r in spec.feature_view_refs)} as of the prediction "
+                "time."
+            ),
+            "evaluation": {
+                "metrics": result.metrics,
+                "primaryMetric": result.primary,
+                "calibration": result.calibration,
+                "slices": result.slices,
+                "rows": result.rows,
+            },
+            "gates": [g.to_json() for g in gates],
+            "lineage": trained.lineage,
+            "config": {
+                "model": spec.model.to_wire(),
+                "hyperparameters": spec.hyperparameters.to_wire(),
+                "scaling": spec.scaling.to_wire(),
+                "split": spec.split.to_wire(),
+                "epochsRun": trained.state["epoch"],
+                "bestEpoch": trained.state.get("best_epoch"),
+                "stoppedEarly": trained.state.get("stopped_early", False),
+            },
+        },
+    )
+
+
+def _baseline(job: TrainingJob, context: RunContext) -> dict[str, Any] | None:
+    """Metrics of the version the named deployment serves as stable, from the registry."""
+    gate = job.spec.evaluation.not_worse_than_deployed
+    if gate is None:
+        return None
+    root = registry.model_root(job, context)
+    name = gate.deployment_ref.name
+    version = None
+    status = context.input_status("ModelDeployment", name)
+    if isinstance(status, ModelDeploymentStatus) and status.stable_version:
+        version = status.stable_version
+    deployment = context.input_resource("ModelDeployment", name)
+    if version is None and isinstance(deployment, ModelDeployment):
+        stable_job = getattr(deployment.spec.stable, "training_job_ref", None)
+        job_status = context.input_status("TrainingJob", stable_job.name) if stable_job else None
+        if isinstance(job_status, TrainingJobStatus):
+            version = job_status.model_version
+    version = version or registry.alias(root, registry.CHAMPION)
+    metrics = registry.version_metrics(root, version) if version else None
+    if not metrics:
+        return None  # nothing deployed yet: nothing to be worse than
+    metric = str(gate.metric)
+    return {
+        "metric": metric,
+        "tolerance": gate.tolerance,
+        "value": metrics.get(metric),
+        "version": version,
+    }
+
+
+def _failed(
+    status: TrainingJobStatus, reason: str, message: str, started: datetime
+) -> TrainingJobStatus:
+    status.phase = "Failed"
+    status.completion_time = datetime.now(UTC)
+    status.conditions = conditions.set_condition(
+        [], SUCCEEDED, False, reason, message, status.completion_time, status.observed_generation
+    )
+    return status
+
+
+def cpu_quantity(value: str) -> float:
+    """A Kubernetes CPU quantity as cores.
+
+    >>> cpu_quantity("500m"), cpu_quantity("2")
+    (0.5, 2.0)
+    """
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _reporter(job: TrainingJob, context: RunContext, started: datetime) -> loop.Progress | None:
+    report = context.progress
+    if report is None:
+        return None
+    clock = time.monotonic()
+
+    def on_epoch(metrics: dict[str, Any]) -> None:
+        report(job.key, {**metrics, "elapsed": time.monotonic() - clock})
+
+    return on_epoch
