@@ -106,6 +106,7 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
 COMMAND_GROUPS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
     "features": "flywheel.features.commands:register",
+    "serve": "flywheel.serving.commands:register",
 }
 
 

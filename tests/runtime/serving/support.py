@@ -41,7 +41,13 @@ class Server:
     def __init__(self, loop: Loop, app: Any, **options: Any) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **options
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,  # a server whose requests hang on purpose stops too
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.loop = loop

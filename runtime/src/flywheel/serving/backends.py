@@ -116,9 +116,17 @@ class TritonBackend:
         self.version = version
         self.model = model
         self.protocol = protocol
+        self.url = url.removeprefix("http://")
         self._client_module = client
-        self._client = client.InferenceServerClient(url.removeprefix("http://"))
+        self._client_instance: Any = None
         self._error = InferenceServerException
+
+    @property
+    def _client(self) -> Any:
+        # Made on first use: tritonclient's aio clients bind to the loop that makes them.
+        if self._client_instance is None:
+            self._client_instance = self._client_module.InferenceServerClient(self.url)
+        return self._client_instance
 
     async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
         client = self._client_module
@@ -162,7 +170,8 @@ class TritonBackend:
             return False
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._client_instance is not None:
+            await self._client_instance.close()
 
 
 class RayServeBackend:
