@@ -95,7 +95,10 @@ def _feature_lookup(args: argparse.Namespace) -> Any:
     from flywheel.api.featureview import FeatureView
     from flywheel.features import runner
 
-    ns = argparse.Namespace(**{**vars(args), "name": args.feature_view, "result": None})
+    namespace = os.environ.get(entrypoints.NAMESPACE_ENV, "default")
+    ns = argparse.Namespace(
+        **{**vars(args), "name": args.feature_view, "result": None, "namespace": namespace}
+    )
     resource, context = entrypoints.select_object(ns, "FeatureView")
     assert isinstance(resource, FeatureView)
     return OnlineFeatures(runner.open_online_view(resource, context))

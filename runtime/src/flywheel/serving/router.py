@@ -156,6 +156,8 @@ class Router:
         self.backends: dict[str, Backend] = {}
         self._backend_keys: dict[str, tuple[str, ...]] = {}
         self.windows: dict[str, Window] = {}
+        # Calls under way per version: a removed version is drained when it reaches 0.
+        self.in_flight: collections.Counter[str] = collections.Counter()
         self.window_since = clock()
         self.shadow_stats = shadow.ShadowStats()
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
@@ -170,6 +172,8 @@ class Router:
         self._tasks: list[asyncio.Task[None]] = []
         self._retired: list[Backend] = []
         self.request_log: RequestLog | None = None
+        # Called with (version, "ok" | "error" | "timeout", seconds) after every call.
+        self.listeners: list[Callable[[str, str, float], None]] = []
         self.admission: Admission
         self.splitter: split.WeightedSplit
         self.shadow_policy: shadow.ShadowPolicy | None
@@ -396,6 +400,7 @@ class Router:
         if timeout <= 0:
             window.errors += 1
             raise BackendError(f"{version}: no time left before the deadline", timeout=True)
+        self.in_flight[version] += 1
         try:
             response = await backend.infer(request, timeout)
         except BackendError as exc:
@@ -406,12 +411,18 @@ class Router:
             self.metrics.child(self.metrics.requests, cfg.deployment, version, code).inc()
             if self.ejector.record(version, False, self.clock()):
                 self.metrics.child(self.metrics.ejections, cfg.deployment, version).inc()
+            for listener in self.listeners:
+                listener(version, kind, self.clock() - now)
             raise
+        finally:
+            self.in_flight[version] -= 1
         elapsed = self.clock() - now
         window.latency.add(elapsed)
         self.ejector.record(version, True, now)
         self.metrics.child(self.metrics.latency, cfg.deployment, version).observe(elapsed)
         self.metrics.child(self.metrics.requests, cfg.deployment, version, "200").inc()
+        for listener in self.listeners:
+            listener(version, "ok", elapsed)
         return response
 
     # --- feedback ------------------------------------------------------------------
@@ -571,6 +582,7 @@ class Router:
             "strategy": cfg.strategy,
             "weights": self.current_weights(),
             "versions": {v: w.to_dict() for v, w in self.windows.items()},
+            "inFlight": {v: n for v, n in self.in_flight.items() if n},
             "configError": self.config_error,
         }
         if self.shadow_policy is not None:
@@ -635,6 +647,10 @@ class Router:
                     await asyncio.to_thread(self.request_log.flush)
             except Exception:
                 log.exception("router background work failed")
+
+    def start_background(self) -> None:
+        """Start `run_background` on the running loop (where there is no lifespan)."""
+        self._tasks.append(asyncio.get_running_loop().create_task(self.run_background()))
 
     async def close(self) -> None:
         for task in self._tasks:

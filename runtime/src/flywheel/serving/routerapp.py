@@ -136,7 +136,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def app(router: Router, config_path: Path | None = None, reload_interval: float = 1.0) -> Starlette:
+def app(
+    router: Router,
+    config_path: Path | None = None,
+    reload_interval: float = 1.0,
+    lifespan: bool = True,
+) -> Starlette:
+    """The router's ASGI app. `lifespan=False` where the host runs the background work
+    (Ray Serve: `Router.start_background` from `reconfigure`)."""
     svc = RouterService(router)
 
     def ours(request: Request) -> None:
@@ -179,7 +186,7 @@ def app(router: Router, config_path: Path | None = None, reload_interval: float 
         return Response(generate_latest(router.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def run(_: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(router.run_background())]
         if config_path is not None:
             tasks.append(asyncio.create_task(watch_config(router, config_path, reload_interval)))
@@ -197,7 +204,7 @@ def app(router: Router, config_path: Path | None = None, reload_interval: float 
         Route("/v1/models/{name}/rollout", rollout_route),
         Route("/metrics", metrics_route),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=run if lifespan else None)
 
 
 def _number(value: Any) -> float | None:
