@@ -187,3 +187,37 @@ def test_overload_answers_429_when_the_queue_is_full_and_503_after_waiting() -> 
     assert {queued.status, rejected.status} == {429, 503}
     assert queued.retry_after and rejected.retry_after
     assert first.version == "v1"
+
+
+def test_a_dominant_arm_is_reported_for_promotion_after_the_hold() -> None:
+    now = [0.0]
+    bandit = {"algorithm": "thompson", "floor": 0.05, "minSamples": 50, "promoteThreshold": 0.9}
+    fakes: dict[str, Fake] = {}
+
+    def factory(cfg: config.RouterConfig, version: str) -> Fake:
+        fakes[version] = Fake(version)
+        return fakes[version]
+
+    doc = {
+        "deployment": "churn",
+        "stable": "v1",
+        "candidate": "v2",
+        "strategy": "bandit",
+        "bandit": bandit,
+        "promoteHoldSeconds": 30,
+        "endpoints": {"v1": "x", "v2": "y"},
+    }
+    r = router.Router(config.parse(doc), backend_factory=factory, clock=lambda: now[0], seed=3)
+
+    async def go() -> None:
+        for _ in range(400):
+            routed = await r.infer(request())
+            r.feedback(routed.request_id, reward=float(routed.version == "v2"))
+
+    run(go())
+    r.tick()
+    assert r.promote is None  # dominant, but not for long enough yet
+    now[0] = 31.0
+    r.tick()
+    assert r.promote == "v2"
+    assert r.rollout_report()["bandit"]["promote"] == "v2"

@@ -594,11 +594,7 @@ class Router:
             }
         share = None
         if self.bandit is not None:
-            shares = self.bandit.shares(self.np_rng)
-            samples = sum(a.n for a in self.bandit.arms.values())
-            assert self.promotion is not None
-            winner = self.promotion.observe(shares, samples, self.clock())
-            self.promote = winner or self.promote
+            shares = self.observe_promotion()
             report["bandit"] = {
                 "algorithm": self.bandit.name,
                 "shares": shares,
@@ -631,9 +627,21 @@ class Router:
 
     # --- lifecycle -----------------------------------------------------------------
 
+    def observe_promotion(self) -> dict[str, float]:
+        """The bandit's shares, fed to the promotion watch; `promote` names a winner."""
+        assert self.bandit is not None and self.promotion is not None
+        shares = self.bandit.shares(self.np_rng)
+        samples = sum(a.n for a in self.bandit.arms.values())
+        winner = self.promotion.observe(shares, samples, self.clock())
+        self.promote = winner or self.promote
+        return shares
+
     def tick(self) -> None:
         """Periodic work off the request path: save bandit state, observe promotion."""
-        if self.bandit is not None and self._bandit_dirty and self.store is not None:
+        if self.bandit is None:
+            return
+        self.observe_promotion()
+        if self._bandit_dirty and self.store is not None:
             self.store.save(self.config.deployment, "bandit", self.bandit.state())
             self._bandit_dirty = False
 
