@@ -7,8 +7,12 @@
     grpcserver.py  the same service over v2 gRPC (what `tritonclient.grpc` speaks)
     backends.py    where a version runs: plain HTTP (v2), Triton (tritonclient), Ray Serve
     policies/      pure routing policies: split (canary), shadow, bandit, ejection
+    config.py      the router config (what the operator writes), validated whole
     router.py      the router core: policies + backends + resilience + metrics + logs
+    metrics.py     its Prometheus metrics; state.py: bandit state in SQLite
+    requestlog.py  sampled requests to Parquet, for drift and skew checks
     routerapp.py   the standalone router (Starlette on uvicorn)
+    server.py      uvicorn with a graceful drain on SIGTERM, and gRPC beside it
     rayserve.py    the Ray Serve layout: one application per version and a router app
     commands.py    `flywheel serve router | model`
 
