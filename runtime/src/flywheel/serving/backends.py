@@ -186,7 +186,9 @@ class RayServeBackend:
 
         self.version = version
         self.app_name = app_name
-        self._handle = serve.get_deployment_handle(deployment, app_name)
+        # No existence check: it is a blocking call to the controller, and a router
+        # learns of a version (in `reconfigure`) before sending it traffic.
+        self._handle = serve.get_deployment_handle(deployment, app_name, _check_exists=False)
 
     async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
         response = self._handle.infer.remote(request)
