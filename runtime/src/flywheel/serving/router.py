@@ -90,9 +90,18 @@ class Admission:
             raise ServiceError(429, "overloaded: the request queue is full", retry_after=1)
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.timeout)
-        except TimeoutError:
-            raise ServiceError(503, "overloaded: no capacity within the queue timeout", 1) from None
+            # Not wait_for: on Python 3.11 it can time out a wait that already got its
+            # slot, and that slot would never be released.
+            waiter = asyncio.ensure_future(self._slots.acquire())
+            done, _ = await asyncio.wait({waiter}, timeout=self.timeout)
+            if not done:
+                waiter.cancel()
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    raise ServiceError(
+                        503, "overloaded: no capacity within the queue timeout", 1
+                    ) from None
         finally:
             self.waiting -= 1
 
