@@ -32,10 +32,32 @@ def descendants(root: int) -> list[int]:
     return out
 
 
+# Shared by every module that imports the fixture: pytest makes one fixture per module,
+# but a process can hold only one Ray.
+_cluster: dict[str, str] = {}
+_users = [0]
+
+
 @pytest.fixture(scope="session")
 def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    if not _cluster:
+        _cluster.update(_start(tmp_path_factory))
+    _users[0] += 1
+    try:
+        yield dict(_cluster)
+    finally:
+        _users[0] -= 1
+        if _users[0] == 0:
+            import ray
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+            _cluster.clear()
+
+
+def _start(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     import ray
-    from ray import serve
 
     from tests.runtime.conftest import free_port
 
@@ -64,12 +86,8 @@ def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
                         os.kill(pid, signal.SIGKILL)
             if attempt == 5:
                 raise
-    try:
-        yield {
-            "dashboard": f"http://127.0.0.1:{dashboard_port}",
-            "http": f"http://127.0.0.1:{http_port}",
-            "port": str(http_port),
-        }
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    return {
+        "dashboard": f"http://127.0.0.1:{dashboard_port}",
+        "http": f"http://127.0.0.1:{http_port}",
+        "port": str(http_port),
+    }
