@@ -48,7 +48,9 @@ STATE_DIR_ENV = "FLYWHEEL_ROUTER_STATE_DIR"
 
 
 def app_name(deployment: str, version: str) -> str:
-    """>>> app_name("churn", "2026.11.29-a")
+    """The Serve application of one version: DNS-label-safe, like the operator's names.
+
+    >>> app_name("churn", "2026.11.29-a")
     'churn-2026-11-29-a'
     """
     key = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")[:40] or "v"
