@@ -118,7 +118,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def router_config(tmp: Path, name: str, doc: dict[str, Any]) -> Path:
     path = tmp / f"{name}.json"
-    path.write_text(json.dumps({"deployment": "churn", "stable": "v1", **doc}))
+    # Latency is measured here, not resilience: a slow moment must not become a 504.
+    timeouts = {"callTimeoutMs": 30_000, "totalTimeoutMs": 30_000}
+    path.write_text(json.dumps({"deployment": "churn", "stable": "v1", **timeouts, **doc}))
     return path
 
 
