@@ -1,0 +1,208 @@
+"""Where a model version runs. Every backend answers one v2 inference request:
+
+    await backend.infer(request, timeout=0.5) -> InferResponse   (raises BackendError)
+
+- `HttpBackend`: any server speaking the Open Inference Protocol v2 over REST (Flywheel's
+  model server, KServe, Triton), with httpx and one pooled async client.
+- `TritonBackend`: Triton through `tritonclient` (its aio HTTP or gRPC client).
+- `RayServeBackend`: a Ray Serve deployment through its `DeploymentHandle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import numpy as np
+
+from flywheel.serving import oip
+
+
+class BackendError(Exception):
+    """A failed call: the version erred, timed out or could not be reached."""
+
+    def __init__(self, message: str, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class Backend(Protocol):
+    version: str
+
+    async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse: ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpBackend:
+    """A v2 REST server at `url` serving `model`; tensors go as binary when `binary`."""
+
+    def __init__(
+        self,
+        version: str,
+        url: str,
+        model: str,
+        binary: bool = True,
+        max_connections: int = 256,
+    ) -> None:
+        import httpx
+
+        self.version = version
+        self.model = model
+        self.binary = binary
+        self._infer_path = f"/v2/models/{model}/infer"
+        self._client = httpx.AsyncClient(
+            base_url=url.rstrip("/"),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            timeout=None,
+        )
+        self._httpx = httpx
+
+    async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
+        if self.binary and request.outputs is None:
+            # Ask for binary outputs too; reading them is cheaper than parsing JSON floats.
+            request = oip.InferRequest(
+                request.inputs, request.id, {**request.parameters, "binary_data_output": True}
+            )
+        body, headers = oip.encode_request(request, binary=self.binary)
+        try:
+            reply = await self._client.post(
+                self._infer_path,
+                content=body,
+                headers=headers,
+                timeout=self._httpx.Timeout(timeout),
+            )
+        except self._httpx.TimeoutException as exc:
+            raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
+        except self._httpx.HTTPError as exc:
+            raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
+        if reply.status_code != 200:
+            raise BackendError(f"{self.version}: HTTP {reply.status_code}: {reply.text[:200]}")
+        try:
+            return oip.decode_response(reply.content, reply.headers.get(oip.HEADER_LENGTH))
+        except oip.ProtocolError as exc:
+            raise BackendError(f"{self.version}: bad response: {exc}") from exc
+
+    async def ready(self) -> bool:
+        try:
+            reply = await self._client.get("/v2/health/ready", timeout=2.0)
+        except self._httpx.HTTPError:
+            return False
+        return reply.status_code == 200
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class TritonBackend:
+    """Triton (or any v2 server) through tritonclient's aio client.
+
+    `url` is host:port; `protocol` "http" (port 8000) or "grpc" (port 8001).
+    """
+
+    def __init__(self, version: str, url: str, model: str, protocol: str = "http") -> None:
+        if protocol == "grpc":
+            import tritonclient.grpc.aio as client
+        elif protocol == "http":
+            import tritonclient.http.aio as client
+        else:
+            raise ValueError(f"protocol must be http or grpc, not {protocol!r}")
+        from tritonclient.utils import InferenceServerException
+
+        self.version = version
+        self.model = model
+        self.protocol = protocol
+        self.url = url.removeprefix("http://")
+        self._client_module = client
+        self._client_instance: Any = None
+        self._error = InferenceServerException
+
+    @property
+    def _client(self) -> Any:
+        # Made on first use: tritonclient's aio clients bind to the loop that makes them.
+        if self._client_instance is None:
+            self._client_instance = self._client_module.InferenceServerClient(self.url)
+        return self._client_instance
+
+    async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
+        client = self._client_module
+        inputs = []
+        for t in request.inputs:
+            i = client.InferInput(t.name, t.shape, t.datatype)
+            i.set_data_from_numpy(t.data)
+            inputs.append(i)
+        outputs = (
+            [client.InferRequestedOutput(n) for n in request.outputs] if request.outputs else None
+        )
+        kwargs: dict[str, Any] = {"outputs": outputs, "request_id": request.id or ""}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = timeout
+        try:
+            call = self._client.infer(self.model, inputs, **kwargs)
+            result = await asyncio.wait_for(call, timeout)
+        except TimeoutError as exc:
+            raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
+        except self._error as exc:
+            timed_out = "Deadline" in str(exc.status() or "")
+            raise BackendError(f"{self.version}: {exc}", timed_out) from exc
+        except Exception as exc:  # transport errors come in many types (aiohttp, grpc)
+            raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
+        response = result.get_response()
+        if self.protocol == "grpc":
+            names = [o.name for o in response.outputs]
+        else:
+            names = [o["name"] for o in response.get("outputs", [])]
+        return oip.InferResponse(
+            model_name=self.model,
+            model_version=self.version,
+            id=request.id,
+            outputs=[oip.Tensor(n, np.asarray(result.as_numpy(n))) for n in names],
+        )
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self._client.is_server_ready())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._client_instance is not None:
+            await self._client_instance.close()
+
+
+class RayServeBackend:
+    """A Ray Serve deployment, found by application and deployment name.
+
+    Calls its `infer(InferRequest) -> InferResponse` method through the handle, so
+    tensors travel as numpy arrays in Ray's object store, never as JSON.
+    """
+
+    def __init__(self, version: str, app_name: str, deployment: str = "Model") -> None:
+        from ray import serve
+
+        self.version = version
+        self.app_name = app_name
+        # No existence check: it is a blocking call to the controller, and a router
+        # learns of a version (in `reconfigure`) before sending it traffic.
+        self._handle = serve.get_deployment_handle(deployment, app_name, _check_exists=False)
+
+    async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
+        response = self._handle.infer.remote(request)
+        try:
+            result: oip.InferResponse = await asyncio.wait_for(response, timeout)
+        except TimeoutError as exc:
+            response.cancel()  # type: ignore[no-untyped-call]
+            raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
+        except Exception as exc:  # a replica's exception, or Serve's own
+            raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
+        return result
+
+    async def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

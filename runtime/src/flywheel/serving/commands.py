@@ -1,0 +1,116 @@
+"""`flywheel serve ...`: the commands a serving Pod runs.
+
+    flywheel serve router --config /etc/flywheel/router.json --port 8080
+    flywheel serve model  --uri file:///models/churn/v1 --name churn --version v1 --port 8000
+
+This module imports nothing heavy; each command imports what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from flywheel import entrypoints
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serving: the rollout router and the v2 model server")
+    ssub = p.add_subparsers(dest="serve_command", required=True, metavar="COMMAND")
+
+    r = ssub.add_parser(
+        "router", help="route v2 inference over model versions (shadow, canary, bandit)"
+    )
+    r.add_argument("--config", type=Path, required=True, help="router JSON (re-read on change)")
+    r.add_argument("--host", default="0.0.0.0")
+    r.add_argument("--port", type=int, default=8080)
+    r.add_argument("--grpc-port", type=int, help="also serve v2 gRPC on this port")
+    r.add_argument(
+        "--state-file",
+        type=Path,
+        help="SQLite file for bandit state (default: <artifact root>/serving/<deployment>.db)",
+    )
+    r.add_argument(
+        "--artifact-root",
+        default=os.environ.get(entrypoints.HOME_ENV, entrypoints.DEFAULT_ARTIFACT_ROOT),
+    )
+    r.add_argument("-f", "--filename", action="append", help="manifests holding the FeatureView")
+    r.add_argument("--feature-view", help="look entity keys up in this FeatureView's online store")
+    r.add_argument(
+        "--reload-interval", type=float, default=1.0, help="seconds between config checks"
+    )
+    r.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM: report not ready, finish requests in flight, for at most this long",
+    )
+    r.set_defaults(handler=cmd_router)
+
+    m = ssub.add_parser("model", help="serve one model version over the v2 protocol")
+    m.add_argument("--uri", required=True, help="the model artifact directory")
+    m.add_argument("--name", required=True, help="the model name clients ask for")
+    m.add_argument("--version", required=True)
+    m.add_argument("--host", default="0.0.0.0")
+    m.add_argument("--port", type=int, default=8000)
+    m.add_argument("--grpc-port", type=int, help="also serve v2 gRPC on this port")
+    m.set_defaults(handler=cmd_model)
+
+
+def cmd_router(args: argparse.Namespace) -> int:
+    from flywheel.serving import config as config_mod
+    from flywheel.serving import routerapp, server
+    from flywheel.serving.router import Router
+    from flywheel.serving.state import StateStore
+
+    try:
+        cfg = config_mod.parse(args.config.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {args.config}: {exc}") from None
+    root = entrypoints.local_directory(args.artifact_root)
+    state_file = args.state_file or root / "serving" / f"{cfg.deployment}.db"
+    features = _feature_lookup(args) if args.feature_view else None
+    router = Router(cfg, store=StateStore(state_file), features=features)
+    app = routerapp.app(router, args.config, args.reload_interval)
+    service = routerapp.RouterService(router)
+    server.run(
+        app, args.host, args.port, args.drain_seconds, service, args.grpc_port,
+        on_drain=lambda: setattr(router, "draining", True),
+        in_flight=lambda: router.admission.in_flight,
+    )  # fmt: skip
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from flywheel.serving import modelserver, predictor, server
+
+    model = modelserver.ModelServer(args.name, args.version, predictor.load_predictor(args.uri))
+    server.run(modelserver.app(model), args.host, args.port, 5.0, model, args.grpc_port)
+    return 0
+
+
+def _feature_lookup(args: argparse.Namespace) -> Any:
+    from flywheel.api.featureview import FeatureView
+    from flywheel.features import runner
+
+    namespace = os.environ.get(entrypoints.NAMESPACE_ENV, "default")
+    ns = argparse.Namespace(
+        **{**vars(args), "name": args.feature_view, "result": None, "namespace": namespace}
+    )
+    resource, context = entrypoints.select_object(ns, "FeatureView")
+    assert isinstance(resource, FeatureView)
+    return OnlineFeatures(runner.open_online_view(resource, context))
+
+
+class OnlineFeatures:
+    """A FeatureView's online store as the router's feature lookup."""
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+        self.feature_names: list[str] = view.feature_names
+
+    def get(self, entities: Any) -> list[dict[str, Any] | None]:
+        rows: list[dict[str, Any] | None] = self.view.get(entities)
+        return rows

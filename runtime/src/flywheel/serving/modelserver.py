@@ -1,0 +1,83 @@
+"""Flywheel's own Open Inference Protocol v2 model server: one model version, served
+from a `Predictor`.
+
+    POST /v2/models/churn/infer
+    {"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 3], "data": [...]}]}
+    -> {"model_name": "churn", "model_version": "v1",
+        "outputs": [{"name": "scores", "datatype": "FP32", "shape": [2], "data": [...]}]}
+
+The first input (or the one named `features`) is the float32 feature matrix; the
+output `scores` is what the predictor returns. A request of one row may give shape [n].
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+
+from flywheel.serving import oip, service
+from flywheel.serving.predictor import Predictor
+
+INPUT = "features"
+OUTPUT = "scores"
+
+
+class ModelServer:
+    """One model version behind the v2 protocol (implements `InferenceService`)."""
+
+    def __init__(self, name: str, version: str, predictor: Predictor) -> None:
+        self.name = name
+        self.version = version
+        self.predictor = predictor
+        self.started = time.monotonic()
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return True
+
+    def model_names(self) -> list[str]:
+        return [self.name]
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        columns = len(self.predictor.feature_names or []) or -1
+        meta = oip.model_metadata(
+            self.name,
+            [self.version],
+            [{"name": INPUT, "datatype": "FP32", "shape": [-1, columns]}],
+            [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}],
+        )
+        if self.predictor.feature_names:
+            meta["parameters"] = {"features": self.predictor.feature_names}
+        return meta
+
+    def predict(self, request: oip.InferRequest) -> oip.InferResponse:
+        names = {t.name for t in request.inputs}
+        tensor = request.input(INPUT if INPUT in names else None)
+        features = np.asarray(tensor.data, dtype=np.float32)
+        if features.ndim == 1:
+            features = features.reshape(1, -1)
+        if features.ndim != 2:
+            raise oip.ProtocolError(f"{tensor.name}: expected [rows, features], got {tensor.shape}")
+        scores = self.predictor.predict(features)
+        return oip.InferResponse(
+            model_name=self.name,
+            model_version=self.version,
+            id=request.id,
+            outputs=[oip.Tensor(OUTPUT, scores)],
+        )
+
+    async def infer(
+        self, name: str, request: oip.InferRequest, headers: Mapping[str, str]
+    ) -> tuple[oip.InferResponse, dict[str, str]]:
+        # Small models answer in microseconds: a thread hop would cost more than it saves.
+        return self.predict(request), {}
+
+
+def app(server: ModelServer) -> Starlette:
+    return Starlette(routes=service.v2_routes(server))

@@ -1,0 +1,260 @@
+"""Serving: the router's cost and the policies' quality, printed side by side.
+
+- router hop vs calling the model server directly (serial, and at a fixed rate):
+  p50/p99 and what the hop adds. Goal: added p99 <= 1 ms on the plain ASGI path.
+- primary p99 with 0%, 10% and 100% shadow traffic. Goal: <= 5% inflation at 100%.
+- bandit regret through the real policy code: arms converting at 0.10 and 0.12, 10,000
+  requests, 1,000 seeds at scale 1: Thompson, epsilon-greedy, UCB1 and a fixed 50/50
+  split. Goal: Thompson <= 0.25x the fixed split's regret.
+- routing decision time (bandit and canary split). Goal: <= 20 us.
+
+Servers are `flywheel serve model` and `flywheel serve router` processes on 127.0.0.1;
+the load generator is an async httpx client in this process.
+
+    FLYWHEEL_BENCH_SCALE=0.1 .venv/bin/pytest -m bench -s tests/bench/test_bench_serving.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from flywheel.serving.policies import bandit, split
+from tests.bench.common import report, scaled
+from tests.runtime.conftest import free_port
+from tests.runtime.serving import support
+
+pytestmark = pytest.mark.bench
+
+BODY = json.dumps(
+    {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+).encode()
+FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [FLYWHEEL, *args, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{args[:2]} exited with {proc.returncode}")
+            try:
+                return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        support.wait_for(ready, 120, f"{' '.join(args[:2])} to be ready")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+            raise AssertionError(f"{' '.join(args[:2])} did not exit after SIGTERM") from None
+
+
+async def measure(url: str, path: str, n: int, rate: float | None) -> np.ndarray:
+    """Latencies (ms) of n requests: serial when `rate` is None, else sent at `rate`/s."""
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(20):  # warm the connections
+            await client.post(path, content=BODY, headers=headers)
+        out: list[float] = []
+
+        async def one() -> None:
+            start = time.perf_counter()
+            reply = await client.post(path, content=BODY, headers=headers)
+            out.append((time.perf_counter() - start) * 1000)
+            assert reply.status_code == 200, reply.text
+
+        if rate is None:
+            for _ in range(n):
+                await one()
+        else:
+            tasks = []
+            t0 = time.perf_counter()
+            for i in range(n):
+                delay = t0 + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one()))
+            await asyncio.gather(*tasks)
+        return np.array(out)
+
+
+def pct(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bench-models")
+    return {
+        "v1": support.write_model(root / "v1", [0.5, -0.25, 1.0], 0.1),
+        "v2": support.write_model(root / "v2", [0.5, -0.25, 1.1], 0.1),
+    }
+
+
+def router_config(tmp: Path, name: str, doc: dict[str, Any]) -> Path:
+    path = tmp / f"{name}.json"
+    # Latency is measured here, not resilience: a slow moment must not become a 504.
+    timeouts = {"callTimeoutMs": 30_000, "totalTimeoutMs": 30_000}
+    path.write_text(json.dumps({"deployment": "churn", "stable": "v1", **timeouts, **doc}))
+    return path
+
+
+def test_router_hop_and_shadow_cost(models: dict[str, Path], tmp_path: Path) -> None:
+    n = scaled(2000)
+    rows = []
+    p1, p2 = free_port(), free_port()
+    model = ["serve", "model", "--name", "churn"]
+    with (
+        process([*model, "--version", "v1", "--uri", str(models["v1"])], p1) as v1,
+        process([*model, "--version", "v2", "--uri", str(models["v2"])], p2) as v2,
+    ):
+        endpoints = {"v1": v1, "v2": v2}
+        configs: dict[str, dict[str, Any]] = {
+            "router, no shadow": {"endpoints": endpoints},
+            "router, shadow 10%": {
+                "candidate": "v2", "strategy": "shadow", "endpoints": endpoints,
+                "shadow": {"percent": 10, "timeoutMs": 1000, "queueSize": 1000},
+            },
+            "router, shadow 100%": {
+                "candidate": "v2", "strategy": "shadow", "endpoints": endpoints,
+                "shadow": {"percent": 100, "timeoutMs": 1000, "queueSize": 1000},
+            },
+        }  # fmt: skip
+        direct: dict[str, np.ndarray] = {}
+        for mode, rate in (("serial", None), ("50 rps", 50.0)):
+            direct[mode] = asyncio.run(measure(v1, "/v2/models/churn/infer", n, rate))
+            rows.append(["direct to model", mode, *_row(direct[mode]), "", ""])
+        baseline_p99 = {}
+        for name, doc in configs.items():
+            port = free_port()
+            state = tmp_path / f"{port}.db"
+            cfg = router_config(tmp_path, name.replace(" ", "-").replace(",", ""), doc)
+            args = ["serve", "router", "--config", str(cfg), "--state-file", str(state)]
+            with process(args, port) as url:
+                for mode, rate in (("serial", None), ("50 rps", 50.0)):
+                    lat = asyncio.run(measure(url, "/v2/models/churn/infer", n, rate))
+                    added = pct(lat, 99) - pct(direct[mode], 99)
+                    if name == "router, no shadow":
+                        baseline_p99[mode] = pct(lat, 99)
+                    inflation = pct(lat, 99) / baseline_p99[mode]
+                    rows.append([name, mode, *_row(lat), f"{added:+.2f}", f"{inflation:.2f}x"])
+    report(
+        f"Router hop and shadow cost ({n} requests each; ms)",
+        ["path", "load", "p50", "p99", "added p99 vs direct", "p99 vs no shadow"],
+        rows,
+    )
+    print("  goals: added p99 <= 1 ms (plain ASGI path); 100% shadow p99 <= 1.05x no shadow")
+
+
+def _row(lat: np.ndarray) -> list[str]:
+    return [f"{pct(lat, 50):.2f}", f"{pct(lat, 99):.2f}"]
+
+
+RATES = {"v1": 0.10, "v2": 0.12}
+
+
+def regret(make: Any, seeds: int, steps: int) -> np.ndarray:
+    """Expected regret per seed: sum over requests of (best rate - chosen arm's rate)."""
+    best = max(RATES.values())
+    out = np.zeros(seeds)
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        policy = make()
+        total = 0.0
+        for _ in range(steps):
+            arm = policy.choose(rng)
+            total += best - RATES[arm]
+            policy.update(arm, 1.0 if rng.random() < RATES[arm] else 0.0)
+        out[seed] = total
+    return out
+
+
+class Fixed:
+    """The fixed 50/50 split, through the real canary split code."""
+
+    def __init__(self) -> None:
+        self.split = split.WeightedSplit({"v1": 50, "v2": 50})
+
+    def choose(self, rng: random.Random) -> str:
+        return self.split.choose(rng.random())
+
+    def update(self, arm: str, reward: float) -> None:
+        return None
+
+
+def test_bandit_regret_and_decision_time() -> None:
+    seeds, steps = scaled(1000), 10_000
+    arms = ["v1", "v2"]
+    policies: dict[str, Any] = {
+        "fixed 50/50": Fixed,
+        "thompson (floor 0.05)": lambda: bandit.make("thompson", arms, "v1", floor=0.05),
+        "thompson (floor 0)": lambda: bandit.make("thompson", arms, "v1", floor=0.0),
+        "epsilon-greedy 0.1 (floor 0)": lambda: bandit.make(
+            "epsilon-greedy", arms, "v1", floor=0.0, epsilon=0.1
+        ),
+        "ucb1 (floor 0)": lambda: bandit.make("ucb", arms, "v1", floor=0.0),
+    }
+    results = {name: regret(make, seeds, steps) for name, make in policies.items()}
+    fixed = results["fixed 50/50"].mean()
+    rows = [
+        [name, f"{r.mean():.1f}", f"{np.percentile(r, 90):.1f}", f"{r.mean() / fixed:.3f}x"]
+        for name, r in results.items()
+    ]
+    report(
+        f"Bandit regret: arms at 0.10 and 0.12, {steps} requests, {seeds} seeds",
+        ["policy", "mean regret", "p90 regret", "vs fixed split"],
+        rows,
+    )
+    print("  goal: thompson <= 0.25x the fixed split")
+
+    rng = random.Random(0)
+    decisions = []
+    for name, make in (
+        ("thompson choose", lambda: bandit.make("thompson", arms, "v1")),
+        ("epsilon-greedy choose", lambda: bandit.make("epsilon-greedy", arms, "v1")),
+        ("ucb1 choose", lambda: bandit.make("ucb", arms, "v1")),
+        ("canary split choose", Fixed),
+    ):
+        policy = make()
+        for arm in arms:
+            for _ in range(100):
+                policy.update(arm, float(rng.random() < RATES[arm]))
+        n = scaled(200_000)
+        start = time.perf_counter()
+        for _ in range(n):
+            policy.choose(rng)
+        decisions.append([name, f"{(time.perf_counter() - start) / n * 1e6:.2f}"])
+    sticky = split.WeightedSplit({"v1": 90, "v2": 10})
+    keys = [f"customer-{i}" for i in range(1000)]
+    n = scaled(200_000)
+    start = time.perf_counter()
+    for i in range(n):
+        sticky.choose_key(keys[i % 1000])
+    decisions.append(["sticky split choose_key", f"{(time.perf_counter() - start) / n * 1e6:.2f}"])
+    report("Routing decision time", ["decision", "us per call"], decisions)
+    print("  goal: <= 20 us")
