@@ -78,7 +78,7 @@ def access_review(
 
 @pytest.fixture
 def install(
-    helm: Helm, cluster_kubectl: Kubectl, namespace: str
+    chart_crds_restored: None, helm: Helm, cluster_kubectl: Kubectl, namespace: str
 ) -> Iterator[Callable[..., Release]]:
     """helm install of the chart into the test's namespace (unique release names, since
     the ClusterRole and peering objects are cluster-scoped); uninstalled afterwards."""

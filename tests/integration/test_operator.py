@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster import ControlPlane, Kubectl, wait_for
+from tests.cluster import ControlPlane, Kubectl, crds_restored, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -87,16 +87,29 @@ def operator(
         yield op
 
 
-@pytest.fixture
-def kuberay(cluster_kubectl: Kubectl) -> None:
+KUBERAY_CRD_NAMES = ("rayjobs.ray.io", "rayservices.ray.io")
+
+
+def install_kuberay(cluster_kubectl: Kubectl) -> None:
     cluster_kubectl.apply(KUBERAY_CRDS)
-    for name in ("rayjobs.ray.io", "rayservices.ray.io"):
+    for name in KUBERAY_CRD_NAMES:
         cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
 
 
 @pytest.fixture
-def no_kuberay(cluster_kubectl: Kubectl) -> None:
-    cluster_kubectl.delete("crd", "rayjobs.ray.io", "rayservices.ray.io")
+def kuberay(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """KubeRay's CRDs for the test; afterwards the cluster is as it was."""
+    with crds_restored(cluster_kubectl, KUBERAY_CRD_NAMES):
+        install_kuberay(cluster_kubectl)
+        yield
+
+
+@pytest.fixture
+def no_kuberay(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """No KubeRay CRDs for the test; afterwards the cluster is as it was."""
+    with crds_restored(cluster_kubectl, KUBERAY_CRD_NAMES):
+        cluster_kubectl.delete("crd", *KUBERAY_CRD_NAMES)
+        yield
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
