@@ -248,7 +248,7 @@ def test_operator_runs_with_only_the_charts_rbac(
         else f"--metrics-port={metrics}" if a.startswith("--metrics-port=")
         else a
         for a in container["args"]
-    ]  # fmt: skip
+    ] + ["--metrics-address=127.0.0.1"]  # fmt: skip
     assert f"--namespace={namespace}" in args and f"--peering={release.fullname}" in args
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env |= {

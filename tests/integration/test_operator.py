@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
-import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,18 +39,46 @@ def quickstart(kind: str, name: str) -> dict[str, Any]:
 
 
 class Operator:
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, metrics_port: int) -> None:
         self.log = log
+        self.metrics_port = metrics_port
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def reconciles(self, kind: str) -> int:
+        """Reconciles of objects of this kind finished so far, from the operator's metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        prefix = f'flywheel_reconcile_seconds_count{{kind="{kind}"}} '
+        return sum(int(float(line[len(prefix) :])) for line in text.splitlines()
+                   if line.startswith(prefix))  # fmt: skip
+
+    def wait_for_reconciles(self, kind: str, count: int, timeout: float = 60) -> None:
+        """Until `count` more reconciles of `kind` have finished than now."""
+        start = self.reconciles(kind)
+        wait_for(
+            lambda: self.reconciles(kind) - start,
+            lambda done: done >= count,
+            what=f"{count} reconciles of {kind}",
+            timeout=timeout,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
 def running_operator(
     control_plane: ControlPlane, namespace: str, log: Path, artifact_root: str
 ) -> Iterator[Operator]:
-    """`python -m flywheel_operator` watching one namespace, resyncing every second."""
+    """`python -m flywheel_operator` watching one namespace, resyncing every second, its
+    metrics on a loopback port."""
+    port = free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(control_plane.kubeconfig),
@@ -59,12 +88,21 @@ def running_operator(
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flywheel_operator", "--standalone", "--namespace", namespace],
+            [
+                sys.executable,
+                "-m",
+                "flywheel_operator",
+                "--standalone",
+                "--namespace",
+                namespace,
+                f"--metrics-port={port}",
+                "--metrics-address=127.0.0.1",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
-    op = Operator(log)
+    op = Operator(log, port)
     try:
         yield op
     finally:
@@ -400,6 +438,8 @@ def test_driftmonitor_detects_drift_and_triggers_one_retrain(
     md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
     dm = quickstart("DriftMonitor", "churn-drift")
     dm["spec"]["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    # Short: a second retrain for the same run must be refused by more than the cooldown.
+    dm["spec"]["action"]["retrain"]["cooldown"] = "1s"
     kubectl.apply(yaml.safe_dump_all([quickstart("Dataset", "churn-labels"), md, dm]))
     [ingest] = wait_for(lambda: kubectl.items("job"), what="ingest Job")
     report(kubectl, ingest["metadata"]["name"], {"version": "v1", "rows": 1})
@@ -429,7 +469,8 @@ def test_driftmonitor_detects_drift_and_triggers_one_retrain(
     retrain = wait_for(lambda: kubectl.items("trainingjob"), what="the retrain TrainingJob")
     assert [t["metadata"]["name"] for t in retrain] == ["churn-drift-retrain-1"]
     assert owned_by(retrain[0], dm_obj)
-    time.sleep(3)  # several resyncs: the cooldown holds, no second retrain
+    # Several resyncs well past the cooldown: the run that triggered a retrain triggers no other.
+    operator.wait_for_reconciles("DriftMonitor", 4)
     assert len(kubectl.items("trainingjob")) == 1
     assert kubectl.get("dm", "churn-drift")["status"]["retrainsTriggered"] == 1
 
