@@ -74,7 +74,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_operator(
-    control_plane: ControlPlane, namespace: str, log: Path, artifact_root: str
+    control_plane: ControlPlane,
+    namespace: str,
+    log: Path,
+    artifact_root: str,
+    runtime_image: str = "flywheel/runtime:test",
 ) -> Iterator[Operator]:
     """`python -m flywheel_operator` watching one namespace, resyncing every second, its
     metrics on a loopback port."""
@@ -83,7 +87,7 @@ def running_operator(
         **os.environ,
         "KUBECONFIG": str(control_plane.kubeconfig),
         "FLYWHEEL_RESYNC_SECONDS": "1",
-        "FLYWHEEL_RUNTIME_IMAGE": "flywheel/runtime:test",
+        "FLYWHEEL_RUNTIME_IMAGE": runtime_image,
         "FLYWHEEL_ARTIFACT_ROOT": artifact_root,
     }
     with log.open("w") as out:
