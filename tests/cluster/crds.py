@@ -24,7 +24,7 @@ CHART_CRD_NAMES = (
 @contextlib.contextmanager
 def crds_restored(kubectl: Kubectl, names: Sequence[str]) -> Iterator[None]:
     """Whatever the body does to these cluster-wide CRDs, put them back as they were: the
-    ones that existed are re-created from a copy if deleted or changed, the others deleted.
+    ones that existed are re-created or replaced from a copy, the others deleted.
     Tests run in random order, so none may see what another left behind."""
     before = {name: _crd_manifest(kubectl, name) for name in names}
     try:
@@ -34,11 +34,14 @@ def crds_restored(kubectl: Kubectl, names: Sequence[str]) -> Iterator[None]:
             now = _crd_manifest(kubectl, name)
             if now == manifest:
                 continue
-            if now is not None:
+            if manifest is None:
                 kubectl.delete("crd", name, wait=True)
-            if manifest is not None:
+                continue
+            if now is None:
                 kubectl.create(json.dumps(manifest))
-                kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
+            else:  # changed: put the copy back in place (a delete would drop every object)
+                kubectl.run("replace", "-f", "-", input=json.dumps(manifest))
+            kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
 
 
 def _crd_manifest(kubectl: Kubectl, name: str) -> dict[str, Any] | None:

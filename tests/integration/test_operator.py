@@ -513,3 +513,74 @@ def test_without_kuberay_training_and_rayserve_say_how_to_install_it(
             cond["reason"] == "KubeRayNotInstalled"
             and "helm install kuberay-operator" in cond["message"]
         )
+
+
+@pytest.fixture
+def lenient_crds(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """TrainingJob and ModelDeployment CRDs whose spec takes anything, as a CRD of an older
+    release might: only the operator's models stand between a bad spec and its work."""
+    names = ("trainingjobs.flywheel.dev", "modeldeployments.flywheel.dev")
+    with crds_restored(cluster_kubectl, names):
+        for name in names:
+            crd = cluster_kubectl.get("crd", name)
+            for version in crd["spec"]["versions"]:
+                schema = version["schema"]["openAPIV3Schema"]
+                schema["properties"]["spec"] = {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                }
+                schema.pop("x-kubernetes-validations", None)
+            cluster_kubectl.run("replace", "-f", "-", input=json.dumps(crd))
+            cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
+        yield
+
+
+@pytest.mark.parametrize(
+    ("case", "top"),
+    [
+        ("24-custom-model-without-import-path", "Succeeded"),
+        ("35-min-replicas-over-max", "Ready"),
+        ("04-canary-weights-not-increasing", "Ready"),
+    ],
+)
+def test_invalid_trainingjob_and_modeldeployment_specs_are_reported(
+    lenient_crds: None, operator: Operator, kubectl: Kubectl, case: str, top: str
+) -> None:
+    text = (INVALID / f"{case}.yaml").read_text()
+    expected = text.splitlines()[0].removeprefix("# expect:").strip()
+    doc = list(yaml.safe_load_all(text))[-1]
+    kubectl.apply(yaml.safe_dump(doc))
+    ref = f"{doc['kind'].lower()}/{doc['metadata']['name']}"
+    obj = wait_condition(kubectl, ref, top, "False")
+    cond = condition(obj, top)
+    assert cond["reason"] == "InvalidSpec" and obj["status"]["phase"] == "InvalidSpec", cond
+    assert cond["message"].startswith("spec.") and expected in cond["message"], cond
+    # Nothing was built from the bad spec.
+    assert not kubectl.items("job") and not kubectl.items("deployment")
+
+
+def test_kuberay_installed_after_the_operator_started(
+    no_kuberay: None, operator: Operator, kubectl: Kubectl, cluster_kubectl: Kubectl
+) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
+    md["spec"]["candidate"] = {"modelName": "churn", "version": "v2"}
+    kubectl.apply(yaml.safe_dump(md))
+    cond = condition(wait_condition(kubectl, "md/churn", "Ready", "False"), "Ready")
+    assert cond["reason"] == "KubeRayNotInstalled", cond
+    install_kuberay(cluster_kubectl)  # no_kuberay removes them again afterwards
+    # A later reconcile finds KubeRay (the operator caches the answer for 30 s) and builds
+    # the RayService; no restart needed.
+    wait_for(
+        lambda: kubectl.get("md", "churn"),
+        lambda o: condition(o, "Ready").get("reason") != "KubeRayNotInstalled",
+        what="md/churn past KubeRayNotInstalled",
+        timeout=90,
+        summary=lambda o: o.get("status"),
+    )
+    wait_for(
+        lambda: (kubectl.items("rayservice"), kubectl.get("md", "churn").get("status")),
+        lambda seen: bool(seen[0]),
+        what="the RayService",
+        timeout=30,
+    )
