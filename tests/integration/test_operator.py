@@ -584,3 +584,42 @@ def test_kuberay_installed_after_the_operator_started(
         what="the RayService",
         timeout=30,
     )
+
+
+def test_a_spec_update_replaces_the_run_and_prunes_what_is_no_longer_desired(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    ds = quickstart("Dataset", "churn-labels")
+    ds["spec"]["refresh"] = {"schedule": "0 * * * *"}
+    kubectl.apply(yaml.safe_dump(ds))
+    [first] = wait_for(lambda: kubectl.items("job"), what="the first ingest Job")
+    assert [c["metadata"]["name"] for c in kubectl.items("cronjob")] == ["churn-labels-refresh"]
+    report(kubectl, first["metadata"]["name"], {"version": "v1", "rows": 10})
+    kubectl.wait("--for=condition=Ready", "dataset/churn-labels", timeout=60)
+
+    # A new policy and no refresh: a new ingest Job; the old Job and the CronJob go.
+    ds["spec"]["validation"] = {"onError": "quarantine", "maxBadRowFraction": 0.1}
+    del ds["spec"]["refresh"]
+    kubectl.apply(yaml.safe_dump(ds))
+    [second] = wait_for(
+        lambda: kubectl.items("job"),
+        lambda jobs: (
+            [j["metadata"]["name"] for j in jobs] != [first["metadata"]["name"]] and len(jobs) == 1
+        ),
+        what="the old ingest Job replaced by a new one",
+        timeout=60,
+        summary=lambda jobs: [j["metadata"]["name"] for j in jobs],
+    )
+    assert second["metadata"]["name"].startswith("churn-labels-ingest-")
+    wait_for(lambda: kubectl.items("cronjob"), lambda c: not c, what="the CronJob pruned")
+    report(kubectl, second["metadata"]["name"], {"version": "v2", "rows": 20})
+    obj = wait_for(
+        lambda: kubectl.get("dataset", "churn-labels"),
+        lambda o: (
+            o.get("status", {}).get("version") == "v2"
+            and o["status"].get("observedGeneration") == 2
+        ),
+        what="dataset/churn-labels at v2, generation 2",
+        timeout=60,
+    )
+    assert condition(obj, "Ready")["status"] == "True"
