@@ -4,6 +4,8 @@ PY ?= .venv/bin/python
 VENV_STAMP := .venv/.installed
 UV_VERSION := 0.13.9
 EXAMPLE ?= examples/quickstart
+# make test runs every benchmark at this scale, so that none rots; figures only, no times.
+BENCH_TEST_SCALE ?= 0.01
 
 .DEFAULT_GOAL := help
 .PHONY: help dev demo test lint crds crds-check chart unit integration bench clean constraints prereqs
@@ -77,6 +79,7 @@ prereqs:
 ## Everything CI runs: lint, CRD check, all tests (starts the local control plane)
 test: prereqs dev k8s-tools lint crds-check
 	.venv/bin/pytest -m "not kind and not bench"
+	FLYWHEEL_BENCH_SCALE=$(BENCH_TEST_SCALE) .venv/bin/pytest -m bench -s tests/bench
 	.venv/bin/pytest --collect-only -q tests/e2e >/dev/null
 
 ## Benchmarks: print figures and ratios against their baselines

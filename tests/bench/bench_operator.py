@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from kubernetes import watch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.common import scaled  # noqa: E402
 from tests.cluster import ControlPlane, find_tools  # noqa: E402
 
 KOPF_BATCH_FLOOR_S = 0.1
@@ -45,12 +47,16 @@ def dataset(name: str) -> dict[str, Any]:
     }
 
 
-METRICS_PORT = 18089
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def operator_means() -> list[str]:
+def operator_means(metrics_port: int) -> list[str]:
     """Mean reconcile and API request time, from the operator's own /metrics."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read()
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read()
     sums: dict[str, float] = {}
     for line in text.decode().splitlines():
         if line.startswith("flywheel_") and ("_sum{" in line or "_count{" in line):
@@ -146,6 +152,7 @@ def main(latency_objects: int, throughput: list[int]) -> None:
             "FLYWHEEL_RESYNC_SECONDS": "600",
             "FLYWHEEL_ARTIFACT_ROOT": "file:///var/lib/flywheel/",  # Pods schedule: no PVC
         }
+        metrics_port = free_port()
         op = subprocess.Popen(
             [
                 sys.executable,
@@ -154,7 +161,8 @@ def main(latency_objects: int, throughput: list[int]) -> None:
                 "--standalone",
                 "-n",
                 ns,
-                f"--metrics-port={METRICS_PORT}",
+                f"--metrics-port={metrics_port}",
+                "--metrics-address=127.0.0.1",
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -162,8 +170,9 @@ def main(latency_objects: int, throughput: list[int]) -> None:
         )
         watcher = StatusWatch(api, ns)
         try:
-            time.sleep(3)
-            memory = [(0, rss_mib(op.pid))]
+            # Measure from the moment the operator answers: one object through first.
+            wait_all(watcher.seen, list(run_batch(api, ns, "warmup", 1, 0)), 120)
+            memory = [(1, rss_mib(op.pid))]
             # Latency: objects arrive one at a time, 50 ms apart.
             created = run_batch(api, ns, "lat", latency_objects, 0.05)
             wait_all(watcher.seen, list(created), 120)
@@ -174,7 +183,7 @@ def main(latency_objects: int, throughput: list[int]) -> None:
             floor, slo = p50 / KOPF_BATCH_FLOOR_S, p99 / MUTATING_SLO_S
             print(f"  p50 {p50 * 1000:7.1f} ms = {floor:5.2f}x kopf's 0.1 s batching floor")
             print(f"  p99 {p99 * 1000:7.1f} ms = {slo:5.2f}x the 1 s mutating-call SLO")
-            total = latency_objects
+            total = 1 + latency_objects
             for n in throughput:
                 start = time.monotonic()
                 created = run_batch(api, ns, f"tp{n}", n, 0)
@@ -186,7 +195,7 @@ def main(latency_objects: int, throughput: list[int]) -> None:
                     f"  {n:5d} objects at once: {per_min:8.0f} reconciled/min ({end - start:.1f} s)"
                 )
             print("inside the operator (means):")
-            for line in operator_means():
+            for line in operator_means(metrics_port):
                 print(f"  {line}")
             print("operator RSS vs objects watched:")
             for count, mib in memory:
@@ -201,8 +210,10 @@ def main(latency_objects: int, throughput: list[int]) -> None:
 
 @pytest.mark.bench
 def test_operator_bench() -> None:
-    sizes = [int(s) for s in os.environ.get("FLYWHEEL_BENCH_THROUGHPUT", "100").split(",")]
-    main(int(os.environ.get("FLYWHEEL_BENCH_LATENCY_OBJECTS", "200")), sizes)
+    """Sizes scale with FLYWHEEL_BENCH_SCALE unless given."""
+    default = str(scaled(100))
+    sizes = [int(s) for s in os.environ.get("FLYWHEEL_BENCH_THROUGHPUT", default).split(",")]
+    main(int(os.environ.get("FLYWHEEL_BENCH_LATENCY_OBJECTS", str(scaled(200)))), sizes)
 
 
 if __name__ == "__main__":

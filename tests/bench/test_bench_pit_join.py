@@ -67,13 +67,16 @@ def make_data() -> tuple[pa.Table, pa.Table]:
     return features, labels
 
 
-def flywheel_join(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> np.ndarray:
+Columns = dict[str, np.ndarray]
+
+
+def flywheel_join(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> Columns:
     ttl = TTL_SECONDS * 1_000_000
     out = pit.point_in_time_join(labels, by_entity, ["entity"], "t", "t", ttl, names)
-    return out.column("f0").to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+    return {n: out.column(n).to_numpy(zero_copy_only=False) for n in names}
 
 
-def numpy_floor(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> np.ndarray:
+def numpy_floor(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> Columns:
     """The least work possible: one global searchsorted over entity * span + time."""
     span = SPAN_SECONDS * 1_000_000 + 1
     fe = by_entity.column("entity").to_numpy()
@@ -83,11 +86,10 @@ def numpy_floor(labels: pa.Table, by_entity: pa.Table, names: list[str]) -> np.n
     row = np.searchsorted(fe * span + ft, le * span + lt, side="right") - 1
     safe = np.maximum(row, 0)
     ok = (row >= 0) & (fe[safe] == le) & (lt - ft[safe] <= TTL_SECONDS * 1_000_000)
-    taken = [by_entity.column(n).to_numpy()[safe] for n in names]
-    return np.where(ok, taken[0], np.nan)
+    return {n: np.where(ok, by_entity.column(n).to_numpy()[safe], np.nan) for n in names}
 
 
-def pandas_join(labels: Any, by_time: Any, names: list[str]) -> np.ndarray:
+def pandas_join(labels: Any, by_time: Any, names: list[str]) -> Columns:
     import pandas as pd
 
     ordered = labels.assign(_row=np.arange(len(labels))).sort_values("t", kind="stable")
@@ -100,10 +102,11 @@ def pandas_join(labels: Any, by_time: Any, names: list[str]) -> np.ndarray:
         allow_exact_matches=True,
         tolerance=pd.Timedelta(seconds=TTL_SECONDS),
     )
-    return out.sort_values("_row")["f0"].to_numpy()  # type: ignore[no-any-return]
+    ordered_back = out.sort_values("_row")
+    return {n: ordered_back[n].to_numpy() for n in names}
 
 
-def duckdb_join(con: Any, names: list[str]) -> np.ndarray:
+def duckdb_join(con: Any, names: list[str]) -> Columns:
     picks = ", ".join(
         f"CASE WHEN l.t - f.t <= INTERVAL {TTL_SECONDS} SECOND THEN f.{n} END AS {n}" for n in names
     )
@@ -111,57 +114,54 @@ def duckdb_join(con: Any, names: list[str]) -> np.ndarray:
         f"SELECT l.row, {picks} FROM labels l ASOF LEFT JOIN features f "
         "ON l.entity = f.entity AND l.t >= f.t ORDER BY l.row"
     ).to_arrow_table()
-    return table.column("f0").to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+    return {n: table.column(n).to_numpy(zero_copy_only=False) for n in names}
 
 
-def mismatches(a: np.ndarray, b: np.ndarray) -> int:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return int((~((np.isnan(a) & np.isnan(b)) | (a == b))).sum())
+def mismatches(got: Columns, want: Columns) -> dict[str, int]:
+    """Rows that differ, per column; every column of the reference must be there."""
+    assert got.keys() == want.keys(), (sorted(got), sorted(want))
+    out = {}
+    for name in want:
+        a = np.asarray(got[name], dtype=np.float64)
+        b = np.asarray(want[name], dtype=np.float64)
+        assert a.shape == b.shape, (name, a.shape, b.shape)
+        out[name] = int((~((np.isnan(a) & np.isnan(b)) | (a == b))).sum())
+    return out
 
 
 def test_point_in_time_join() -> None:
     features, labels = make_data()
     names = [f"f{i}" for i in range(N_FEATURES)]
     by_entity = pit.sort_by_entity_and_time(features, ["entity"], "t")
-    results: dict[str, tuple[float, np.ndarray]] = {}
+    results: dict[str, tuple[float, Columns]] = {}
     repeats = 3  # the first call pays for cold caches; report the steady state
 
     results["flywheel"] = best_of(repeats, lambda: flywheel_join(labels, by_entity, names))
     results["numpy searchsorted floor"] = best_of(
         repeats, lambda: numpy_floor(labels, by_entity, names)
     )
-    try:
-        import pandas  # noqa: F401
+    # The baselines are pinned in requirements/dev.txt: a missing one is an error, not a skip.
+    import duckdb
 
-        by_time = features.to_pandas().sort_values("t", kind="stable")
-        label_frame = labels.to_pandas()
-        results["pandas merge_asof"] = best_of(
-            repeats, lambda: pandas_join(label_frame, by_time, names)
-        )
-    except ImportError:
-        print("pandas not installed; skipped")
-    try:
-        import duckdb
-
-        con = duckdb.connect()
-        con.register("features_arrow", features)
-        con.register(
-            "labels_arrow", labels.append_column("row", pa.array(np.arange(labels.num_rows)))
-        )
-        con.execute("CREATE TABLE features AS SELECT * FROM features_arrow")
-        con.execute("CREATE TABLE labels AS SELECT * FROM labels_arrow")
-        results["duckdb ASOF JOIN"] = best_of(repeats, lambda: duckdb_join(con, names))
-        con.close()
-    except ImportError:
-        print("duckdb not installed; skipped")
+    by_time = features.to_pandas().sort_values("t", kind="stable")
+    label_frame = labels.to_pandas()
+    results["pandas merge_asof"] = best_of(
+        repeats, lambda: pandas_join(label_frame, by_time, names)
+    )
+    con = duckdb.connect()
+    con.register("features_arrow", features)
+    con.register("labels_arrow", labels.append_column("row", pa.array(np.arange(labels.num_rows))))
+    con.execute("CREATE TABLE features AS SELECT * FROM features_arrow")
+    con.execute("CREATE TABLE labels AS SELECT * FROM labels_arrow")
+    results["duckdb ASOF JOIN"] = best_of(repeats, lambda: duckdb_join(con, names))
+    con.close()
 
     reference = results["flywheel"][1]
     mine = results["flywheel"][0]
     rows = []
     for name, (seconds, values) in results.items():
-        differ = mismatches(values, reference)
-        assert differ == 0, f"{name} disagrees with flywheel on {differ} rows"
+        differ = {c: n for c, n in mismatches(values, reference).items() if n}
+        assert not differ, f"{name} disagrees with flywheel (rows per column): {differ}"
         rows.append(
             [
                 name,
@@ -215,10 +215,12 @@ def in_process(repeats: int, *args: str) -> tuple[float, float]:
     return best
 
 
-def sorted_f0(path: Path) -> np.ndarray:
+def sorted_features(path: Path) -> Columns:
+    """Every feature column of a join's output, in (entity, time) order."""
     table = pq.read_table(path)
     order = pc.sort_indices(table, sort_keys=[("entity", "ascending"), ("t", "ascending")])
-    return table.column("f0").take(order).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+    names = [f"f{i}" for i in range(N_FEATURES)]
+    return {n: table.column(n).take(order).to_numpy(zero_copy_only=False) for n in names}
 
 
 @pytest.mark.timeout(3600)
@@ -238,18 +240,15 @@ def test_end_to_end(tmp_path: Path) -> None:
         command = ["flywheel", str(spec_file), str(offline_file), str(labels_file), str(out)]
         name = "flywheel, 10 columns" if windows == 0 else f"flywheel, {windows} windows"
         runs[name] = (in_process(2, *command), out)
-    try:
-        import duckdb  # noqa: F401
-
-        out = tmp_path / "duckdb.parquet"
-        offline_0 = str(tmp_path / "offline-0.parquet")
-        command = ["duckdb", str(TTL_SECONDS), offline_0, str(labels_file), str(out)]
-        runs["duckdb ASOF JOIN"] = (in_process(2, *command), out)
-        differ = mismatches(sorted_f0(out), sorted_f0(runs["flywheel, 10 columns"][1]))
-        assert differ == 0, f"duckdb disagrees with flywheel on {differ} rows"
-    except ImportError:
-        print("duckdb not installed; skipped")
-    wall, cpu = runs.get("duckdb ASOF JOIN", runs["flywheel, 10 columns"])[0]
+    # The baseline is pinned in requirements/dev.txt: a missing one is an error, not a skip.
+    out = tmp_path / "duckdb.parquet"
+    offline_0 = str(tmp_path / "offline-0.parquet")
+    command = ["duckdb", str(TTL_SECONDS), offline_0, str(labels_file), str(out)]
+    runs["duckdb ASOF JOIN"] = (in_process(2, *command), out)
+    flywheel_out = sorted_features(runs["flywheel, 10 columns"][1])
+    differ = {c: n for c, n in mismatches(sorted_features(out), flywheel_out).items() if n}
+    assert not differ, f"duckdb disagrees with flywheel (rows per column): {differ}"
+    wall, cpu = runs["duckdb ASOF JOIN"][0]
     report(
         f"end to end, own process, Parquet in and out: {labels.num_rows:,} labels x "
         f"{features.num_rows:,} feature rows x {N_FEATURES} features (best of 2; goal: "

@@ -11,9 +11,11 @@ from .controlplane import (
     ToolsMissingError,
     find_tools,
 )
+from .crds import CHART_CRD_NAMES, crds_restored
 from .kubectl import CommandError, Helm, Kubectl, WaitTimeout, wait_for
 
 __all__ = [
+    "CHART_CRD_NAMES",
     "DEFAULT_NODES",
     "GPU_NODE",
     "GPU_RESOURCE",
@@ -26,6 +28,7 @@ __all__ = [
     "Tools",
     "ToolsMissingError",
     "WaitTimeout",
+    "crds_restored",
     "find_tools",
     "wait_for",
 ]

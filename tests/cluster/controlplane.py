@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "hack" / "k8s"
 VERSIONS_FILE = K8S_DIR / "versions.env"
@@ -42,6 +44,8 @@ KUBERNETES_SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR
 POD_CIDR = "10.244.0.0/16"  # kwok hands Pod IPs out of this range
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+# Pods of this image kwok starts but does not finish: tests.cluster.kubelet runs them.
+PLAYED_IMAGE = "flywheel/runtime:played"
 GPU_RESOURCE = "nvidia.com/gpu"
 BUILD_HINT = "run `make k8s-tools` (hack/k8s/build.sh) to build them"
 
@@ -714,12 +718,26 @@ class ControlPlane:
             *self._component_common("scheduler", ports["scheduler"]),
         ]
 
+    def _kwok_stages(self) -> Path:
+        """kwok's stages, except that Pods of the image tests.cluster.kubelet plays stay
+        Running: that module runs their command and writes how they ended."""
+        docs = [d for d in yaml.safe_load_all(self.tools.kwok_stages.read_text()) if d]
+        for doc in docs:
+            if doc["kind"] == "Stage" and doc["metadata"]["name"] == "pod-complete":
+                doc["spec"]["selector"]["matchExpressions"].append(
+                    {"key": ".spec.containers.[].image", "operator": "NotIn",
+                     "values": [PLAYED_IMAGE]}
+                )  # fmt: skip
+        path = self.workdir / "kwok-stages.yaml"
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        return path
+
     def _kwok_args(self, ports: Mapping[str, int]) -> list[str]:
         key, value = KWOK_NODE_ANNOTATION
         return [
             str(self.tools.kwok),
             f"--kubeconfig={self.kubeconfig}",
-            f"--config={self.tools.kwok_stages}",
+            f"--config={self._kwok_stages()}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={key}={value}",
             f"--cidr={POD_CIDR}",

@@ -42,11 +42,12 @@ def wait_for(
     what: str,
     timeout: float = 30.0,
     interval: float = 0.25,
+    summary: Callable[[T], Any] | None = None,
 ) -> T:
     """Call probe() until until(value) holds; return that value.
 
-    On timeout the error names `what` and shows the last value seen (or the last
-    exception probe raised), which is usually the whole diagnosis.
+    On timeout the error names `what` and shows the last value seen (or its `summary`,
+    or the last exception probe raised), which is usually the whole diagnosis.
     """
     deadline = time.monotonic() + timeout
     last: str = "nothing observed"
@@ -58,7 +59,7 @@ def wait_for(
         else:
             if until(value):
                 return value
-            last = _short(value)
+            last = _short(summary(value) if summary else value)
         if time.monotonic() >= deadline:
             raise WaitTimeout(
                 f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last}"

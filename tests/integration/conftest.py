@@ -24,11 +24,13 @@ if str(REPO_ROOT) not in sys.path:  # tests/cluster is imported as tests.cluster
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.cluster import (  # noqa: E402
+    CHART_CRD_NAMES,
     ClusterError,
     ControlPlane,
     Helm,
     Kubectl,
     ToolsMissingError,
+    crds_restored,
     find_tools,
     wait_for,
 )
@@ -169,4 +171,20 @@ def flywheel_crds(cluster_kubectl: Kubectl) -> list[str]:
         names += [n.split("/", 1)[1] for n in out if n.startswith("customresourcedefinition")]
     for name in names:
         cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
+    return names
+
+
+@pytest.fixture
+def chart_crds_restored(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """Helm leaves the CRDs of an uninstalled chart behind: put them back as they were."""
+    with crds_restored(cluster_kubectl, CHART_CRD_NAMES):
+        yield
+
+
+@pytest.fixture
+def peering_crds_absent(chart_crds_restored: None, cluster_kubectl: Kubectl) -> list[str]:
+    """Without kopf's peering CRDs, so that a test sees the chart install them. (Deleting
+    flywheel's would wait for every object of the five kinds left by other tests.)"""
+    names = [n for n in CHART_CRD_NAMES if n.endswith(".kopf.dev")]
+    cluster_kubectl.delete("crd", *names)
     return names

@@ -78,7 +78,7 @@ def access_review(
 
 @pytest.fixture
 def install(
-    helm: Helm, cluster_kubectl: Kubectl, namespace: str
+    chart_crds_restored: None, helm: Helm, cluster_kubectl: Kubectl, namespace: str
 ) -> Iterator[Callable[..., Release]]:
     """helm install of the chart into the test's namespace (unique release names, since
     the ClusterRole and peering objects are cluster-scoped); uninstalled afterwards."""
@@ -248,7 +248,7 @@ def test_operator_runs_with_only_the_charts_rbac(
         else f"--metrics-port={metrics}" if a.startswith("--metrics-port=")
         else a
         for a in container["args"]
-    ]  # fmt: skip
+    ] + ["--metrics-address=127.0.0.1"]  # fmt: skip
     assert f"--namespace={namespace}" in args and f"--peering={release.fullname}" in args
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env |= {

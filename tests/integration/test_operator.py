@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
-import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster import ControlPlane, Kubectl, wait_for
+from tests.cluster import ControlPlane, Kubectl, crds_restored, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -38,33 +39,74 @@ def quickstart(kind: str, name: str) -> dict[str, Any]:
 
 
 class Operator:
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, metrics_port: int) -> None:
         self.log = log
+        self.metrics_port = metrics_port
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def reconciles(self, kind: str) -> int:
+        """Reconciles of objects of this kind finished so far, from the operator's metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        prefix = f'flywheel_reconcile_seconds_count{{kind="{kind}"}} '
+        return sum(int(float(line[len(prefix) :])) for line in text.splitlines()
+                   if line.startswith(prefix))  # fmt: skip
+
+    def wait_for_reconciles(self, kind: str, count: int, timeout: float = 60) -> None:
+        """Until `count` more reconciles of `kind` have finished than now."""
+        start = self.reconciles(kind)
+        wait_for(
+            lambda: self.reconciles(kind) - start,
+            lambda done: done >= count,
+            what=f"{count} reconciles of {kind}",
+            timeout=timeout,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 @contextlib.contextmanager
 def running_operator(
-    control_plane: ControlPlane, namespace: str, log: Path, artifact_root: str
+    control_plane: ControlPlane,
+    namespace: str,
+    log: Path,
+    artifact_root: str,
+    runtime_image: str = "flywheel/runtime:test",
 ) -> Iterator[Operator]:
-    """`python -m flywheel_operator` watching one namespace, resyncing every second."""
+    """`python -m flywheel_operator` watching one namespace, resyncing every second, its
+    metrics on a loopback port."""
+    port = free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(control_plane.kubeconfig),
         "FLYWHEEL_RESYNC_SECONDS": "1",
-        "FLYWHEEL_RUNTIME_IMAGE": "flywheel/runtime:test",
+        "FLYWHEEL_RUNTIME_IMAGE": runtime_image,
         "FLYWHEEL_ARTIFACT_ROOT": artifact_root,
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flywheel_operator", "--standalone", "--namespace", namespace],
+            [
+                sys.executable,
+                "-m",
+                "flywheel_operator",
+                "--standalone",
+                "--namespace",
+                namespace,
+                f"--metrics-port={port}",
+                "--metrics-address=127.0.0.1",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
-    op = Operator(log)
+    op = Operator(log, port)
     try:
         yield op
     finally:
@@ -87,16 +129,29 @@ def operator(
         yield op
 
 
-@pytest.fixture
-def kuberay(cluster_kubectl: Kubectl) -> None:
+KUBERAY_CRD_NAMES = ("rayjobs.ray.io", "rayservices.ray.io")
+
+
+def install_kuberay(cluster_kubectl: Kubectl) -> None:
     cluster_kubectl.apply(KUBERAY_CRDS)
-    for name in ("rayjobs.ray.io", "rayservices.ray.io"):
+    for name in KUBERAY_CRD_NAMES:
         cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
 
 
 @pytest.fixture
-def no_kuberay(cluster_kubectl: Kubectl) -> None:
-    cluster_kubectl.delete("crd", "rayjobs.ray.io", "rayservices.ray.io")
+def kuberay(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """KubeRay's CRDs for the test; afterwards the cluster is as it was."""
+    with crds_restored(cluster_kubectl, KUBERAY_CRD_NAMES):
+        install_kuberay(cluster_kubectl)
+        yield
+
+
+@pytest.fixture
+def no_kuberay(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """No KubeRay CRDs for the test; afterwards the cluster is as it was."""
+    with crds_restored(cluster_kubectl, KUBERAY_CRD_NAMES):
+        cluster_kubectl.delete("crd", *KUBERAY_CRD_NAMES)
+        yield
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -387,6 +442,8 @@ def test_driftmonitor_detects_drift_and_triggers_one_retrain(
     md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
     dm = quickstart("DriftMonitor", "churn-drift")
     dm["spec"]["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    # Short: a second retrain for the same run must be refused by more than the cooldown.
+    dm["spec"]["action"]["retrain"]["cooldown"] = "1s"
     kubectl.apply(yaml.safe_dump_all([quickstart("Dataset", "churn-labels"), md, dm]))
     [ingest] = wait_for(lambda: kubectl.items("job"), what="ingest Job")
     report(kubectl, ingest["metadata"]["name"], {"version": "v1", "rows": 1})
@@ -416,7 +473,8 @@ def test_driftmonitor_detects_drift_and_triggers_one_retrain(
     retrain = wait_for(lambda: kubectl.items("trainingjob"), what="the retrain TrainingJob")
     assert [t["metadata"]["name"] for t in retrain] == ["churn-drift-retrain-1"]
     assert owned_by(retrain[0], dm_obj)
-    time.sleep(3)  # several resyncs: the cooldown holds, no second retrain
+    # Several resyncs well past the cooldown: the run that triggered a retrain triggers no other.
+    operator.wait_for_reconciles("DriftMonitor", 4)
     assert len(kubectl.items("trainingjob")) == 1
     assert kubectl.get("dm", "churn-drift")["status"]["retrainsTriggered"] == 1
 
@@ -455,3 +513,113 @@ def test_without_kuberay_training_and_rayserve_say_how_to_install_it(
             cond["reason"] == "KubeRayNotInstalled"
             and "helm install kuberay-operator" in cond["message"]
         )
+
+
+@pytest.fixture
+def lenient_crds(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """TrainingJob and ModelDeployment CRDs whose spec takes anything, as a CRD of an older
+    release might: only the operator's models stand between a bad spec and its work."""
+    names = ("trainingjobs.flywheel.dev", "modeldeployments.flywheel.dev")
+    with crds_restored(cluster_kubectl, names):
+        for name in names:
+            crd = cluster_kubectl.get("crd", name)
+            for version in crd["spec"]["versions"]:
+                schema = version["schema"]["openAPIV3Schema"]
+                schema["properties"]["spec"] = {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                }
+                schema.pop("x-kubernetes-validations", None)
+            cluster_kubectl.run("replace", "-f", "-", input=json.dumps(crd))
+            cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
+        yield
+
+
+@pytest.mark.parametrize(
+    ("case", "top"),
+    [
+        ("24-custom-model-without-import-path", "Succeeded"),
+        ("35-min-replicas-over-max", "Ready"),
+        ("04-canary-weights-not-increasing", "Ready"),
+    ],
+)
+def test_invalid_trainingjob_and_modeldeployment_specs_are_reported(
+    lenient_crds: None, operator: Operator, kubectl: Kubectl, case: str, top: str
+) -> None:
+    text = (INVALID / f"{case}.yaml").read_text()
+    expected = text.splitlines()[0].removeprefix("# expect:").strip()
+    doc = list(yaml.safe_load_all(text))[-1]
+    kubectl.apply(yaml.safe_dump(doc))
+    ref = f"{doc['kind'].lower()}/{doc['metadata']['name']}"
+    obj = wait_condition(kubectl, ref, top, "False")
+    cond = condition(obj, top)
+    assert cond["reason"] == "InvalidSpec" and obj["status"]["phase"] == "InvalidSpec", cond
+    assert cond["message"].startswith("spec.") and expected in cond["message"], cond
+    # Nothing was built from the bad spec.
+    assert not kubectl.items("job") and not kubectl.items("deployment")
+
+
+def test_kuberay_installed_after_the_operator_started(
+    no_kuberay: None, operator: Operator, kubectl: Kubectl, cluster_kubectl: Kubectl
+) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
+    md["spec"]["candidate"] = {"modelName": "churn", "version": "v2"}
+    kubectl.apply(yaml.safe_dump(md))
+    cond = condition(wait_condition(kubectl, "md/churn", "Ready", "False"), "Ready")
+    assert cond["reason"] == "KubeRayNotInstalled", cond
+    install_kuberay(cluster_kubectl)  # no_kuberay removes them again afterwards
+    # A later reconcile finds KubeRay (the operator caches the answer for 30 s) and builds
+    # the RayService; no restart needed.
+    wait_for(
+        lambda: kubectl.get("md", "churn"),
+        lambda o: condition(o, "Ready").get("reason") != "KubeRayNotInstalled",
+        what="md/churn past KubeRayNotInstalled",
+        timeout=90,
+        summary=lambda o: o.get("status"),
+    )
+    wait_for(
+        lambda: (kubectl.items("rayservice"), kubectl.get("md", "churn").get("status")),
+        lambda seen: bool(seen[0]),
+        what="the RayService",
+        timeout=30,
+    )
+
+
+def test_a_spec_update_replaces_the_run_and_prunes_what_is_no_longer_desired(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    ds = quickstart("Dataset", "churn-labels")
+    ds["spec"]["refresh"] = {"schedule": "0 * * * *"}
+    kubectl.apply(yaml.safe_dump(ds))
+    [first] = wait_for(lambda: kubectl.items("job"), what="the first ingest Job")
+    assert [c["metadata"]["name"] for c in kubectl.items("cronjob")] == ["churn-labels-refresh"]
+    report(kubectl, first["metadata"]["name"], {"version": "v1", "rows": 10})
+    kubectl.wait("--for=condition=Ready", "dataset/churn-labels", timeout=60)
+
+    # A new policy and no refresh: a new ingest Job; the old Job and the CronJob go.
+    ds["spec"]["validation"] = {"onError": "quarantine", "maxBadRowFraction": 0.1}
+    del ds["spec"]["refresh"]
+    kubectl.apply(yaml.safe_dump(ds))
+    [second] = wait_for(
+        lambda: kubectl.items("job"),
+        lambda jobs: (
+            [j["metadata"]["name"] for j in jobs] != [first["metadata"]["name"]] and len(jobs) == 1
+        ),
+        what="the old ingest Job replaced by a new one",
+        timeout=60,
+        summary=lambda jobs: [j["metadata"]["name"] for j in jobs],
+    )
+    assert second["metadata"]["name"].startswith("churn-labels-ingest-")
+    wait_for(lambda: kubectl.items("cronjob"), lambda c: not c, what="the CronJob pruned")
+    report(kubectl, second["metadata"]["name"], {"version": "v2", "rows": 20})
+    obj = wait_for(
+        lambda: kubectl.get("dataset", "churn-labels"),
+        lambda o: (
+            o.get("status", {}).get("version") == "v2"
+            and o["status"].get("observedGeneration") == 2
+        ),
+        what="dataset/churn-labels at v2, generation 2",
+        timeout=60,
+    )
+    assert condition(obj, "Ready")["status"] == "True"

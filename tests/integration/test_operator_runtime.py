@@ -1,16 +1,16 @@
 """The operator and the runtime together: the Jobs the operator makes run for real.
 
-kwok has no container runtime, so the test plays the kubelet: it runs each Job's
-container command (`flywheel ...` with the Job's args and env) on this machine, then
-writes what the command wrote to its termination log into the Pod's status, as the
-kubelet would. Everything else is real: the API server, the operator, the runtime, the
-data it ingests and the stores it fills.
+kwok has no container runtime, so the test plays the kubelet (tests.cluster.kubelet): it
+runs each Pod's command on this machine with only the Pod's env and volumes writable,
+then writes how it ended into the Pod's status, as the kubelet would. Everything else is
+real: the API server, the Job controller, the operator, the runtime, the data it ingests
+and the stores it fills. The artifact root is a PersistentVolumeClaim, bound to a local
+directory standing in for the volume.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,78 +21,80 @@ import pytest
 import yaml
 
 from tests.cluster import ControlPlane, Kubectl, wait_for
-from tests.integration.test_operator import Operator, quickstart, running_operator
+from tests.cluster.controlplane import PLAYED_IMAGE
+from tests.cluster.kubelet import Node, Run, run_pod, running_pod
+from tests.integration.test_operator import (
+    Operator,
+    condition,
+    quickstart,
+    running_operator,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+CLAIM = "flywheel-artifacts"
+
+
+@pytest.fixture
+def node(cluster_kubectl: Kubectl, namespace: str) -> Iterator[Node]:
+    """A node-local directory as the volume of the claim CLAIM, bound in the namespace."""
+    node = Node.create()
+    pv = f"{namespace}-{CLAIM}"[:63]
+    cluster_kubectl.create(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "", "hostPath": {"path": str(node.claim(CLAIM))},
+            "claimRef": {"namespace": namespace, "name": CLAIM},
+        },
+    }))  # fmt: skip
+    cluster_kubectl.in_namespace(namespace).create(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": CLAIM},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))  # fmt: skip
+    try:
+        yield node
+    finally:
+        cluster_kubectl.delete("pv", pv, wait=False)  # cluster-wide: never left behind
+        node.remove()
 
 
 @pytest.fixture
 def runtime_operator(
     control_plane: ControlPlane, namespace: str, flywheel_crds: list[str], tmp_path: Path
 ) -> Iterator[Operator]:
-    """The operator with a local artifact root, which the commands run here can reach."""
-    root = tmp_path / "artifacts"
-    with running_operator(control_plane, namespace, tmp_path / "operator.log", str(root)) as op:
+    """The operator with the claim as its artifact root, its Pods left to the test."""
+    with running_operator(
+        control_plane, namespace, tmp_path / "operator.log", f"pvc://{CLAIM}/", PLAYED_IMAGE
+    ) as op:
         yield op
 
 
-def run_job_like_the_kubelet(
-    kubectl: Kubectl, job: dict[str, Any], scratch: Path
-) -> dict[str, Any]:
-    """Run the Job's container command here; write its result where the kubelet would."""
-    [container] = job["spec"]["template"]["spec"]["containers"]
-    result = scratch / f"{job['metadata']['name']}.json"
-    args = [str(result) if a == "/dev/termination-log" else a for a in container["args"]]
-    env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}}
-    flywheel = Path(sys.executable).with_name("flywheel")
-    done = subprocess.run(
-        [str(flywheel), *args], env=env, cwd=scratch, capture_output=True, text=True, timeout=300
-    )
-    assert result.exists(), f"no result from {args}: {done.stderr[-2000:]}"
-    message = result.read_text()
-    pods = wait_for(
-        lambda: kubectl.items(
-            "pod", "-l", f"batch.kubernetes.io/job-name={job['metadata']['name']}"
-        ),
-        lambda items: any(
-            (cs.get("state") or {}).get("terminated")
-            for p in items
-            for cs in p.get("status", {}).get("containerStatuses", [])
-        ),
-        what=f"kwok to finish the pod of {job['metadata']['name']}",
-    )
-    patch = [
-        {
-            "op": "add",
-            "path": "/status/containerStatuses/0/state/terminated/message",
-            "value": message,
-        }
-    ]
-    kubectl.run(
-        "patch", "pod", pods[0]["metadata"]["name"], "--subresource=status", "--type=json",
-        "-p", json.dumps(patch),
-    )  # fmt: skip
-    parsed: dict[str, Any] = json.loads(message)
-    return parsed
+def run_job(kubectl: Kubectl, job: dict[str, Any], node: Node) -> Run:
+    return run_pod(kubectl, running_pod(kubectl, job["metadata"]["name"]), node)
 
 
 def test_dataset_and_featureview_run_the_runtime_commands(
-    runtime_operator: Operator, kubectl: Kubectl, tmp_path: Path
+    runtime_operator: Operator, kubectl: Kubectl, node: Node
 ) -> None:
-    data = tmp_path / "data"
+    data = node.claim(CLAIM) / "data"
     subprocess.run(
         [sys.executable, str(ROOT / "examples/quickstart/generate_data.py"), "--customers", "300",
          "--out", str(data)],
         check=True, capture_output=True,
     )  # fmt: skip
     events = quickstart("Dataset", "customer-events")
-    events["spec"]["source"]["uri"] = str(data / "customer_events.csv")
+    events["spec"]["source"]["uri"] = f"pvc://{CLAIM}/data/customer_events.csv"
     fv = quickstart("FeatureView", "customer-features")
     del fv["spec"]["materialization"]
     kubectl.apply(yaml.safe_dump_all([events, fv]))
 
     [ingest] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
-    result = run_job_like_the_kubelet(kubectl, ingest, tmp_path)
+    run = run_job(kubectl, ingest, node)
+    assert run.exit_code == 0, run.log[-3000:]
+    result = json.loads(run.message)
     assert result["rows"] > 10_000 and result["badRows"] > 0, result
     ds = wait_for(
         lambda: kubectl.get("dataset", "customer-events"),
@@ -102,13 +104,95 @@ def test_dataset_and_featureview_run_the_runtime_commands(
     )
     assert ds["status"]["version"] == result["version"]
     assert ds["status"]["badRows"] == result["badRows"]
+    # The snapshot is on the volume, where the Pod wrote it.
+    assert list((node.claim(CLAIM) / "datasets").rglob("current.json"))
 
     [materialize] = wait_for(
         lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=materialize"),
         what="the materialization Job",
     )
-    result = run_job_like_the_kubelet(kubectl, materialize, tmp_path)
+    run = run_job(kubectl, materialize, node)
+    assert run.exit_code == 0, run.log[-3000:]
+    result = json.loads(run.message)
     assert result["onlineRows"] == 300, result
     kubectl.wait("--for=condition=Ready", "featureview/customer-features", timeout=60)
     fv_status = kubectl.get("featureview", "customer-features")["status"]
     assert fv_status["onlineRows"] == 300 and fv_status["watermark"]
+
+
+def test_a_failing_run_is_retried_then_reported_with_its_error(
+    runtime_operator: Operator, kubectl: Kubectl, node: Node
+) -> None:
+    events = quickstart("Dataset", "customer-events")
+    events["spec"]["source"]["uri"] = f"pvc://{CLAIM}/data/missing.csv"
+    kubectl.apply(yaml.safe_dump(events))
+    [job] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
+    runs = []
+    # backoffLimit 1: the Job controller starts a second Pod after the first fails.
+    for _ in range(job["spec"]["backoffLimit"] + 1):
+        runs.append(run_job(kubectl, job, node))
+    assert all(r.exit_code != 0 for r in runs), [r.log[-1000:] for r in runs]
+    assert len(kubectl.items("pod")) == 2
+    failed = wait_for(
+        lambda: kubectl.get("job", job["metadata"]["name"]),
+        lambda j: condition(j, "Failed").get("status") == "True",
+        what="the Job failed",
+    )
+    assert condition(failed, "Failed")["reason"] == "BackoffLimitExceeded"
+    ds = wait_for(
+        lambda: kubectl.get("dataset", "customer-events"),
+        lambda o: o.get("status", {}).get("phase") == "Failed",
+        what="dataset/customer-events Failed",
+        timeout=60,
+    )
+    ready = condition(ds, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "IngestFailed", ready
+    assert "missing.csv" in ready["message"], ready
+
+
+def test_a_crash_without_a_result_reports_the_log_tail(
+    runtime_operator: Operator, kubectl: Kubectl, node: Node
+) -> None:
+    """A run that dies before writing its result: FallbackToLogsOnError puts the end of
+    its log into the Pod's status, and the operator into the failure condition."""
+    data = node.claim(CLAIM) / "data"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples/quickstart/generate_data.py"), "--customers", "20",
+         "--out", str(data)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    events = quickstart("Dataset", "customer-events")
+    events["spec"]["source"]["uri"] = f"pvc://{CLAIM}/data/customer_events.csv"
+    kubectl.apply(yaml.safe_dump(events))
+    [ingest] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
+    assert run_job(kubectl, ingest, node).exit_code == 0
+    kubectl.wait("--for=condition=Ready", "dataset/customer-events", timeout=60)
+    # Someone truncates every file of the published snapshot on the volume.
+    for path in (node.claim(CLAIM) / "datasets").rglob("versions/*/**/*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[:11])
+
+    fv = quickstart("FeatureView", "customer-features")
+    del fv["spec"]["materialization"]
+    kubectl.apply(yaml.safe_dump(fv))
+    [materialize] = wait_for(
+        lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=materialize"),
+        what="the materialization Job",
+    )
+    runs = [run_job(kubectl, materialize, node) for _ in range(2)]  # backoffLimit 1
+    for run in runs:
+        # No result: the message is the end of the log, the exception's last line included.
+        assert run.exit_code != 0 and run.message, run.log[-2000:]
+        assert run.log.rstrip().endswith(run.message.rstrip()), (run.message, run.log[-2000:])
+        assert "Parquet magic bytes not found" in run.message.splitlines()[-1], run.message
+        assert len(run.message.encode()) <= 2048 and len(run.message.splitlines()) <= 80
+    fv_obj = wait_for(
+        lambda: kubectl.get("featureview", "customer-features"),
+        lambda o: o.get("status", {}).get("phase") == "Failed",
+        what="featureview/customer-features Failed",
+        timeout=60,
+    )
+    ready = condition(fv_obj, "Ready")
+    assert ready["reason"] == "MaterializationFailed", ready
+    # The condition keeps the end of the log: the exception.
+    assert ready["message"].endswith(runs[-1].message.strip().splitlines()[-1]), ready

@@ -1,7 +1,8 @@
 """The Helm chart as `helm template` renders it: restricted pods, least-privilege RBAC in
 both watch modes, the kopf peering objects, monitoring, and the values schema.
 
-Needs the helm binary that `make k8s-tools` builds (or one on PATH); skipped without it.
+Needs the helm binary that `make k8s-tools` builds (or one on PATH), and fails without
+it: rendering the chart is part of the suite.
 tests/integration/test_chart.py installs the same chart into a real API server.
 """
 
@@ -64,7 +65,7 @@ def find_helm() -> Path | None:
 def helm_binary() -> Path:
     helm = find_helm()
     if helm is None:
-        pytest.skip("helm not built yet: run `make k8s-tools` (hack/k8s/build.sh)")
+        pytest.fail("helm not built yet: run `make k8s-tools` (hack/k8s/build.sh)", pytrace=False)
     return helm
 
 

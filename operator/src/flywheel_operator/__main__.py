@@ -22,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--standalone", action="store_true", help="no peering at all")
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port; 0: none")
+    parser.add_argument(
+        "--metrics-address", default="0.0.0.0", help="address the metrics port listens on"
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
@@ -32,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # kopf logs every handler success at INFO; our Events say more
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
-        start_http_server(args.metrics_port)
+        start_http_server(args.metrics_port, addr=args.metrics_address)
     # Imported here: registering handlers reads the settings from the environment.
     from flywheel_operator import handlers  # noqa: F401
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -116,3 +118,126 @@ def test_bandit_keeps_the_floor_and_promotes_a_dominant_arm() -> None:
 def test_canary_split_always_sums_to_100(step: int, metrics: Metrics | None) -> None:
     d = rollout.step(CANARY, State(step=step, step_started=T0), metrics, T0 + timedelta(hours=1))
     assert sum(rollout.traffic(CANARY, d.state, "v1", "v2").values()) == 100.0
+
+
+# --- properties over generated rollouts -------------------------------------------------
+
+durations = st.one_of(
+    st.none(), st.integers(1, 120).map(lambda n: f"{n}m"), st.integers(1, 48).map(lambda n: f"{n}h")
+)
+canaries = st.builds(
+    lambda weights, pauses, analysis: {
+        "strategy": "canary",
+        "canary": {
+            "steps": [
+                {"weight": w, **({"pause": p} if p else {})}
+                for w, p in zip(weights, pauses, strict=False)
+            ],
+            "analysis": analysis,
+        },
+    },
+    st.sets(st.integers(1, 100), min_size=1, max_size=6).map(sorted),
+    st.lists(durations, min_size=6, max_size=6),
+    st.fixed_dictionaries(
+        {
+            "minRequests": st.integers(1, 1000),
+            "maxErrorRate": st.floats(0, 1),
+            "maxP99LatencyMs": st.floats(1, 5000),
+            "failureLimit": st.integers(0, 5),
+        },
+        optional={"minAgreement": st.floats(0, 1)},
+    ),
+)
+shadows = st.builds(
+    lambda duration, threshold: {
+        "strategy": "shadow",
+        "shadow": {"duration": duration, "agreementThreshold": threshold},
+    },
+    durations.filter(lambda d: d is not None),
+    st.floats(0, 1),
+)
+bandits = st.builds(
+    lambda floor, threshold, samples: {
+        "strategy": "bandit",
+        "bandit": {"floor": floor, "promoteThreshold": threshold, "minSamples": samples},
+    },
+    st.floats(0, 0.5),
+    st.floats(0.51, 1),
+    st.integers(1, 1000),
+)
+rollouts = st.one_of(canaries, shadows, bandits, st.just({"strategy": "none"})).map(
+    Rollout.model_validate
+)
+measurements = st.one_of(
+    st.none(),
+    st.builds(
+        lambda requests, error_share, p99, agreement, share: Metrics(
+            requests=requests,
+            errors=int(requests * error_share),
+            p99_latency_ms=p99,
+            agreement=agreement,
+            candidate_share=share,
+        ),
+        st.integers(0, 5000),
+        st.floats(0, 1),
+        st.one_of(st.none(), st.floats(0, 10_000)),
+        st.one_of(st.none(), st.floats(0, 1)),
+        st.one_of(st.none(), st.floats(0, 1)),
+    ),
+)
+# Each reconcile: how far the clock moved since the last one, and what the router measured.
+reconciles = st.lists(
+    st.tuples(st.integers(0, 3 * 24 * 3600).map(lambda s: timedelta(seconds=s)), measurements),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(rollouts, reconciles)
+def test_every_rollout_keeps_its_invariants(spec: Rollout, seen: list[Any]) -> None:
+    state, now = State(), T0
+    for moved, metrics in seen:
+        now += moved
+        before = state
+        d = rollout.step(spec, state, metrics, now)
+        state = d.state
+        share = metrics.candidate_share if metrics else None
+        split = rollout.traffic(spec, state, "v1", "v2", candidate_share=share)
+        assert sum(split.values()) == pytest.approx(100.0)
+        assert all(0 <= w <= 100 for w in split.values()), split
+        servers = rollout.served(spec, state, "v1", "v2")
+        assert {v for v, w in split.items() if w > 0} <= set(servers), (split, servers)
+        # A finished rollout stays finished with the same outcome.
+        if before.finished:
+            assert state.outcome == before.outcome and d.decision == before.outcome
+            continue
+        if d.decision == AnalysisDecision.PROMOTE:
+            assert metrics is not None and metrics.requests > 0, "promoted without data"
+            assert split == {"v2": 100.0} and servers == ["v2"]
+        if d.decision == AnalysisDecision.INCONCLUSIVE or metrics is None:
+            assert d.decision != AnalysisDecision.PROMOTE and state.outcome != "Promote"
+        if state.outcome == AnalysisDecision.ROLLBACK:
+            assert split == {"v1": 100.0} and servers == ["v1"]
+        match spec.strategy:
+            case "shadow" if not state.finished:
+                # Shadow copies are not user traffic; the candidate still needs its servers.
+                assert split == {"v1": 100.0} and servers == ["v1", "v2"]
+            case "bandit" if not state.finished:
+                assert spec.bandit is not None
+                assert split["v1"] >= spec.bandit.floor * 100 - 1e-9
+            case "canary" if not state.finished:
+                assert spec.canary is not None
+                assert before.step <= state.step <= before.step + 1
+                assert split["v2"] == spec.canary.steps[state.step].weight
+                if state.step > before.step:
+                    assert d.decision == AnalysisDecision.CONTINUE
+            case "none":
+                assert split == {"v1": 100.0} and d.decision == AnalysisDecision.CONTINUE
+
+
+@given(rollouts, st.integers(0, 3 * 24 * 3600).map(lambda s: timedelta(seconds=s)))
+def test_no_data_never_promotes_or_rolls_back(spec: Rollout, moved: timedelta) -> None:
+    for metrics in (None, Metrics(requests=0)):
+        d = rollout.step(spec, State(step_started=T0), metrics, T0 + moved)
+        assert d.decision not in (AnalysisDecision.PROMOTE, AnalysisDecision.ROLLBACK)
+        assert not d.state.finished

@@ -17,7 +17,9 @@ def write_status(
     if patch is None:
         return
     meta = owner["metadata"]
-    kube.patch_status(owner["kind"], meta["namespace"], meta["name"], patch)
+    # The Event first: if the process dies between the two writes, the next reconcile
+    # sees the same phase change and emits it again; the other way round it is lost.
     event = reporting.phase_event(old, new)
     if event is not None:
         kube.event(owner, event.type, event.reason, event.message, now)
+    kube.patch_status(owner["kind"], meta["namespace"], meta["name"], patch)
