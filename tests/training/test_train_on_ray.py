@@ -100,11 +100,17 @@ def test_the_exported_version_gives_the_runs_metrics(
     assert module is not None
 
 
+@pytest.fixture(scope="module")
+def resumed(first: dict[str, Any], world_context: RunContext) -> Any:
+    """The first job rerun with more epochs, before any other 5-epoch run: it resumes from
+    the first run's last checkpoint (tests run in random order, fixtures do not)."""
+    return runner.run_trainingjob(world.job(hyperparameters={"epochs": 5}), world_context)
+
+
 def test_a_rerun_resumes_from_the_last_checkpoint(
-    first: dict[str, Any], world_context: RunContext
+    first: dict[str, Any], resumed: Any, world_context: RunContext
 ) -> None:
-    longer = world.job(hyperparameters={"epochs": 5})
-    status = runner.run_trainingjob(longer, world_context)
+    status = resumed
     assert status.phase == "Succeeded", status.conditions
     assert "resumed after epoch 3" in status.conditions[0].message
     history = json.loads((local(status.artifact_uri) / "metrics.json").read_text())["history"]
@@ -119,7 +125,7 @@ def test_a_rerun_resumes_from_the_last_checkpoint(
 
 
 def test_a_failed_gate_registers_nothing_under_an_alias(
-    first: dict[str, Any], world_context: RunContext
+    first: dict[str, Any], resumed: Any, world_context: RunContext
 ) -> None:
     root = uris.resolve(str(world_context.artifact_root / "models" / "churn"))
     before = index(world_context)
@@ -142,7 +148,7 @@ def test_a_failed_gate_registers_nothing_under_an_alias(
 
 
 def test_not_worse_than_deployed_reads_the_registry(
-    first: dict[str, Any], world_context: RunContext
+    first: dict[str, Any], resumed: Any, world_context: RunContext
 ) -> None:
     from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 

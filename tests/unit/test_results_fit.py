@@ -16,9 +16,11 @@ import pytest
 from flywheel import entrypoints
 from flywheel.api.common import Condition, StatusBase
 from flywheel.api.dataset import DatasetStatus
-from flywheel.api.driftmonitor import DriftMonitorStatus
+from flywheel.api.driftmonitor import DriftMonitorStatus, Verdict
 from flywheel.api.featureview import FeatureViewStatus
 from flywheel.api.trainingjob import TrainingJobStatus
+from flywheel.drift import runner as drift_runner
+from flywheel.drift.commands import fits_result
 
 KUBELET_LIMIT_BYTES = 4096
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -67,7 +69,7 @@ CASES: dict[str, Any] = {
         "lastRun": NOW, "samples": 10**9, "maxScore": 0.987654321,
         "scores": [
             {"feature": f, "method": "wasserstein", "score": 0.123456789012345,
-             "threshold": 0.1, "drifted": True}
+             "threshold": 0.1, "verdict": "Drift", "drifted": True}
             for f in FEATURES
         ],
         "driftedFeatures": FEATURES,
@@ -75,17 +77,27 @@ CASES: dict[str, Any] = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(
-            strict=True, raises=ValueError,
-            reason="a DriftMonitor run over 40 features writes ~7 KB: no result at all",
-        )) if name == "driftmonitor" else name
-        for name in CASES
-    ],
-)  # fmt: skip
+# What each command writes: `flywheel drift run` drops the least telling scores first (the
+# full list is in its report), since a scored feature costs ~100 bytes.
+WRITTEN: dict[str, Any] = {"driftmonitor": lambda s: drift_runner.fit_result(s, fits_result)}
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_largest_result_fits_a_termination_message(case: str, tmp_path: Path) -> None:
     path = tmp_path / "termination-log"
-    entrypoints.write_result(path, CASES[case]())
+    status = CASES[case]()
+    entrypoints.write_result(path, WRITTEN.get(case, lambda s: s)(status))
     assert len(path.read_bytes()) <= KUBELET_LIMIT_BYTES
+
+
+def test_a_drift_result_too_large_keeps_the_drifted_scores_first() -> None:
+    status = CASES["driftmonitor"]()
+    for score in status.scores[::2]:
+        score.verdict, score.drifted = Verdict.NO_DRIFT, False
+    with pytest.raises(ValueError):  # as the run computed it, it would not fit
+        entrypoints.write_result(None, status)
+    written = drift_runner.fit_result(status, fits_result)
+    assert written.scores_omitted and written.scores
+    assert len(written.scores) + written.scores_omitted == len(FEATURES)
+    kept_drifted = [s for s in written.scores if s.verdict == Verdict.DRIFT]
+    assert len(kept_drifted) == min(len(written.scores), len(FEATURES) - len(FEATURES) // 2)

@@ -178,7 +178,8 @@ def test_a_bad_router_config_keeps_the_router_serving(
     dashboard, url = serve_cluster["dashboard"], serve_cluster["http"]
     good = config(serve_cluster, artifacts, ["v2"], {"stable": "v2", "traffic": {"v2": 100}})
     rayserve.deploy(dashboard, good)
-    rayserve.wait_running(dashboard, ["churn"])
+    # The model's application too: on a fresh cluster it starts after the router's.
+    rayserve.wait_running(dashboard, [rayserve.app_name("churn", "v2"), "churn"])
     router_pids = replica_pids("churn")
     bad = config(serve_cluster, artifacts, ["v2"], {"stable": "v2", "traffic": {"v2": -5}})
     rayserve.deploy(dashboard, bad)
