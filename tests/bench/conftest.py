@@ -1,5 +1,5 @@
 """Bench fixtures: the same real redis-server the runtime tests use."""
 
-from tests.runtime.conftest import redis_url
+from tests.components.conftest import redis_url
 
 __all__ = ["redis_url"]

@@ -19,8 +19,8 @@ import pytest
 
 from flywheel.serving import rayserve
 from tests.bench.common import report, scaled
-from tests.runtime.serving import support
-from tests.runtime.serving.raycluster import serve_cluster
+from tests.components.serving import support
+from tests.components.serving.raycluster import serve_cluster
 
 __all__ = ["serve_cluster"]
 

@@ -33,8 +33,8 @@ import pytest
 
 from flywheel.serving.policies import bandit, split
 from tests.bench.common import report, scaled
-from tests.runtime.conftest import free_port
-from tests.runtime.serving import support
+from tests.components.conftest import free_port
+from tests.components.serving import support
 
 pytestmark = pytest.mark.bench
 

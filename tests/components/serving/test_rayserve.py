@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from flywheel.serving import rayserve
-from tests.runtime.serving import support
-from tests.runtime.serving.raycluster import serve_cluster
+from tests.components.serving import support
+from tests.components.serving.raycluster import serve_cluster
 
 pytestmark = [
     pytest.mark.runtime,

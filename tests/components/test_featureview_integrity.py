@@ -12,7 +12,7 @@ from flywheel.data import runner as datasets
 from flywheel.entrypoints import RunContext
 from flywheel.features import runner, stores
 from flywheel.storage import publish
-from tests.runtime.helpers import dataset, write
+from tests.components.helpers import dataset, write
 
 pytestmark = pytest.mark.runtime
 

@@ -25,7 +25,7 @@ from flywheel.api.trainingjob import LabelSource
 from flywheel.data import runner as datasets
 from flywheel.entrypoints import RunContext
 from flywheel.features import runner, serving
-from tests.runtime.helpers import dataset
+from tests.components.helpers import dataset
 
 pytestmark = pytest.mark.runtime
 

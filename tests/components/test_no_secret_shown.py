@@ -11,7 +11,7 @@ import pytest
 
 from flywheel import cli
 from flywheel.data import runner
-from tests.runtime.helpers import context, dataset, write
+from tests.components.helpers import context, dataset, write
 
 pytestmark = pytest.mark.runtime
 

@@ -18,7 +18,7 @@ from flywheel import cli
 from flywheel.api.common import Condition
 from flywheel.data import runner, snapshots
 from flywheel.storage import publish
-from tests.runtime.helpers import context, dataset, write
+from tests.components.helpers import context, dataset, write
 
 pytestmark = pytest.mark.runtime
 
@@ -208,7 +208,7 @@ def test_a_killed_process_leaves_the_previous_version(tmp_path: Path) -> None:
 import os, sys
 from flywheel.data import runner
 from flywheel.entrypoints import RunContext
-from tests.runtime.helpers import dataset
+from tests.components.helpers import dataset
 import json
 from pathlib import Path
 spec = json.loads(open({str(manifest)!r}).read())["spec"]

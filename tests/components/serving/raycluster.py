@@ -59,7 +59,7 @@ def serve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 def _start(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     import ray
 
-    from tests.runtime.conftest import free_port
+    from tests.components.conftest import free_port
 
     os.environ[rayserve.STATE_DIR_ENV] = str(tmp_path_factory.mktemp("router-state"))
     http_port = free_port()

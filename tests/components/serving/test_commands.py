@@ -17,8 +17,8 @@ import pytest
 
 from flywheel import cli
 from flywheel.serving import commands, modelserver, predictor
-from tests.runtime.conftest import free_port
-from tests.runtime.serving import faults, support
+from tests.components.conftest import free_port
+from tests.components.serving import faults, support
 
 pytestmark = pytest.mark.runtime
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 import uvicorn
 
-from tests.runtime.conftest import free_port
+from tests.components.conftest import free_port
 
 T = TypeVar("T")
 

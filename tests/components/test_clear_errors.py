@@ -17,8 +17,8 @@ from flywheel import cli
 from flywheel.api.common import Condition
 from flywheel.data import runner
 from flywheel.features import runner as features
-from tests.runtime.helpers import context, dataset, write
-from tests.runtime.test_featureview_integrity import events, ingested, view
+from tests.components.helpers import context, dataset, write
+from tests.components.test_featureview_integrity import events, ingested, view
 
 pytestmark = pytest.mark.runtime
 

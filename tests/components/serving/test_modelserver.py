@@ -11,8 +11,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from flywheel.serving import backends, oip, predictor
-from tests.runtime.serving import support
-from tests.runtime.serving.conftest import FEATURES, Served
+from tests.components.serving import support
+from tests.components.serving.conftest import FEATURES, Served
 
 pytestmark = pytest.mark.runtime
 
@@ -96,7 +96,7 @@ def test_backends_answer_the_same(
 
 
 def test_http_backend_reports_unreachable_and_timeout(loop: support.Loop) -> None:
-    from tests.runtime.conftest import free_port
+    from tests.components.conftest import free_port
 
     async def call() -> backends.BackendError:
         backend = backends.HttpBackend("v9", f"http://127.0.0.1:{free_port()}", "churn")

@@ -27,9 +27,9 @@ from flywheel.serving import (
     state,
 )
 from flywheel.serving.router import Router
-from tests.runtime.conftest import free_port
-from tests.runtime.serving import faults, support
-from tests.runtime.serving.conftest import FEATURES, Served
+from tests.components.conftest import free_port
+from tests.components.serving import faults, support
+from tests.components.serving.conftest import FEATURES, Served
 
 pytestmark = pytest.mark.runtime
 

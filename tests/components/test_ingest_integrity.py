@@ -14,7 +14,7 @@ import pytest
 from flywheel.api.common import Condition
 from flywheel.data import runner
 from flywheel.storage import publish
-from tests.runtime.helpers import context, dataset, write
+from tests.components.helpers import context, dataset, write
 
 pytestmark = pytest.mark.runtime
 

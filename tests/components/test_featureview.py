@@ -23,7 +23,7 @@ from flywheel.data import runner as datasets
 from flywheel.data import snapshots
 from flywheel.entrypoints import RunContext
 from flywheel.features import materialize, runner, serving, stores
-from tests.runtime.helpers import dataset
+from tests.components.helpers import dataset
 
 pytestmark = pytest.mark.runtime
 

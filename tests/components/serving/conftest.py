@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from flywheel.serving import grpcserver, modelserver, predictor
-from tests.runtime.conftest import free_port
-from tests.runtime.serving import support
+from tests.components.conftest import free_port
+from tests.components.serving import support
 
 FEATURES = ["tenure", "charges", "calls"]
 
