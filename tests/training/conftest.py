@@ -1,8 +1,7 @@
-"""One small local Ray for the whole session, and one synthetic world per module."""
+"""The session's Ray for training, and one synthetic world per module."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,8 @@ from tests.training import world
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    import ray
-
-    # A Ray node gives its agents 15 s to start; on a crowded machine that can pass, and
-    # the next attempt usually finds the imports warm.
-    for attempt in range(3):
-        try:
-            ray.init(
-                num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False
-            )
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    try:
-        yield
-    finally:
-        ray.shutdown()
+def ray_cluster(ray_session: dict[str, str]) -> None:
+    """The session's one Ray (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
