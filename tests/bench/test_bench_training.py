@@ -25,8 +25,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from flywheel.features.preprocess import Preprocessor
 from flywheel.training import loop
-from flywheel.training.preprocess import Preprocessor
 from tests.bench.common import best_of, report, scaled
 from tests.training.conftest import ray_cluster
 

@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pytest
 
 from flywheel.entrypoints import RunContext
+from flywheel.features.preprocess import Preprocessor
 from flywheel.training import runner, trainset
-from flywheel.training.preprocess import Preprocessor
 from tests.training import world
 
 

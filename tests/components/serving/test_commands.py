@@ -123,7 +123,11 @@ def test_entity_keys_are_looked_up_in_the_online_store(
     common = ["-f", manifests, "--artifact-root", root]
     assert cli.main(["dataset", "ingest", *common, "--name", "events"]) == 0
     assert cli.main(["features", "materialize", *common, "--name", "customer"]) == 0
-    model = modelserver.ModelServer("churn", "v1", predictor.load_predictor(str(artifacts["v1"])))
+    # A model that names the FeatureView's features: columns are matched by name.
+    named = support.write_model(
+        tmp_path / "model", [0.5, -0.25, 1.0], 0.1, ["charges", "log_charges", "calls_3d"]
+    )
+    model = modelserver.ModelServer("churn", "v1", predictor.load_predictor(str(named)))
     server = support.Server(loop, modelserver.app(model))
     try:
         _, url = router_process(

@@ -19,11 +19,14 @@ from flywheel.serving import oip
 
 
 class BackendError(Exception):
-    """A failed call: the version erred, timed out or could not be reached."""
+    """A failed call: the version erred, timed out or could not be reached, or
+    (`rejected`) refused the request itself as malformed: the caller's fault, not the
+    version's, so it never counts against the version."""
 
-    def __init__(self, message: str, timeout: bool = False) -> None:
+    def __init__(self, message: str, timeout: bool = False, rejected: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.rejected = rejected
 
 
 class Backend(Protocol):
@@ -81,7 +84,10 @@ class HttpBackend:
         except self._httpx.HTTPError as exc:
             raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
         if reply.status_code != 200:
-            raise BackendError(f"{self.version}: HTTP {reply.status_code}: {reply.text[:200]}")
+            raise BackendError(
+                f"{self.version}: HTTP {reply.status_code}: {reply.text[:200]}",
+                rejected=reply.status_code == 400,
+            )
         try:
             return oip.decode_response(reply.content, reply.headers.get(oip.HEADER_LENGTH))
         except oip.ProtocolError as exc:
@@ -147,8 +153,9 @@ class TritonBackend:
         except TimeoutError as exc:
             raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
         except self._error as exc:
-            timed_out = "Deadline" in str(exc.status() or "")
-            raise BackendError(f"{self.version}: {exc}", timed_out) from exc
+            code = str(exc.status() or "")
+            rejected = code in ("400", "StatusCode.INVALID_ARGUMENT")
+            raise BackendError(f"{self.version}: {exc}", "Deadline" in code, rejected) from exc
         except Exception as exc:  # transport errors come in many types (aiohttp, grpc)
             raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
         response = result.get_response()
@@ -197,6 +204,8 @@ class RayServeBackend:
         except TimeoutError as exc:
             response.cancel()  # type: ignore[no-untyped-call]
             raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
+        except oip.ProtocolError as exc:  # Ray re-raises the replica's error as its type too
+            raise BackendError(f"{self.version}: {exc}", rejected=True) from exc
         except Exception as exc:  # a replica's exception, or Serve's own
             raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
         return result

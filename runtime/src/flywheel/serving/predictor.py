@@ -3,9 +3,16 @@ loader that turns a model artifact into one.
 
 An artifact is a directory (any URI `flywheel.storage` resolves):
 
-    model.pt2       a `torch.export` program: float32 [rows, features] -> [rows] or [rows, k]
-    model.pt        or a TorchScript module with the same signature
-    metadata.json   optional: {"features": ["tenure", ...]}, the column order it expects
+    model.pt2           a `torch.export` program: float32 [rows, width] -> [rows] or [rows, k]
+    model.pt            or a TorchScript module with the same signature
+    preprocessing.json  optional: the transform training fitted (a registry version has it);
+                        named feature columns go through it to make the model's input
+    signature.json      optional: {"features": ["plan", "tenure", ...]}, the raw columns
+    metadata.json       optional, without the two above: {"features": [...]}, the order
+                        in which numeric columns are stacked
+
+A registry version (runtime/README.md) is such a directory, so a model server serves what
+training registered with exactly the transform training used.
 """
 
 from __future__ import annotations
@@ -17,29 +24,46 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from flywheel.features.preprocess import CATEGORICAL, NUMERIC, Preprocessor
+
 EXPORTED_FILE = "model.pt2"
 SCRIPT_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
+PREPROCESSING_FILE = "preprocessing.json"
+SIGNATURE_FILE = "signature.json"
 
 
 class Predictor(Protocol):
-    # The feature order the model expects, when the artifact names it.
+    # The raw feature columns the model takes, when the artifact names them.
     feature_names: list[str] | None
+    # Columns of the transformed matrix (`predict`'s input), when known.
+    width: int | None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """float32 [rows, features] -> float32 scores [rows] or [rows, k]."""
+        """float32 [rows, width] (already transformed) -> float32 scores [rows] or [rows, k]."""
+        ...
+
+    def predict_columns(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Named raw feature columns (numbers, or strings for categories) -> scores."""
         ...
 
 
 class TorchPredictor:
     """A torch module (exported or TorchScript) run under `torch.inference_mode` on CPU."""
 
-    def __init__(self, module: Any, feature_names: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        module: Any,
+        feature_names: list[str] | None = None,
+        preprocessor: Preprocessor | None = None,
+    ) -> None:
         import torch
 
         self._torch = torch
         self.module = module
         self.feature_names = feature_names
+        self.preprocessor = preprocessor
+        self.width = preprocessor.width if preprocessor else len(feature_names or []) or None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -48,6 +72,44 @@ class TorchPredictor:
             out = self.module(torch.from_numpy(np.require(features, np.float32, ["C", "W"])))
         scores: np.ndarray = out.detach().numpy().astype(np.float32, copy=False)
         return scores
+
+    def predict_columns(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        names = self.feature_names or list(columns)
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise ValueError(f"no input for the feature(s) {missing}; the model takes {names}")
+        if self.preprocessor is not None:
+            raw = _raw_columns(columns, names, self.preprocessor)
+            return self.predict(self.preprocessor.transform(raw))
+        try:
+            matrix = np.column_stack([np.asarray(columns[n], dtype=np.float32) for n in names])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"this model takes numbers only: {exc}") from None
+        return self.predict(matrix)
+
+
+def _raw_columns(
+    columns: dict[str, np.ndarray], names: list[str], preprocessor: Preprocessor
+) -> dict[str, list[Any]]:
+    """Columns as the preprocessor reads them: text decoded, NaN as null (its null rule).
+
+    A number where training saw categories (or text where it saw numbers) is refused:
+    it would otherwise become "unknown" or fail deep inside the transform.
+    """
+    kinds = {c.name: c.kind for c in preprocessor.columns}
+    out: dict[str, list[Any]] = {}
+    for n in names:
+        values = np.asarray(columns[n]).reshape(-1)
+        text = values.dtype == object
+        if kinds.get(n) == CATEGORICAL and not text:
+            raise ValueError(f"feature {n!r} is a category in this model: give text")
+        if kinds.get(n) == NUMERIC and text:
+            raise ValueError(f"feature {n!r} is a number in this model: give numbers")
+        if text:
+            out[n] = [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+        else:
+            out[n] = [None if v != v else v for v in values.tolist()]
+    return out
 
 
 def load_predictor(uri: str) -> Predictor:
@@ -69,9 +131,18 @@ def load_predictor(uri: str) -> Predictor:
             module = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(f.read()), map_location="cpu"
             ).eval()
-    names = None
-    meta = root.join(METADATA_FILE)
-    if fs.get_file_info(meta.path).size is not None:
-        with fs.open_input_stream(meta.path) as f:
-            names = json.loads(f.read()).get("features")
-    return TorchPredictor(module, names)
+
+    def read_json(name: str) -> Any:
+        path = root.join(name).path
+        if fs.get_file_info(path).size is None:
+            return None
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+
+    state = read_json(PREPROCESSING_FILE)
+    preprocessor = Preprocessor.from_json(state) if state is not None else None
+    described = read_json(SIGNATURE_FILE) or read_json(METADATA_FILE) or {}
+    names = described.get("features")
+    if names is None and preprocessor is not None:
+        names = [c.name for c in preprocessor.columns]
+    return TorchPredictor(module, names, preprocessor)

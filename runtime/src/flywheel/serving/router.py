@@ -371,7 +371,7 @@ class Router:
                 response = await self._call(version, request, deadline)
                 answered = version
             except BackendError as exc:
-                if version == cfg.stable or self.clock() >= deadline:
+                if exc.rejected or version == cfg.stable or self.clock() >= deadline:
                     raise _service_error(exc) from None
                 self.metrics.child(
                     self.metrics.decisions, cfg.deployment, cfg.stable, "fallback"
@@ -413,6 +413,10 @@ class Router:
         try:
             response = await backend.infer(request, timeout)
         except BackendError as exc:
+            if exc.rejected:  # not the version's doing: out of its analysis window
+                window.requests -= 1
+                self.metrics.child(self.metrics.requests, cfg.deployment, version, "400").inc()
+                raise
             window.errors += 1
             kind = "timeout" if exc.timeout else "error"
             self.metrics.child(self.metrics.errors, cfg.deployment, version, kind).inc()
@@ -684,6 +688,8 @@ def _close_soon(loop: asyncio.AbstractEventLoop, backend: Backend) -> None:
 
 
 def _service_error(exc: BackendError) -> ServiceError:
+    if exc.rejected:
+        return ServiceError(400, str(exc))
     if exc.timeout:
         return ServiceError(504, str(exc))
     return ServiceError(502, str(exc))

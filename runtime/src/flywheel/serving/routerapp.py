@@ -118,18 +118,38 @@ async def predict(router: Router, body: Any, headers: Mapping[str, str]) -> dict
         router.features.feature_names if router.features else []
     )
     names = names or list(rows[0])
-    try:
-        matrix = np.array([[float(r[n]) for n in names] for r in rows], dtype=np.float32)
-    except KeyError as exc:
-        raise ServiceError(400, f"a row has no feature {exc.args[0]!r}; expected {names}") from None
-    except (TypeError, ValueError) as exc:
-        raise ServiceError(400, f"features must be numbers: {exc}") from None
-    request = oip.InferRequest([oip.Tensor("features", matrix)], id=_text(body.get("id")))
+    request = oip.InferRequest(column_tensors(rows, names), id=_text(body.get("id")))
     key = _text(body.get("key")) or headers.get(router.config.sticky_header)
     logged = [{n: r[n] for n in names} for r in rows]
     routed = await router.infer(request, key=key, timeout=_timeout(headers), rows=logged)
     scores = np.asarray(routed.response.output().data)
+    if scores.ndim == 2 and scores.shape[1] == 1:  # [rows, 1]: one score per row
+        scores = scores.reshape(-1)
     return {"id": routed.request_id, "version": routed.version, "predictions": scores.tolist()}
+
+
+def column_tensors(rows: list[dict[str, Any]], names: list[str]) -> list[oip.Tensor]:
+    """JSON rows -> one v2 input per raw feature column, as the version servers take them.
+
+    The router sends features untransformed: each version applies its own fitted
+    preprocessing. Numbers (null -> NaN) go as FP64, text (null -> "") as BYTES.
+    """
+    tensors = []
+    for name in names:
+        try:
+            values = [r[name] for r in rows]
+        except KeyError:
+            raise ServiceError(400, f"a row has no feature {name!r}; expected {names}") from None
+        if all(v is None or isinstance(v, int | float) for v in values):
+            data = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        elif all(v is None or isinstance(v, str) for v in values):
+            data = np.array([(v or "").encode() for v in values], dtype=np.object_)
+        else:
+            raise ServiceError(
+                400, f"feature {name!r} mixes numbers and text (or holds lists): give one type"
+            )
+        tensors.append(oip.Tensor(name, data))
+    return tensors
 
 
 def _text(value: Any) -> str | None:

@@ -26,10 +26,10 @@ from flywheel.api import conditions
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.api.trainingjob import TrainingJob, TrainingJobStatus
 from flywheel.entrypoints import RunContext
+from flywheel.features.preprocess import Preprocessor
 from flywheel.storage import publish
 from flywheel.training import card, cluster, evaluate, export, loop, models, registry, trainset
 from flywheel.training.errors import TrainingError
-from flywheel.training.preprocess import Preprocessor
 
 SUCCEEDED = "Succeeded"
 GATE_FAILED = "GateFailed"
