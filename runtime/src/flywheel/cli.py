@@ -274,6 +274,13 @@ class Progress:
             self.live.__exit__(None, None, None)
 
     def update(self, key: str, fields: Mapping[str, Any]) -> None:
+        if "message" in fields:  # a rollout step: one line each, kept in the scrollback
+            line = f"{key}: {fields['message']}"
+            if self.live is None:
+                print(line, file=self.stream)
+            else:
+                self.live.console.print(line, markup=False, highlight=False)
+            return
         epoch, epochs = fields.get("epoch"), fields.get("epochs")
         detail = " ".join(
             f"{name}={fields[name]:.4f}" for name in ("loss", "val_loss") if name in fields

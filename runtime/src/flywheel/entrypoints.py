@@ -124,6 +124,13 @@ ENTRYPOINTS: dict[str, Entrypoint] = {
             ("train", "run"),
             session="flywheel.training.cluster:local_ray",
         ),
+        # On one machine a ModelDeployment is served and rolled out in-process; in a
+        # cluster the operator builds its servers and router instead of running a command.
+        Entrypoint(
+            "ModelDeployment",
+            "flywheel.local.deployment:run_modeldeployment",
+            ("serve", "router"),
+        ),
         Entrypoint("DriftMonitor", "flywheel.drift.runner:run_driftmonitor", ("drift", "run")),
     )
 }

@@ -322,5 +322,5 @@ def test_predict_with_features_feedback_and_the_request_log(
     )
     table = pq.read_table(next(logs.rglob("*.parquet")))
     first = table.to_pylist()[0]
-    assert first["features"] == row and first["version"] in ("v1", "v2")
-    assert len(first["prediction"]) == 1 and first["request_id"]
+    assert {k: first[k] for k in row} == row and first["model_version"] in ("v1", "v2")
+    assert isinstance(first["prediction"], float) and first["request_id"]

@@ -2,7 +2,8 @@
 
 Kinds without an entry in `flywheel.entrypoints.ENTRYPOINTS` are shown as planned and
 not executed. A kind's session (one local Ray for every TrainingJob) is entered before
-its first step and left when the run ends.
+its first step and left when the run ends. After the plan, drift closes the loop
+(`flywheel.local.loop`): a retrain, then its canary, as extra steps of the same run.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import dataclasses
 from pathlib import Path
 
 from flywheel import entrypoints
-from flywheel.api.common import StatusBase
+from flywheel.api.common import Resource, StatusBase, resource_key
+from flywheel.api.driftmonitor import DriftMonitor
+from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from flywheel.api.trainingjob import TrainingJobStatus
 from flywheel.entrypoints import RunContext
+from flywheel.local import loop
 from flywheel.plan import Step
 
 
@@ -71,6 +76,63 @@ def _execute(
         if status.phase == "Failed":
             failed.add(step.key)
         outcomes.append(Outcome(step, status))
+    for outcome in list(outcomes):
+        monitor = outcome.step.resource
+        if isinstance(monitor, DriftMonitor) and loop.wants_retrain(monitor, outcome.status):
+            run = _Run(context, resources, statuses, sessions, opened)
+            outcomes += _close_loop(monitor, outcome.step, run)
+    return outcomes
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the loop's extra steps share with the plan's: inputs, statuses, sessions."""
+
+    context: RunContext
+    resources: dict[str, Resource]
+    statuses: dict[str, StatusBase]
+    sessions: contextlib.ExitStack
+    opened: dict[str, str | None]
+
+    def step(self, resource: Resource, source: str, depends_on: tuple[str, ...]) -> Outcome:
+        step = Step(resource, source, depends_on)
+        self.resources[step.key] = resource
+        problem = _open_session(resource.kind_name, self.sessions, self.opened)
+        if problem:
+            return Outcome(step, None, problem)
+        runner = entrypoints.runner_for(resource.kind_name)
+        assert runner is not None
+        step_context = self.context.replace(
+            base_dir=Path(source.rsplit("#", 1)[0]).resolve().parent,
+            resources=dict(self.resources),
+            statuses=dict(self.statuses),
+        )
+        try:
+            status = runner(resource, step_context)
+        except Exception as exc:
+            return Outcome(step, None, f"{type(exc).__name__}: {exc}")
+        self.statuses[step.key] = status
+        return Outcome(step, status)
+
+
+def _close_loop(monitor: DriftMonitor, origin: Step, run: _Run) -> list[Outcome]:
+    """Drift found: retrain from the monitor's template, then canary what it registered."""
+    name = monitor.spec.deployment_ref.name
+    deployment = run.resources.get(resource_key("ModelDeployment", name))
+    serving = run.statuses.get(resource_key("ModelDeployment", name))
+    if not isinstance(deployment, ModelDeployment) or not isinstance(
+        serving, ModelDeploymentStatus
+    ):
+        return []
+    if not serving.stable_version:
+        return []
+    job = loop.retrain_job(monitor)
+    trained = run.step(job, origin.source, (origin.key,))
+    outcomes = [trained]
+    status = trained.status
+    if isinstance(status, TrainingJobStatus) and status.model_version and status.phase != "Failed":
+        canary = loop.rollout_of(deployment, serving, job)
+        outcomes.append(run.step(canary, origin.source, (trained.step.key,)))
     return outcomes
 
 

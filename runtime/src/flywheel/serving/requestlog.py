@@ -1,8 +1,12 @@
 """Sampled request logging to Parquet, for drift and training/serving skew checks.
 
     <uri>/<deployment>/date=2026-11-29/part-<unix micros>-<random>.parquet
-      request_id: string, time: timestamp[us, UTC], version: string,
-      features: struct<...> (one field per feature), prediction: list<double>
+      request_id: string, time: timestamp[us, UTC], model_version: string,
+      prediction: double (list<double> for a model with several outputs),
+      <feature>: one column per feature, as the request gave it
+
+This is the schema the DriftMonitor reads (`flywheel.drift.window`). A feature named like
+one of the four reserved columns is logged as `feature_<name>`.
 
 Rows are buffered and written by a thread a file at a time, each file written beside
 its final name and renamed (`storage.publish.write_atomic`), so a reader never sees a
@@ -17,6 +21,8 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+RESERVED = ("request_id", "time", "model_version", "prediction")
 
 
 class RequestLog:
@@ -49,15 +55,15 @@ class RequestLog:
                 if len(self.rows) >= self.max_rows:
                     self.dropped += 1
                     continue
-                self.rows.append(
-                    {
-                        "request_id": request_id,
-                        "time": now,
-                        "version": version,
-                        "features": dict(row),
-                        "prediction": [float(p) for p in prediction],
-                    }
+                scores = [float(p) for p in prediction]
+                logged = {f"feature_{k}" if k in RESERVED else k: v for k, v in row.items()}
+                logged.update(
+                    request_id=request_id,
+                    time=now,
+                    model_version=version,
+                    prediction=scores[0] if len(scores) == 1 else scores,
                 )
+                self.rows.append(logged)
 
     def flush(self) -> str | None:
         """Write the buffered rows as one Parquet file; its URI, or None if none."""

@@ -1,0 +1,440 @@
+"""A ModelDeployment on one machine: the versions served, real traffic replayed through the
+router, and the rollout walked to its end by the same policy the operator runs.
+
+    stable, candidate ─► Flywheel's v2 model server per version (127.0.0.1)
+                              ▲
+    replayed rows ─► router (the standalone ASGI router, 127.0.0.1) ─► request log
+      + labels            │ /v1/models/<md>/rollout
+                          ▼
+              flywheel.serving.rollout.step ─► new weights ─► router.apply
+
+The rows are the newest of the stable version's training set (its test split: rows the
+model never trained on), sent as production would send them, with their labels as
+feedback. Time is simulated: each analysis interval of the spec is one window of
+replayed requests, so a canary with a 5-minute pause finishes in seconds, through the
+same decisions. Every request is real: the routing, errors, latencies and the sampled
+request log the DriftMonitor then reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from flywheel.api import conditions
+from flywheel.api.common import duration_seconds
+from flywheel.api.modeldeployment import (
+    AnalysisDecision,
+    AnalysisResult,
+    ModelDeployment,
+    ModelDeploymentStatus,
+    ModelRef,
+    Strategy,
+)
+from flywheel.api.trainingjob import TrainingJob, TrainingJobStatus
+from flywheel.drift import window as drift_window
+from flywheel.entrypoints import RunContext
+from flywheel.local.servers import EventLoop, LocalServer
+from flywheel.serving import config as router_config
+from flywheel.serving import modelserver, predictor, rollout, routerapp
+from flywheel.serving.router import Router
+from flywheel.serving.state import StateStore
+from flywheel.serving.versions import ServedVersion
+from flywheel.training import trainset
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+PROMOTED = "Promoted"
+ROLLED_BACK = "RolledBack"
+
+# Replayed requests per analysis window when the spec asks for none in particular.
+DEFAULT_WINDOW = 200
+MAX_WINDOW = 5000
+MAX_ANALYSES = 200  # a rollout that never decides stops here, as its deadline would
+
+
+class Unresolved(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def run_modeldeployment(md: ModelDeployment, context: RunContext) -> ModelDeploymentStatus:
+    now = datetime.now(UTC)
+    status = ModelDeploymentStatus(observed_generation=md.metadata.generation)
+    try:
+        stable = resolve(md.spec.stable, "spec.stable", context)
+        candidate = (
+            resolve(md.spec.candidate, "spec.candidate", context) if md.spec.candidate else None
+        )
+        rows = traffic_rows(md, context)
+    except Unresolved as exc:
+        status.phase = "Failed"
+        status.conditions = conditions.set_condition(
+            status.conditions, READY, False, exc.reason, str(exc), now
+        )
+        return status
+    report = Progress(md, context.progress)
+    with LocalDeployment(md, stable, candidate, context) as served:
+        return walk(md, served, stable, candidate, rows, report)
+
+
+# --- what serves ---------------------------------------------------------------------
+
+
+def resolve(ref: ModelRef, field: str, context: RunContext) -> ServedVersion:
+    """A model reference -> the registry version it names (its directory must exist)."""
+    if ref.training_job_ref is not None:
+        name = ref.training_job_ref.name
+        job = context.input_status("TrainingJob", name)
+        if not isinstance(job, TrainingJobStatus) or not job.model_version:
+            raise Unresolved(
+                "ModelNotTrained",
+                f"{field}.trainingJobRef: TrainingJob {name!r} has registered no model "
+                "version in this run (is it in the files given, and did it succeed?)",
+            )
+        uri = job.artifact_uri or ""
+        return ServedVersion(job.model_name or "", job.model_version, uri)
+    assert ref.model_name is not None and ref.version is not None
+    directory = context.artifact_root / "models" / ref.model_name / "versions" / ref.version
+    if not (directory / "manifest.json").is_file():
+        raise Unresolved(
+            "ModelVersionNotFound",
+            f"{field}: no registered version {ref.version!r} of model {ref.model_name!r} "
+            f"under {directory.parent}",
+        )
+    return ServedVersion(ref.model_name, ref.version, str(directory))
+
+
+def traffic_rows(md: ModelDeployment, context: RunContext) -> list[tuple[dict[str, Any], Any]]:
+    """(feature row, label) pairs to replay: the stable version's newest labelled rows."""
+    ref = md.spec.stable.training_job_ref or (
+        md.spec.candidate.training_job_ref if md.spec.candidate else None
+    )
+    job = context.input_resource("TrainingJob", ref.name) if ref else None
+    if not isinstance(job, TrainingJob):
+        raise Unresolved(
+            "NoTrafficSource",
+            "flywheel run replays the labelled rows of a TrainingJob given in the same "
+            "files: name one in spec.stable.trainingJobRef",
+        )
+    ts = trainset.load(job, context)
+    split = trainset.split(
+        ts, job.spec.split.strategy, job.spec.split.test_fraction, job.spec.split.seed
+    )
+    table = ts.table.take(split.test)
+    columns = {n: table[n].to_pylist() for n in ts.features}
+    labels = table[ts.label].to_pylist()
+    return [
+        ({n: _plain(columns[n][i]) for n in ts.features}, labels[i]) for i in range(len(labels))
+    ]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class LocalDeployment:
+    """One v2 model server per version and the router in front, all on 127.0.0.1."""
+
+    def __init__(
+        self,
+        md: ModelDeployment,
+        stable: ServedVersion,
+        candidate: ServedVersion | None,
+        context: RunContext,
+    ) -> None:
+        self.md = md
+        self.versions = [v for v in (stable, candidate) if v is not None]
+        # The router writes under <uri>/<deployment>/; the DriftMonitor reads every file
+        # below its log location, which is that directory when no uri is given.
+        log = drift_window.log_location(md.name, context, context.namespace).uri
+        self.log_uri = log if md.spec.request_logging.uri else log.rstrip("/").rsplit("/", 1)[0]
+        self.state_dir = context.artifact_root / "router-state" / context.namespace / md.name
+        self.servers: list[LocalServer] = []
+
+    def __enter__(self) -> LocalDeployment:
+        self.loop = EventLoop()
+        try:
+            endpoints = {}
+            names: list[str] = []
+            for v in self.versions:
+                model = predictor.load_predictor(v.artifact_uri)
+                server = modelserver.ModelServer(self.md.name, v.version, model)
+                self.servers.append(LocalServer(self.loop, modelserver.app(server)))
+                endpoints[v.version] = self.servers[-1].url
+                names += [n for n in model.feature_names or [] if n not in names]
+            self.base = {
+                "deployment": self.md.name,
+                "model": self.md.name,
+                "endpoints": endpoints,
+                "features": names,
+                "requestLogging": {
+                    "sampleRate": self.md.spec.request_logging.sample_rate,
+                    "uri": self.log_uri,
+                },
+            }
+            stable = self.versions[0].version
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.router = Router(
+                router_config.parse(self.config(stable, None, {stable: 100.0})),
+                store=StateStore(self.state_dir / "state.db"),
+            )
+            self.servers.append(LocalServer(self.loop, routerapp.app(self.router)))
+            self.url = self.servers[-1].url
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def config(self, stable: str, candidate: str | None, split: Mapping[str, float]) -> str:
+        spec = self.md.spec.rollout
+        doc: dict[str, Any] = {
+            **self.base,
+            "stable": stable,
+            "candidate": candidate,
+            "traffic": dict(split),
+            "strategy": Strategy(spec.strategy).value if candidate else Strategy.NONE.value,
+        }
+        if candidate and spec.shadow is not None:
+            doc["shadow"] = spec.shadow.model_dump(by_alias=True, mode="json")
+        if candidate and spec.bandit is not None:
+            doc["bandit"] = spec.bandit.model_dump(by_alias=True, mode="json")
+        return json.dumps(doc)
+
+    def apply(self, stable: str, candidate: str | None, split: Mapping[str, float]) -> None:
+        cfg = self.config(stable, candidate, split)
+        if not self.loop.run(_apply(self.router, cfg)):
+            raise RuntimeError(f"the router refused its config: {self.router.config_error}")
+
+    def __exit__(self, *exc: object) -> None:
+        # The router first: closing it flushes the request log.
+        for server in reversed(self.servers):
+            server.stop()
+        self.loop.close()
+
+
+async def _apply(router: Router, cfg: str) -> bool:
+    return router.apply(cfg)
+
+
+# --- the rollout ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Progress:
+    md: ModelDeployment
+    sink: Callable[[str, Mapping[str, Any]], None] | None
+
+    def __call__(self, message: str) -> None:
+        if self.sink is not None:
+            self.sink(self.md.key, {"message": message})
+
+
+def window_size(md: ModelDeployment, candidate_percent: float) -> int:
+    """Replayed requests per analysis interval: enough that the candidate's share of them
+    reaches the analysis's minimum (a real service at that rate); at most `MAX_WINDOW`."""
+    r = md.spec.rollout
+    needed = DEFAULT_WINDOW
+    if r.strategy == Strategy.CANARY and r.canary is not None:
+        needed = r.canary.analysis.min_requests
+    elif r.strategy == Strategy.BANDIT and r.bandit is not None:
+        needed = r.bandit.min_samples
+    if r.strategy == Strategy.CANARY and 0 < candidate_percent < 100:
+        needed = math.ceil(needed * 1.2 * 100 / candidate_percent)
+    return max(DEFAULT_WINDOW, min(needed, MAX_WINDOW))
+
+
+def interval_seconds(md: ModelDeployment) -> float:
+    r = md.spec.rollout
+    if r.strategy == Strategy.CANARY and r.canary is not None:
+        return duration_seconds(r.canary.analysis.interval)
+    if r.strategy == Strategy.SHADOW and r.shadow is not None:
+        # A shadow decides once, at the end of its duration.
+        return duration_seconds(r.shadow.duration)
+    return 60.0
+
+
+def walk(
+    md: ModelDeployment,
+    served: LocalDeployment,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+    rows: list[tuple[dict[str, Any], Any]],
+    progress: Progress,
+) -> ModelDeploymentStatus:
+    spec = md.spec.rollout
+    cand = candidate.version if candidate else None
+    start = clock = datetime.now(UTC)
+    deadline = start + timedelta(seconds=duration_seconds(md.spec.progress_deadline))
+    interval = timedelta(seconds=interval_seconds(md))
+    state = rollout.State()
+    decision = rollout.Decision(state, AnalysisDecision.CONTINUE, "serving")
+    # Rewards only steer a bandit; other strategies need no labels sent back.
+    replay = Replay(served.url, md.name, rows, feedback=spec.strategy == Strategy.BANDIT)
+    report: dict[str, Any] = {}
+    try:
+        for _ in range(MAX_ANALYSES):
+            split = rollout.traffic(spec, state, stable.version, cand)
+            served.apply(stable.version, cand, split)
+            replay.send(window_size(md, split.get(cand, 0.0) if cand else 0.0))
+            report = replay.report()
+            clock += interval
+            if cand is None:
+                decision = rollout.Decision(state, AnalysisDecision.CONTINUE, "no candidate")
+                break
+            if clock > deadline and not state.finished:
+                done = dataclasses.replace(state, outcome=AnalysisDecision.ROLLBACK)
+                decision = rollout.Decision(
+                    done, AnalysisDecision.ROLLBACK, "the progress deadline passed"
+                )
+            else:
+                decision = rollout.step(spec, state, metrics_of(report), clock)
+            progress(describe(spec, state, split, decision, clock - start))
+            state = decision.state
+            if state.finished:
+                break
+        final = rollout.traffic(spec, state, stable.version, cand)
+        served.apply(stable.version, cand, final)
+        replay.send(DEFAULT_WINDOW)  # the final split serves too: the log shows it
+    finally:
+        replay.close()
+    return status_of(md, stable.version, cand, state, decision, final, replay, clock, report)
+
+
+def metrics_of(report: Mapping[str, Any]) -> rollout.Metrics | None:
+    c = report.get("candidate")
+    if not c:
+        return None
+    return rollout.Metrics(
+        requests=int(c["requests"]),
+        errors=int(c["errors"]),
+        p99_latency_ms=c.get("p99LatencyMs"),
+        agreement=c.get("agreement"),
+        candidate_share=c.get("candidateShare"),
+    )
+
+
+def describe(
+    spec: Any, state: rollout.State, split: Mapping[str, float], decision: rollout.Decision,
+    elapsed: timedelta,
+) -> str:  # fmt: skip
+    steps = len(spec.canary.steps) if spec.canary is not None else 0
+    at = f"step {state.step + 1}/{steps} " if steps else ""
+    seconds = int(elapsed.total_seconds())
+    return (
+        f"{at}[{rollout.summary(dict(split))}] t+{seconds // 60}m{seconds % 60:02d}s: "
+        f"{decision.decision.value}: {decision.message}"
+    )
+
+
+class Replay:
+    """Sends rows to the router's JSON predict endpoint and their labels as feedback."""
+
+    def __init__(
+        self, url: str, name: str, rows: list[tuple[dict[str, Any], Any]], feedback: bool
+    ) -> None:
+        if not rows:
+            raise Unresolved("NoTrafficSource", "the training set has no test rows to replay")
+        self.client = httpx.Client(base_url=url, timeout=30)
+        self.name = name
+        self.rows = rows
+        self.feedback = feedback
+        self.at = 0
+        self.sent = 0
+        self.failed = 0
+        self.versions: dict[str, int] = {}
+
+    def send(self, count: int) -> None:
+        for _ in range(count):
+            features, label = self.rows[self.at % len(self.rows)]
+            self.at += 1
+            reply = self.client.post(
+                f"/v1/models/{self.name}/predict", json={"instances": [features]}
+            )
+            self.sent += 1
+            if reply.status_code != 200:
+                self.failed += 1
+                continue
+            body = reply.json()
+            self.versions[body["version"]] = self.versions.get(body["version"], 0) + 1
+            if self.feedback and label is not None:
+                self.client.post(
+                    f"/v1/models/{self.name}/feedback",
+                    json={"id": body["id"], "label": float(label)},
+                )
+
+    def report(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.get(f"/v1/models/{self.name}/rollout").json()
+        return result
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def status_of(
+    md: ModelDeployment,
+    stable: str,
+    candidate: str | None,
+    state: rollout.State,
+    decision: rollout.Decision,
+    split: dict[str, float],
+    replay: Replay,
+    clock: datetime,
+    last_report: Mapping[str, Any],
+) -> ModelDeploymentStatus:
+    """The status the operator writes for the same outcome (conditions, columns)."""
+    now = datetime.now(UTC)
+    s = ModelDeploymentStatus(observed_generation=md.metadata.generation)
+    steps = md.spec.rollout.canary.steps if md.spec.rollout.canary else []
+    s.traffic = split
+    s.traffic_summary = rollout.summary(split)
+    s.step = state.step
+    s.step_summary = f"{state.step + 1}/{len(steps)}" if steps and candidate else None
+    s.failed_analyses = state.failures
+    s.stable_version, s.candidate_version = stable, candidate
+    measured = metrics_of(last_report)
+    s.last_analysis = AnalysisResult(
+        time=clock,
+        decision=decision.decision,
+        message=decision.message[:1000],
+        requests=measured.requests if measured else 0,
+        error_rate=measured.error_rate if measured else None,
+        p99_latency_ms=measured.p99_latency_ms if measured else None,
+        agreement=measured.agreement if measured else None,
+    )
+    served = f"{replay.sent} requests replayed, {replay.failed} failed"
+    c = s.conditions
+    ready = replay.failed == 0
+    c = conditions.set_condition(
+        c, READY, ready, "Served" if ready else "RequestsFailed", served, now
+    )
+    if state.outcome == AnalysisDecision.PROMOTE and candidate:
+        s.stable_version, s.candidate_version = candidate, None
+        c = conditions.set_condition(c, PROMOTED, True, "AnalysisPassed", decision.message, now)
+        c = conditions.set_condition(c, ROLLED_BACK, False, "Promoted", "", now)
+        c = conditions.set_condition(c, PROGRESSING, False, "RolloutFinished", "", now)
+        s.phase = "Promoted"
+    elif state.outcome == AnalysisDecision.ROLLBACK and candidate:
+        c = conditions.set_condition(c, ROLLED_BACK, True, "AnalysisFailed", decision.message, now)
+        c = conditions.set_condition(c, PROMOTED, False, "RolledBack", "", now)
+        c = conditions.set_condition(c, PROGRESSING, False, "RolloutFinished", "", now)
+        s.phase = "RolledBack"
+    elif candidate:
+        c = conditions.set_condition(
+            c, PROGRESSING, True, decision.decision.value, decision.message, now
+        )
+        s.phase = "Progressing"
+    else:
+        c = conditions.set_condition(c, PROGRESSING, False, "NoCandidate", "", now)
+        s.phase = "Ready" if ready else "Failed"
+    s.conditions = c
+    return s

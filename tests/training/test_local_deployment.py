@@ -1,0 +1,103 @@
+"""A ModelDeployment on one machine: two trained versions served, rows replayed through the
+router, and the canary walked by the operator's rollout policy to its end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from flywheel.api import conditions
+from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from flywheel.entrypoints import RunContext
+from flywheel.local import deployment
+from flywheel.training import runner
+from tests.training import world
+
+pytestmark = [
+    pytest.mark.runtime,
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def trained(world_context: RunContext, ray_cluster: None) -> RunContext:
+    """Two versions of one model: a logistic stable and an MLP candidate."""
+    context = world_context
+    statuses = dict(context.statuses)
+    resources = dict(context.resources)
+    for name, model in (("churn-a", "logistic"), ("churn-b", "mlp")):
+        job = world.job(name, model={"type": model})
+        status = runner.run_trainingjob(job, context.replace(statuses=statuses))
+        assert status.phase == "Succeeded", status.conditions
+        statuses[job.key], resources[job.key] = status, job
+    return context.replace(statuses=statuses, resources=resources)
+
+
+def canary(**analysis: Any) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "apiVersion": "flywheel.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "churn", "generation": 1},
+            "spec": {
+                "stable": {"trainingJobRef": {"name": "churn-a"}},
+                "candidate": {"trainingJobRef": {"name": "churn-b"}},
+                "rollout": {
+                    "strategy": "canary",
+                    "canary": {
+                        "steps": [{"weight": 25, "pause": "5m"}, {"weight": 100}],
+                        "analysis": {"interval": "1m", "minRequests": 40, **analysis},
+                    },
+                },
+                "requestLogging": {"sampleRate": 1.0},
+            },
+        }
+    )
+
+
+def version(context: RunContext, job: str) -> str:
+    status = context.statuses[f"TrainingJob/{job}"]
+    return str(getattr(status, "model_version"))  # noqa: B009
+
+
+def test_a_healthy_canary_is_promoted_step_by_step(trained: RunContext) -> None:
+    lines: list[str] = []
+    context = trained.replace(progress=lambda key, m: lines.append(m["message"]))
+    status = deployment.run_modeldeployment(canary(), context)
+    assert isinstance(status, ModelDeploymentStatus)
+    assert status.phase == "Promoted", (status.conditions, lines)
+    new = version(trained, "churn-b")
+    assert status.stable_version == new and status.candidate_version is None
+    assert status.traffic == {new: 100.0}
+    assert conditions.is_true(status.conditions, "Promoted")
+    assert conditions.is_true(status.conditions, "Ready")
+    # 5 minutes of pause at 1-minute intervals: several analyses at step 1, then step 2.
+    assert sum("step 1/2" in line for line in lines) >= 5, lines
+    assert any("step 2/2" in line for line in lines), lines
+    # The request log holds real requests answered by both versions, with raw features.
+    logs = trained.artifact_root / "request-logs" / "default" / "churn"
+    table = pq.read_table(logs)
+    assert set(table["version"].to_pylist()) == {version(trained, "churn-a"), new}
+    first = table["features"].to_pylist()[0]
+    assert "plan" in first and isinstance(first["plan"], str)
+
+
+def test_a_candidate_over_its_latency_limit_is_rolled_back(trained: RunContext) -> None:
+    # No real server answers within a microsecond: every analysis fails, the first ends it.
+    md = canary(maxP99LatencyMs=0.001, failureLimit=0)
+    status = deployment.run_modeldeployment(md, trained)
+    old = version(trained, "churn-a")
+    assert status.phase == "RolledBack", status.conditions
+    assert status.stable_version == old and status.traffic == {old: 100.0}
+    assert conditions.is_true(status.conditions, "RolledBack")
+    assert status.last_analysis is not None and "p99" in status.last_analysis.message
+
+
+def test_an_untrained_reference_fails_naming_the_field(world_context: RunContext) -> None:
+    status = deployment.run_modeldeployment(canary(), world_context)
+    assert status.phase == "Failed"
+    ready = conditions.find(status.conditions, "Ready")
+    assert ready is not None and ready.reason == "ModelNotTrained"
+    assert "spec.stable.trainingJobRef" in ready.message
