@@ -298,6 +298,7 @@ def test_operator_runs_with_only_the_charts_rbac(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=15)  # reaped: no process left running behind the test
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
         print(f"operator log tail:\n{tail}")  # shown by pytest when the test fails
     text = log.read_text(errors="replace")

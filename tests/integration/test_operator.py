@@ -115,6 +115,7 @@ def running_operator(
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=15)  # reaped: no process left running behind the test
         print(f"operator log tail:\n{op.tail()}")  # shown by pytest when the test fails
 
 
