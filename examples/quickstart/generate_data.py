@@ -1,7 +1,9 @@
 """Generate the quickstart's churn data: customer activity events and churn labels.
 
 Deterministic (seeded), stdlib only, about 0.5% deliberately bad event rows so that the
-Dataset's quarantine policy has something to catch.
+Dataset's quarantine policy has something to catch. From day PRICE_CHANGE_DAY on, prices
+rise by PRICE_RISE: the newest customers' charges drift away from what most of the
+training history shows, which the quickstart's DriftMonitor is there to notice.
 
     python examples/quickstart/generate_data.py [--customers 4000] [--out examples/quickstart/data]
 """
@@ -19,6 +21,8 @@ PLANS = {"basic": 19.0, "standard": 39.0, "premium": 79.0}
 COUNTRIES = ["DE", "FR", "US", "GB", "IN", "BR"]
 START = datetime(2026, 1, 1)
 DAYS = 120
+PRICE_CHANGE_DAY = 100
+PRICE_RISE = 1.35
 
 
 def generate(customers: int, out: Path, seed: int = 7) -> None:
@@ -37,7 +41,8 @@ def generate(customers: int, out: Path, seed: int = 7) -> None:
         while t < START + timedelta(days=DAYS):
             calls = rng.choices([0, 1, 2, 3], weights=[10, 3 * unhappy, 2 * unhappy, unhappy])[0]
             calls_total += calls
-            charges = round(PLANS[plan] * rng.uniform(0.8, 1.6) + 5 * calls, 2)
+            price = PLANS[plan] * (PRICE_RISE if (t - START).days >= PRICE_CHANGE_DAY else 1.0)
+            charges = round(price * rng.uniform(0.8, 1.6) + 5 * calls, 2)
             tenure = tenure0 + (t - START).days
             events.append(
                 [

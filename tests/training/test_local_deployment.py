@@ -79,9 +79,9 @@ def test_a_healthy_canary_is_promoted_step_by_step(trained: RunContext) -> None:
     # The request log holds real requests answered by both versions, with raw features.
     logs = trained.artifact_root / "request-logs" / "default" / "churn"
     table = pq.read_table(logs)
-    assert set(table["version"].to_pylist()) == {version(trained, "churn-a"), new}
-    first = table["features"].to_pylist()[0]
-    assert "plan" in first and isinstance(first["plan"], str)
+    assert set(table["model_version"].to_pylist()) == {version(trained, "churn-a"), new}
+    assert {"plan", "risk", "prediction", "time"} <= set(table.column_names)
+    assert isinstance(table["plan"][0].as_py(), str)
 
 
 def test_a_candidate_over_its_latency_limit_is_rolled_back(trained: RunContext) -> None:
