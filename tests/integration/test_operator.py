@@ -371,8 +371,9 @@ def test_modeldeployment_on_rayserve_canary(
     md["spec"]["candidate"] = {"modelName": "churn", "version": "v2"}
     kubectl.apply(yaml.safe_dump(md))
     svc = wait_for(lambda: kubectl.items("rayservice"), what="the RayService")[0]
-    app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
-    assert app["deployments"][0]["user_config"]["traffic"] == {"v1": 90.0, "v2": 10.0}
+    apps = {a["name"]: a for a in yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"]}
+    assert sorted(apps) == ["churn", "churn-v1", "churn-v2"]  # the router, one per version
+    assert apps["churn"]["deployments"][0]["user_config"]["traffic"] == {"v1": 90.0, "v2": 10.0}
     patch = {
         "status": {
             "conditions": [

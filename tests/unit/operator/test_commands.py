@@ -22,7 +22,6 @@ from tests.unit.operator.conftest import model, owners
 
 NOT_YET_BUILT = {
     "flywheel serve triton-repository",  # a Triton server's init container
-    "flywheel.serving.app:build_app",  # the Serve application of a RayService
 }
 SETTINGS = Settings(runtime_image="flywheel/runtime:test", artifact_root="s3://ml/flywheel")
 

@@ -9,7 +9,6 @@ ConfigMap.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any
@@ -18,13 +17,13 @@ import yaml
 
 from flywheel.api import ModelDeployment
 from flywheel.api.modeldeployment import Backend, TritonOptions
+from flywheel.serving import rayserve
 from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
 from flywheel_operator.builders import pods, raycluster
 from flywheel_operator.settings import Settings
 
 ROUTER = "router"
-SERVE_APP_IMPORT = "flywheel.serving.app:build_app"
 TRITON_UID = 1000  # the triton-server user of the NGC images
 ROUTER_PORT = 8080
 
@@ -77,38 +76,24 @@ def rayservice(
     versions: list[ServedVersion],
     traffic: dict[str, float],
 ) -> dict[str, Any]:
+    """The RayService: `serveConfigV2` is the runtime's Serve layout (`rayserve.serve_config`),
+    so adding a version adds an application and a traffic step changes the router's
+    `user_config` only; neither touches another application or the cluster spec."""
     spec = resource.spec
     res = spec.resources
     scaling = spec.autoscaling
-    model_deployments = [
-        {
-            "name": f"model-{v.key}",
-            "autoscaling_config": {
-                "min_replicas": scaling.min_replicas,
-                "max_replicas": scaling.max_replicas,
-                "target_ongoing_requests": scaling.target_ongoing_requests,
-            },
-            # Fractional GPUs let several small models share one card.
-            "ray_actor_options": {"num_cpus": _cpus(res.cpu), "num_gpus": res.gpu},
-            "user_config": {"model": v.model_name, "version": v.version, "uri": v.artifact_uri},
-        }
-        for v in versions
-    ]
-    app = {
-        "name": resource.name,
-        "route_prefix": "/",
-        "import_path": SERVE_APP_IMPORT,
-        "args": {"versions": [dataclasses.asdict(v) for v in versions]},
-        "deployments": [
-            {
-                "name": "Router",
-                "num_replicas": 1,
-                "user_config": router_config(resource, versions, traffic),
-            },
-            *model_deployments,
-        ],
-    }
-    serve_config = {"applications": [app]}
+    serve_config = rayserve.serve_config(
+        resource.name,
+        [{"model": v.model_name, "version": v.version, "uri": v.artifact_uri} for v in versions],
+        router_config(resource, versions, traffic),
+        num_cpus=_cpus(res.cpu),
+        num_gpus=res.gpu,
+        autoscaling={
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+        },
+    )
     worker = pods.resources(res)
     gpus_per_pod = math.ceil(res.gpu) if res.gpu else 0
     if gpus_per_pod:
@@ -136,6 +121,8 @@ def rayservice(
                 "workerGroupSpecs": [
                     {
                         "groupName": "serve",
+                        # KubeRay leaves replica counts out of the cluster's hash: a
+                        # second version raises maxReplicas without a new cluster.
                         "replicas": max(scaling.min_replicas, 1),
                         "minReplicas": max(scaling.min_replicas, 1),
                         "maxReplicas": scaling.max_replicas * len(versions),
