@@ -429,7 +429,7 @@ def test_modeldeployment_on_triton(operator: Operator, kubectl: Kubectl) -> None
     for d in deployments:
         assert_restricted(d["spec"]["template"]["spec"])
     assert {s["metadata"]["name"] for s in kubectl.items("service")} == {"churn", "churn-v1"}
-    config = kubectl.get("configmap", "churn-v1-config")["data"]["config.pbtxt"]
+    config = kubectl.get("configmap", "churn-v1-config")["data"]["serving.pbtxt"]
     assert "count: 2 kind: KIND_CPU" in config
     # kwok runs the pods; the Deployments become available and the deployment Ready.
     kubectl.wait("--for=condition=Ready", "md/churn", timeout=90)

@@ -26,6 +26,12 @@ from flywheel_operator.settings import Settings
 ROUTER = "router"
 TRITON_UID = 1000  # the triton-server user of the NGC images
 ROUTER_PORT = 8080
+TRITON_GRPC_PORT = 8001
+# On SIGTERM the router reports not ready and finishes what is in flight for this long;
+# the Pod's grace period leaves room after it.
+ROUTER_DRAIN_SECONDS = 20
+ROUTER_GRACE_SECONDS = ROUTER_DRAIN_SECONDS + 10
+SERVING_PBTXT = "serving.pbtxt"
 
 
 def build(
@@ -150,15 +156,15 @@ def _cpus(quantity: str) -> float:
 # --- Triton --------------------------------------------------------------------------
 
 
-def triton_config(model_name: str, options: TritonOptions) -> str:
-    """config.pbtxt of one model version: instance group and dynamic batching."""
+def triton_config(options: TritonOptions, gpus: float = 0) -> str:
+    """The serving settings of a version's config.pbtxt: instance group and dynamic
+    batching. `flywheel serve triton-repository` puts them over the config.pbtxt that
+    training wrote (backend, inputs, outputs), so the model's signature stays training's."""
+    # GPUs asked for means the instances run on them, whatever the default kind says.
+    kind = "KIND_GPU" if gpus else str(options.instance_kind)
     lines = [
-        f'name: "{model_name}"',
-        'backend: "onnxruntime"',
         f"max_batch_size: {options.max_batch_size}",
-        "instance_group [",
-        f"  {{ count: {options.instance_count} kind: {options.instance_kind} }}",
-        "]",
+        f"instance_group [ {{ count: {options.instance_count} kind: {kind} }} ]",
     ]
     batching = options.dynamic_batching
     if batching is not None and options.max_batch_size > 0:
@@ -183,9 +189,16 @@ def triton(
     endpoints: dict[str, str] = {}
     for v in versions:
         name = labels.child_name(resource.name, v.key)
-        endpoints[v.version] = f"http://{name}:8000"
+        endpoints[v.version] = f"{name}:{TRITON_GRPC_PORT}"
         children += _triton_version(owner, resource, settings, v, name, options)
-    config = {**router_config(resource, versions, traffic), "endpoints": endpoints}
+    config = {
+        **router_config(resource, versions, traffic),
+        "endpoints": endpoints,
+        # Every version is laid out under the deployment's name, so clients and the
+        # router ask for one model whichever version answers.
+        "model": resource.name,
+        "backend": "triton-grpc",
+    }
     children += _router(owner, resource, settings, config)
     return children
 
@@ -206,7 +219,7 @@ def _triton_version(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": labels.child_metadata(owner, f"{name}-config", component, extra),
-        "data": {"config.pbtxt": triton_config(version.model_name, options)},
+        "data": {SERVING_PBTXT: triton_config(options, resource.spec.resources.gpu)},
     }
     fetch = pods.runtime_container(
         "fetch-model",
@@ -217,9 +230,9 @@ def _triton_version(
             "--uri",
             version.artifact_uri,
             "--model",
-            version.model_name,
+            resource.name,
             "--config",
-            "/etc/triton/config.pbtxt",
+            f"/etc/triton/{SERVING_PBTXT}",
             "--out",
             "/models",
         ],
@@ -298,6 +311,9 @@ def _triton_version(
 def _router(
     owner: dict[str, Any], resource: ModelDeployment, settings: Settings, config: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """The router: a ConfigMap it re-reads (a traffic step restarts nothing), a Deployment
+    probed on the v2 health endpoints that drains on SIGTERM, a PodDisruptionBudget, and
+    the Service clients call."""
     name = labels.child_name(resource.name, ROUTER)
     meta = labels.child_metadata(owner, name, ROUTER)
     selector = {
@@ -307,15 +323,38 @@ def _router(
     container = pods.runtime_container(
         ROUTER,
         settings.runtime_image,
-        ["serve", "router", "--config", "/etc/flywheel/router.json", "--port", str(ROUTER_PORT)],
+        [
+            "serve",
+            "router",
+            "--config",
+            "/etc/flywheel/router.json",
+            "--port",
+            str(ROUTER_PORT),
+            "--drain-seconds",
+            str(ROUTER_DRAIN_SECONDS),
+            "--state-file",
+            f"/tmp/{resource.name}.db",
+        ],
         pods.object_manifest(owner),
         settings.image_pull_policy,
     )
     container["ports"] = [{"name": "http", "containerPort": ROUTER_PORT}]
-    container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}}
+    container["readinessProbe"] = {
+        "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "periodSeconds": 2,
+        "failureThreshold": 1,
+    }
+    container["livenessProbe"] = {
+        "httpGet": {"path": "/v2/health/live", "port": "http"},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
     container["volumeMounts"].append({"name": "router-config", "mountPath": "/etc/flywheel"})
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
+    pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
+    # A bandit's arm state lives in one router's state file: one replica keeps one bandit.
+    replicas = 1 if resource.spec.rollout.strategy == "bandit" else 2
     return [
         {
             "apiVersion": "v1",
@@ -329,10 +368,22 @@ def _router(
             "kind": "Deployment",
             "metadata": meta,
             "spec": {
-                "replicas": 1,
+                "replicas": replicas,
                 "selector": {"matchLabels": selector},
+                # Surge first: a new router is ready before an old one drains.
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                },
                 "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
             },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            # One router at a time may be evicted; with one replica a drain still proceeds.
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         },
         {
             "apiVersion": "v1",

@@ -21,7 +21,7 @@ KUBERAY_HINT = (
 )
 CHILD_KINDS = {
     Backend.RAYSERVE: ("RayService",),
-    Backend.TRITON: ("Deployment", "Service", "ConfigMap"),
+    Backend.TRITON: ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget"),
 }
 
 

@@ -103,19 +103,25 @@ def test_adding_and_removing_a_version_leaves_the_other_applications_alone(
         }
 
 
-def test_triton_version_servers_and_router(settings: Settings) -> None:
+def _triton(gpu: float = 1, strategy: dict[str, Any] | None = None) -> dict[str, Any]:
     body = owners()["ModelDeployment/churn"]
     body["spec"] = {
         **body["spec"],
         "backend": "triton",
-        "resources": {"gpu": 1},
+        "resources": {"gpu": gpu},
         "triton": {
             "instanceCount": 2,
-            "instanceKind": "KIND_GPU",
             "maxBatchSize": 32,
             "dynamicBatching": {"preferredBatchSizes": [8, 16], "maxQueueDelayMicroseconds": 500},
         },
     }
+    if strategy is not None:
+        body["spec"]["rollout"] = strategy
+    return body
+
+
+def test_triton_version_servers_and_router(settings: Settings) -> None:
+    body = _triton()
     children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
     kinds = [(c["kind"], c["metadata"]["name"]) for c in children]
     assert kinds == [
@@ -127,16 +133,66 @@ def test_triton_version_servers_and_router(settings: Settings) -> None:
         ("Service", "churn-v2"),
         ("ConfigMap", "churn-router"),
         ("Deployment", "churn-router"),
+        ("PodDisruptionBudget", "churn-router"),
         ("Service", "churn"),
     ]
-    config = children[0]["data"]["config.pbtxt"]
-    assert "instance_group [\n  { count: 2 kind: KIND_GPU }\n]" in config
+    # GPUs asked for: the instances run on them (the default kind is KIND_CPU).
+    config = children[0]["data"]["serving.pbtxt"]
+    assert "instance_group [ { count: 2 kind: KIND_GPU } ]" in config
     assert "preferred_batch_size: [ 8, 16 ]" in config and "max_batch_size: 32" in config
     router = json.loads(children[6]["data"]["router.json"])
-    assert router["endpoints"] == {"v1": "http://churn-v1:8000", "v2": "http://churn-v2:8000"}
+    assert router["endpoints"] == {"v1": "churn-v1:8001", "v2": "churn-v2:8001"}
+    assert router["backend"] == "triton-grpc" and router["model"] == "churn"
+    assert router_config.parse(router).weights() == {"v1": 90.0, "v2": 10.0}
     server = children[1]["spec"]["template"]["spec"]
     assert server["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert server["initContainers"][0]["args"][:2] == ["serve", "triton-repository"]
+    fetch = server["initContainers"][0]["args"]
+    assert fetch[:2] == ["serve", "triton-repository"]
+    assert fetch[fetch.index("--model") + 1] == "churn"  # every version under one name
+    assert fetch[fetch.index("--uri") + 1] == V1.artifact_uri
+
+
+def test_triton_without_gpus_runs_cpu_instances(settings: Settings) -> None:
+    body = _triton(gpu=0)
+    children = modeldeployment.build(body, model(body), settings, [V1], {"v1": 100})
+    assert "kind: KIND_CPU" in children[0]["data"]["serving.pbtxt"]
+
+
+def test_the_triton_router_is_probed_drains_and_survives_disruptions(
+    settings: Settings,
+) -> None:
+    body = _triton()
+    children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    deployment = by_kind[("Deployment", "churn-router")]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    drain = float(container["args"][container["args"].index("--drain-seconds") + 1])
+    assert pod["terminationGracePeriodSeconds"] > drain
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = by_kind[("PodDisruptionBudget", "churn-router")]
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_a_triton_traffic_step_changes_only_the_router_configmap(settings: Settings) -> None:
+    body = _triton()
+    a = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    b = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    changed = [x["metadata"]["name"] for x, y in zip(a, b, strict=True) if x != y]
+    assert changed == ["churn-router"]  # the ConfigMap; the router re-reads it
+    assert [x["kind"] for x, y in zip(a, b, strict=True) if x != y] == ["ConfigMap"]
+
+
+def test_a_bandit_keeps_one_router_replica(settings: Settings) -> None:
+    body = _triton(strategy={"strategy": "bandit", "bandit": {}})
+    children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    [router] = [c for c in children if c["metadata"]["name"] == "churn-router"
+                and c["kind"] == "Deployment"]  # fmt: skip
+    assert router["spec"]["replicas"] == 1
 
 
 def test_clients_reach_the_router_service() -> None:
