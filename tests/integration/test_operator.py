@@ -79,6 +79,7 @@ def running_operator(
     log: Path,
     artifact_root: str,
     runtime_image: str = "flywheel/runtime:test",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Operator]:
     """`python -m flywheel_operator` watching one namespace, resyncing every second, its
     metrics on a loopback port."""
@@ -89,6 +90,7 @@ def running_operator(
         "FLYWHEEL_RESYNC_SECONDS": "1",
         "FLYWHEEL_RUNTIME_IMAGE": runtime_image,
         "FLYWHEEL_ARTIFACT_ROOT": artifact_root,
+        **(extra_env or {}),
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
