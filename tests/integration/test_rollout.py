@@ -136,7 +136,7 @@ def canary() -> dict[str, Any]:
                     "maxP99LatencyMs": 2000,
                     "failureLimit": 0,
                 },
-            },  # fmt: skip
+            },
         },
     }
     return md
@@ -166,7 +166,7 @@ def rollout_world(
                 tmp_path / "operator.log",
                 "file:///var/lib/flywheel/",
                 extra_env=env,
-            )  # fmt: skip
+            )
         )
         kubectl.apply(yaml.safe_dump(canary()))
         kubelet = Kubelet(kubectl, config, {"v1": v1, "v2": v2})
