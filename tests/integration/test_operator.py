@@ -79,6 +79,7 @@ def running_operator(
     log: Path,
     artifact_root: str,
     runtime_image: str = "flywheel/runtime:test",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Operator]:
     """`python -m flywheel_operator` watching one namespace, resyncing every second, its
     metrics on a loopback port."""
@@ -89,6 +90,7 @@ def running_operator(
         "FLYWHEEL_RESYNC_SECONDS": "1",
         "FLYWHEEL_RUNTIME_IMAGE": runtime_image,
         "FLYWHEEL_ARTIFACT_ROOT": artifact_root,
+        **(extra_env or {}),
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -372,8 +374,9 @@ def test_modeldeployment_on_rayserve_canary(
     md["spec"]["candidate"] = {"modelName": "churn", "version": "v2"}
     kubectl.apply(yaml.safe_dump(md))
     svc = wait_for(lambda: kubectl.items("rayservice"), what="the RayService")[0]
-    app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
-    assert app["deployments"][0]["user_config"]["traffic"] == {"v1": 90.0, "v2": 10.0}
+    apps = {a["name"]: a for a in yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"]}
+    assert sorted(apps) == ["churn", "churn-v1", "churn-v2"]  # the router, one per version
+    assert apps["churn"]["deployments"][0]["user_config"]["traffic"] == {"v1": 90.0, "v2": 10.0}
     patch = {
         "status": {
             "conditions": [
@@ -429,7 +432,7 @@ def test_modeldeployment_on_triton(operator: Operator, kubectl: Kubectl) -> None
     for d in deployments:
         assert_restricted(d["spec"]["template"]["spec"])
     assert {s["metadata"]["name"] for s in kubectl.items("service")} == {"churn", "churn-v1"}
-    config = kubectl.get("configmap", "churn-v1-config")["data"]["config.pbtxt"]
+    config = kubectl.get("configmap", "churn-v1-config")["data"]["serving.pbtxt"]
     assert "count: 2 kind: KIND_CPU" in config
     # kwok runs the pods; the Deployments become available and the deployment Ready.
     kubectl.wait("--for=condition=Ready", "md/churn", timeout=90)

@@ -261,7 +261,8 @@ def test_all_namespaces_uses_one_cluster_role(by_mode: dict[str, list[Manifest]]
     crud = {"get", "list", "watch", "create", "patch", "update", "delete"}
     for group, resource in [("batch", "jobs"), ("batch", "cronjobs"), ("apps", "deployments"),
                             ("", "services"), ("", "configmaps"), ("ray.io", "rayjobs"),
-                            ("ray.io", "rayservices")]:  # fmt: skip
+                            ("ray.io", "rayservices"),
+                            ("policy", "poddisruptionbudgets")]:  # fmt: skip
         assert granted(r, group, resource) == crud, (group, resource)
     assert granted(r, "", "pods") == {"get", "list", "watch"}
     assert granted(r, "", "events") == {"create", "patch"}

@@ -106,6 +106,10 @@ no access to Secrets: runtime pods mount them, the operator never reads them.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
+# The Triton path's router keeps one replica up through voluntary disruptions.
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, update, delete]
 # Read-only: results of runtime pods come back as their termination messages.
 - apiGroups: [""]
   resources: [pods]

@@ -29,6 +29,12 @@ class Settings:
     ray_image: str | None = None
     ray_version: str = DEFAULT_RAY_VERSION
     pvc_root: str = "/mnt/pvc"
+    # Rollout analyses read Prometheus when set, else each router's rollout report at
+    # its Service, or at `router_url` (a template with {name} and {namespace}).
+    prometheus_url: str | None = None
+    router_url: str | None = None
+    # How often a rollout under way is analysed, whatever the resync interval.
+    rollout_seconds: float = 5.0
 
     @property
     def ray_cluster_image(self) -> str:
@@ -46,4 +52,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
         ray_image=env.get("FLYWHEEL_RAY_IMAGE") or None,
         ray_version=env.get("FLYWHEEL_RAY_VERSION", defaults.ray_version),
+        prometheus_url=env.get("FLYWHEEL_PROMETHEUS_URL") or None,
+        router_url=env.get("FLYWHEEL_ROUTER_URL") or None,
+        rollout_seconds=float(env.get("FLYWHEEL_ROLLOUT_SECONDS", defaults.rollout_seconds)),
     )

@@ -9,7 +9,6 @@ ConfigMap.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any
@@ -18,15 +17,21 @@ import yaml
 
 from flywheel.api import ModelDeployment
 from flywheel.api.modeldeployment import Backend, TritonOptions
+from flywheel.serving import rayserve
 from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
 from flywheel_operator.builders import pods, raycluster
 from flywheel_operator.settings import Settings
 
 ROUTER = "router"
-SERVE_APP_IMPORT = "flywheel.serving.app:build_app"
 TRITON_UID = 1000  # the triton-server user of the NGC images
 ROUTER_PORT = 8080
+TRITON_GRPC_PORT = 8001
+# On SIGTERM the router reports not ready and finishes what is in flight for this long;
+# the Pod's grace period leaves room after it.
+ROUTER_DRAIN_SECONDS = 20
+ROUTER_GRACE_SECONDS = ROUTER_DRAIN_SECONDS + 10
+SERVING_PBTXT = "serving.pbtxt"
 
 
 def build(
@@ -77,38 +82,24 @@ def rayservice(
     versions: list[ServedVersion],
     traffic: dict[str, float],
 ) -> dict[str, Any]:
+    """The RayService: `serveConfigV2` is the runtime's Serve layout (`rayserve.serve_config`),
+    so adding a version adds an application and a traffic step changes the router's
+    `user_config` only; neither touches another application or the cluster spec."""
     spec = resource.spec
     res = spec.resources
     scaling = spec.autoscaling
-    model_deployments = [
-        {
-            "name": f"model-{v.key}",
-            "autoscaling_config": {
-                "min_replicas": scaling.min_replicas,
-                "max_replicas": scaling.max_replicas,
-                "target_ongoing_requests": scaling.target_ongoing_requests,
-            },
-            # Fractional GPUs let several small models share one card.
-            "ray_actor_options": {"num_cpus": _cpus(res.cpu), "num_gpus": res.gpu},
-            "user_config": {"model": v.model_name, "version": v.version, "uri": v.artifact_uri},
-        }
-        for v in versions
-    ]
-    app = {
-        "name": resource.name,
-        "route_prefix": "/",
-        "import_path": SERVE_APP_IMPORT,
-        "args": {"versions": [dataclasses.asdict(v) for v in versions]},
-        "deployments": [
-            {
-                "name": "Router",
-                "num_replicas": 1,
-                "user_config": router_config(resource, versions, traffic),
-            },
-            *model_deployments,
-        ],
-    }
-    serve_config = {"applications": [app]}
+    serve_config = rayserve.serve_config(
+        resource.name,
+        [{"model": v.model_name, "version": v.version, "uri": v.artifact_uri} for v in versions],
+        router_config(resource, versions, traffic),
+        num_cpus=_cpus(res.cpu),
+        num_gpus=res.gpu,
+        autoscaling={
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+        },
+    )
     worker = pods.resources(res)
     gpus_per_pod = math.ceil(res.gpu) if res.gpu else 0
     if gpus_per_pod:
@@ -136,6 +127,8 @@ def rayservice(
                 "workerGroupSpecs": [
                     {
                         "groupName": "serve",
+                        # KubeRay leaves replica counts out of the cluster's hash: a
+                        # second version raises maxReplicas without a new cluster.
                         "replicas": max(scaling.min_replicas, 1),
                         "minReplicas": max(scaling.min_replicas, 1),
                         "maxReplicas": scaling.max_replicas * len(versions),
@@ -163,15 +156,15 @@ def _cpus(quantity: str) -> float:
 # --- Triton --------------------------------------------------------------------------
 
 
-def triton_config(model_name: str, options: TritonOptions) -> str:
-    """config.pbtxt of one model version: instance group and dynamic batching."""
+def triton_config(options: TritonOptions, gpus: float = 0) -> str:
+    """The serving settings of a version's config.pbtxt: instance group and dynamic
+    batching. `flywheel serve triton-repository` puts them over the config.pbtxt that
+    training wrote (backend, inputs, outputs), so the model's signature stays training's."""
+    # GPUs asked for means the instances run on them, whatever the default kind says.
+    kind = "KIND_GPU" if gpus else str(options.instance_kind)
     lines = [
-        f'name: "{model_name}"',
-        'backend: "onnxruntime"',
         f"max_batch_size: {options.max_batch_size}",
-        "instance_group [",
-        f"  {{ count: {options.instance_count} kind: {options.instance_kind} }}",
-        "]",
+        f"instance_group [ {{ count: {options.instance_count} kind: {kind} }} ]",
     ]
     batching = options.dynamic_batching
     if batching is not None and options.max_batch_size > 0:
@@ -196,9 +189,16 @@ def triton(
     endpoints: dict[str, str] = {}
     for v in versions:
         name = labels.child_name(resource.name, v.key)
-        endpoints[v.version] = f"http://{name}:8000"
+        endpoints[v.version] = f"{name}:{TRITON_GRPC_PORT}"
         children += _triton_version(owner, resource, settings, v, name, options)
-    config = {**router_config(resource, versions, traffic), "endpoints": endpoints}
+    config = {
+        **router_config(resource, versions, traffic),
+        "endpoints": endpoints,
+        # Every version is laid out under the deployment's name, so clients and the
+        # router ask for one model whichever version answers.
+        "model": resource.name,
+        "backend": "triton-grpc",
+    }
     children += _router(owner, resource, settings, config)
     return children
 
@@ -219,7 +219,7 @@ def _triton_version(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": labels.child_metadata(owner, f"{name}-config", component, extra),
-        "data": {"config.pbtxt": triton_config(version.model_name, options)},
+        "data": {SERVING_PBTXT: triton_config(options, resource.spec.resources.gpu)},
     }
     fetch = pods.runtime_container(
         "fetch-model",
@@ -230,9 +230,9 @@ def _triton_version(
             "--uri",
             version.artifact_uri,
             "--model",
-            version.model_name,
+            resource.name,
             "--config",
-            "/etc/triton/config.pbtxt",
+            f"/etc/triton/{SERVING_PBTXT}",
             "--out",
             "/models",
         ],
@@ -311,6 +311,9 @@ def _triton_version(
 def _router(
     owner: dict[str, Any], resource: ModelDeployment, settings: Settings, config: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """The router: a ConfigMap it re-reads (a traffic step restarts nothing), a Deployment
+    probed on the v2 health endpoints that drains on SIGTERM, a PodDisruptionBudget, and
+    the Service clients call."""
     name = labels.child_name(resource.name, ROUTER)
     meta = labels.child_metadata(owner, name, ROUTER)
     selector = {
@@ -320,15 +323,38 @@ def _router(
     container = pods.runtime_container(
         ROUTER,
         settings.runtime_image,
-        ["serve", "router", "--config", "/etc/flywheel/router.json", "--port", str(ROUTER_PORT)],
+        [
+            "serve",
+            "router",
+            "--config",
+            "/etc/flywheel/router.json",
+            "--port",
+            str(ROUTER_PORT),
+            "--drain-seconds",
+            str(ROUTER_DRAIN_SECONDS),
+            "--state-file",
+            f"/tmp/{resource.name}.db",
+        ],
         pods.object_manifest(owner),
         settings.image_pull_policy,
     )
     container["ports"] = [{"name": "http", "containerPort": ROUTER_PORT}]
-    container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}}
+    container["readinessProbe"] = {
+        "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "periodSeconds": 2,
+        "failureThreshold": 1,
+    }
+    container["livenessProbe"] = {
+        "httpGet": {"path": "/v2/health/live", "port": "http"},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
     container["volumeMounts"].append({"name": "router-config", "mountPath": "/etc/flywheel"})
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
+    pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
+    # A bandit's arm state lives in one router's state file: one replica keeps one bandit.
+    replicas = 1 if resource.spec.rollout.strategy == "bandit" else 2
     return [
         {
             "apiVersion": "v1",
@@ -342,10 +368,22 @@ def _router(
             "kind": "Deployment",
             "metadata": meta,
             "spec": {
-                "replicas": 1,
+                "replicas": replicas,
                 "selector": {"matchLabels": selector},
+                # Surge first: a new router is ready before an old one drains.
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                },
                 "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
             },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            # One router at a time may be evicted; with one replica a drain still proceeds.
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         },
         {
             "apiVersion": "v1",

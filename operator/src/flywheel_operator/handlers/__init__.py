@@ -20,6 +20,7 @@ from flywheel_operator.handlers import (
 )
 from flywheel_operator.handlers.coalescer import Coalescer
 from flywheel_operator.handlers.reconciliation import Context
+from flywheel_operator.kube import router_metrics
 from flywheel_operator.kube.client import Kube
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,15 @@ COALESCER = Coalescer()
 def context() -> Context:
     global _context
     if _context is None:
-        _context = Context(Kube.from_config(), OPERATOR_SETTINGS)
+        _context = Context(Kube.from_config(), OPERATOR_SETTINGS, router_metrics=_metrics())
     return _context
+
+
+def _metrics() -> router_metrics.RouterMetrics:
+    """Where rollout analyses read the router's measurements (kube/router_metrics.py)."""
+    if OPERATOR_SETTINGS.prometheus_url:
+        return router_metrics.PrometheusQueries(OPERATOR_SETTINGS.prometheus_url)
+    return router_metrics.RolloutReports(OPERATOR_SETTINGS.router_url)
 
 
 def reconcile(body: kopf.Body | dict[str, Any]) -> None:
@@ -101,6 +109,25 @@ def _register(kind: type[api.Resource]) -> None:
 
 for _kind in api.KINDS.values():
     _register(_kind)
+
+ROLLING_OUT = ("Progressing", "Deploying")
+
+
+def _rolling_out(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") in ROLLING_OUT and bool(status.get("candidateVersion"))
+
+
+@kopf.timer(
+    api.GROUP,
+    api.VERSION,
+    api.ModelDeployment.plural,
+    id="rollout",
+    interval=OPERATOR_SETTINGS.rollout_seconds,
+    when=_rolling_out,
+)
+def _on_rollout_tick(body: kopf.Body, **_: Any) -> None:
+    # A rollout under way is analysed every few seconds, not on the slower resync.
+    reconcile(body)
 
 
 def _owner_of(child: dict[str, Any]) -> tuple[str, str] | None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flywheel.api import ModelDeployment
+from flywheel.api.common import duration_seconds
 from flywheel.api.modeldeployment import Backend, ModelDeploymentStatus
+from flywheel.serving import rollout
+from flywheel.serving.versions import ServedVersion
 from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
+from flywheel_operator.kube import router_metrics
 from flywheel_operator.status import dependencies
 from flywheel_operator.status import modeldeployment as decide
 from flywheel_operator.status import trainingjob as training
@@ -21,7 +26,7 @@ KUBERAY_HINT = (
 )
 CHILD_KINDS = {
     Backend.RAYSERVE: ("RayService",),
-    Backend.TRITON: ("Deployment", "Service", "ConfigMap"),
+    Backend.TRITON: ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget"),
 }
 
 
@@ -43,12 +48,10 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     assert versions is not None
     stable, candidate = versions
     state = decide.rollout_state(p.old, candidate.version if candidate else None)
-    measured = (
-        ctx.router_metrics(p.namespace, resource.name, candidate.version, state.step_started)
-        if candidate
-        else None
-    )
-    plan = decide.plan_rollout(spec.rollout, state, stable, candidate, measured, p.now)
+    url = build.url(resource, p.namespace)
+    measured = _measure(ctx, p, resource, stable, candidate, state, url)
+    deadline = timedelta(seconds=duration_seconds(spec.progress_deadline))
+    plan = decide.plan_rollout(spec.rollout, state, stable, candidate, measured, p.now, deadline)
     children = build.build(body, resource, ctx.settings, plan.versions, plan.split)
     applied = p.apply(children, CHILD_KINDS[Backend(spec.backend)])
     if applied is None:
@@ -63,6 +66,30 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         plan.split,
         decide.is_serving(spec.backend, applied),
         p.now,
-        build.url(resource, p.namespace),
+        url,
+        measured,
     )
+    # Before the status, like the phase Event: a crash between them repeats, never loses.
+    stamp = p.now.isoformat().replace("+00:00", "Z")
+    for event in decide.rollout_events(p.old, new):
+        ctx.kube.event(body, event.type, event.reason, event.message, stamp)
     p.finish(new)
+
+
+def _measure(
+    ctx: Context,
+    p: Pass[ModelDeploymentStatus],
+    resource: ModelDeployment,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+    state: rollout.State,
+    url: str,
+) -> rollout.Metrics | None:
+    """The router's measurements of the current step, while a rollout is under way."""
+    if candidate is None or state.finished or state.step_started is None:
+        return None
+    split = rollout.traffic(resource.spec.rollout, state, stable.version, candidate.version)
+    step = router_metrics.Step(
+        p.namespace, resource.name, url, candidate.version, state.step_started, split, p.now
+    )
+    return ctx.router_metrics(step)

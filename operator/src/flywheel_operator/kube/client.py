@@ -38,6 +38,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Deployment": ("apps/v1", "deployments"),
     "Service": ("v1", "services"),
     "ConfigMap": ("v1", "configmaps"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
     "Pod": ("v1", "pods"),
     "Event": ("v1", "events"),
     "RayJob": ("ray.io/v1", "rayjobs"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.api.common import resource_key
@@ -72,16 +72,37 @@ def plan_rollout(
     candidate: ServedVersion | None,
     metrics: rollout.Metrics | None,
     now: datetime,
+    progress_deadline: timedelta | None = None,
 ) -> RolloutPlan:
     """`state`: where the rollout stands (`rollout_state`); `metrics`: the router's
     measurements of the current step, None when there are none (then every analysis is
-    Inconclusive and nothing is promoted)."""
+    Inconclusive and nothing is promoted); `progress_deadline`: how long a step may stay
+    inconclusive before the rollout aborts to stable."""
     cand = candidate.version if candidate else None
     decision = rollout.step(spec_rollout, state, metrics, now)
+    decision = past_deadline(decision, progress_deadline, now)
     split = rollout.traffic(spec_rollout, decision.state, stable.version, cand)
     wanted = rollout.served(spec_rollout, decision.state, stable.version, cand)
     versions = [v for v in (stable, candidate) if v is not None and v.version in wanted]
     return RolloutPlan(decision, split, versions)
+
+
+def past_deadline(
+    decision: rollout.Decision, deadline: timedelta | None, now: datetime
+) -> rollout.Decision:
+    """An inconclusive step older than the deadline rolls back: a candidate that never
+    gets measured (no traffic, a router that cannot reach it) must not hold forever."""
+    state = decision.state
+    if (
+        deadline is None
+        or decision.decision != AnalysisDecision.INCONCLUSIVE
+        or state.step_started is None
+        or now - state.step_started <= deadline
+    ):
+        return decision
+    done = dataclasses.replace(state, outcome=AnalysisDecision.ROLLBACK)
+    message = f"no conclusive analysis within progressDeadline ({decision.message})"
+    return rollout.Decision(done, AnalysisDecision.ROLLBACK, message)
 
 
 def rollout_state(status: ModelDeploymentStatus, candidate: str | None) -> rollout.State:
@@ -123,6 +144,7 @@ def status(
     serving: tuple[bool, str],
     now: datetime,
     url: str,
+    measured: rollout.Metrics | None = None,
 ) -> ModelDeploymentStatus:
     status = old.model_copy(deep=True)
     status.observed_generation = generation
@@ -131,7 +153,13 @@ def status(
     status.traffic_summary = rollout.summary(split)
     status.url = url
     status.last_analysis = AnalysisResult(
-        time=now, decision=decision.decision, message=decision.message
+        time=now,
+        decision=decision.decision,
+        message=decision.message,
+        requests=measured.requests if measured else 0,
+        error_rate=measured.error_rate if measured and measured.requests else None,
+        p99_latency_ms=measured.p99_latency_ms if measured else None,
+        agreement=measured.agreement if measured else None,
     )
     status.failed_analyses = state.failures
     status.step = state.step
@@ -167,3 +195,40 @@ def status(
         set_status_condition(status, PROGRESSING, False, "NoCandidate", "", now)
         status.phase = "Ready" if ready else "Deploying"
     return status
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutEvent:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def rollout_events(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> list[RolloutEvent]:
+    """What `kubectl describe md` should tell of this pass: a new rollout, a new step, a
+    failed analysis, a change of verdict. (Promoted and RolledBack are phase Events.)"""
+    if new.candidate_version is None:
+        return []
+    events = []
+    analysis = new.last_analysis
+    said = analysis.message if analysis else ""
+    if new.candidate_version != old.candidate_version:
+        events.append(
+            RolloutEvent(
+                "Normal",
+                "RolloutStarted",
+                f"{new.stable_version} -> {new.candidate_version}: {new.traffic_summary}",
+            )
+        )
+    elif new.step != old.step:
+        events.append(
+            RolloutEvent(
+                "Normal", "RolloutStep", f"step {new.step_summary}: {new.traffic_summary}; {said}"
+            )
+        )
+    if new.failed_analyses > old.failed_analyses:
+        events.append(RolloutEvent("Warning", "AnalysisFailed", said))
+    old_verdict = old.last_analysis.decision if old.last_analysis else None
+    if analysis and analysis.decision != old_verdict:
+        events.append(RolloutEvent("Normal", f"Analysis{analysis.decision}", said))
+    return events

@@ -33,7 +33,20 @@ def status_patch(old: StatusBase, new: StatusBase) -> dict[str, Any] | None:
     new_wire, old_wire = new.to_wire(), old.to_wire()
     if new_wire == old_wire:
         return None
-    return {**{k: None for k in old_wire if k not in new_wire}, **new_wire}
+    return _merge_patch(old_wire, new_wire)
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new`, with every key that vanished at any depth of a map nulled (a merge patch
+    keeps what it does not name: `traffic` {v1, v2} -> {v2} must drop v1)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = _merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
 
 
 def phase_event(old: StatusBase, new: StatusBase) -> PhaseEvent | None:

@@ -2,6 +2,8 @@
 
     flywheel serve router --config /etc/flywheel/router.json --port 8080
     flywheel serve model  --uri file:///models/churn/v1 --name churn --version v1 --port 8000
+    flywheel serve triton-repository --uri s3://ml/models/churn/versions/v1 --model churn \
+        --config /etc/triton/serving.pbtxt --out /models
 
 This module imports nothing heavy; each command imports what it runs.
 """
@@ -58,6 +60,20 @@ def register(sub: Any) -> None:
     m.add_argument("--grpc-port", type=int, help="also serve v2 gRPC on this port")
     m.set_defaults(handler=cmd_model)
 
+    t = ssub.add_parser(
+        "triton-repository",
+        help="lay out a Triton model repository from a registry version (an init container)",
+    )
+    t.add_argument("--uri", required=True, help="the model version directory in the registry")
+    t.add_argument("--model", required=True, help="the model name Triton serves")
+    t.add_argument(
+        "--config",
+        type=Path,
+        help="serving settings (config.pbtxt fields) that replace the registry's",
+    )
+    t.add_argument("--out", type=Path, required=True, help="the model repository directory")
+    t.set_defaults(handler=cmd_triton_repository)
+
 
 def cmd_router(args: argparse.Namespace) -> int:
     from flywheel.serving import config as config_mod
@@ -88,6 +104,17 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     model = modelserver.ModelServer(args.name, args.version, predictor.load_predictor(args.uri))
     server.run(modelserver.app(model), args.host, args.port, 5.0, model, args.grpc_port)
+    return 0
+
+
+def cmd_triton_repository(args: argparse.Namespace) -> int:
+    from flywheel.serving import tritonrepo
+
+    try:
+        target = tritonrepo.lay_out(args.uri, args.model, args.config, args.out)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"Triton model {args.model} from {args.uri} in {target}")
     return 0
 
 

@@ -3,54 +3,125 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import yaml
 
+from flywheel.serving import config as router_config
+from flywheel.serving import rayserve
 from flywheel_operator.builders import modeldeployment
 from flywheel_operator.settings import Settings
 from tests.unit.operator.children import V1, V2
 from tests.unit.operator.conftest import model, owners
 
 
-def test_rayservice_router_and_one_deployment_per_version(settings: Settings) -> None:
+def _apps(rayservice: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    return {app["name"]: app for app in config["applications"]}
+
+
+def test_rayservice_one_application_per_version_and_the_router(settings: Settings) -> None:
     body = owners()["ModelDeployment/churn"]
     body["spec"]["resources"] = {"cpu": "500m", "memory": "1Gi", "gpu": 0.25}
     [svc] = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90.0, "v2": 10.0})
     assert svc["kind"] == "RayService"
-    [app] = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"]
-    names = [d["name"] for d in app["deployments"]]
-    assert names == ["Router", "model-v1", "model-v2"]
-    router = app["deployments"][0]["user_config"]
-    assert router["traffic"] == {"v1": 90.0, "v2": 10.0} and router["strategy"] == "canary"
-    assert app["deployments"][1]["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.25}
-    assert app["deployments"][1]["autoscaling_config"]["max_replicas"] == 4
+    apps = _apps(svc)
+    assert list(apps) == ["churn-v1", "churn-v2", "churn"]
+    v1 = apps["churn-v1"]
+    assert v1["import_path"] == rayserve.MODEL_IMPORT and v1["route_prefix"] == "/churn-v1"
+    assert v1["args"] == {"model": "churn", "version": "v1", "uri": V1.artifact_uri}
+    [model_deployment] = v1["deployments"]
+    assert model_deployment["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.25}
+    assert model_deployment["autoscaling_config"]["max_replicas"] == 4
+    router_app = apps["churn"]
+    assert router_app["import_path"] == rayserve.ROUTER_IMPORT
+    assert router_app["args"] == {"deployment": "churn"}
+    [router] = router_app["deployments"]
+    config = router["user_config"]
+    assert config["traffic"] == {"v1": 90.0, "v2": 10.0} and config["strategy"] == "canary"
+    assert config["applications"] == {"v1": "churn-v1", "v2": "churn-v2"}
+    # What the router itself accepts: the builder and the router agree on the config.
+    parsed = router_config.parse(config)
+    assert parsed.weights() == {"v1": 90.0, "v2": 10.0} and parsed.candidate == "v2"
     worker = svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert worker["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "1"
 
 
-def test_a_traffic_step_changes_only_the_router_config(settings: Settings) -> None:
+def test_the_builder_emits_what_the_runtime_layout_builds(settings: Settings) -> None:
+    body = owners()["ModelDeployment/churn"]
+    md = model(body)
+    [svc] = modeldeployment.build(body, md, settings, [V1, V2], {"v1": 90.0, "v2": 10.0})
+    versions = [{"model": v.model_name, "version": v.version, "uri": v.artifact_uri}
+                for v in (V1, V2)]  # fmt: skip
+    expected = rayserve.serve_config(
+        "churn",
+        versions,
+        modeldeployment.router_config(md, [V1, V2], {"v1": 90.0, "v2": 10.0}),
+        num_cpus=0.5,
+        num_gpus=0.0,
+        autoscaling={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 4},
+    )
+    assert yaml.safe_load(svc["spec"]["serveConfigV2"]) == expected
+
+
+def test_a_traffic_step_changes_only_the_router_user_config(settings: Settings) -> None:
     body = owners()["ModelDeployment/churn"]
     a = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})[0]
     b = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})[0]
-    apps_a = yaml.safe_load(a["spec"]["serveConfigV2"])["applications"][0]
-    apps_b = yaml.safe_load(b["spec"]["serveConfigV2"])["applications"][0]
-    assert apps_a["deployments"][1:] == apps_b["deployments"][1:]
+    apps_a, apps_b = _apps(a), _apps(b)
+    assert apps_a["churn-v1"] == apps_b["churn-v1"] and apps_a["churn-v2"] == apps_b["churn-v2"]
+    router_a, router_b = apps_a.pop("churn"), apps_b.pop("churn")
+    assert router_a["deployments"][0].pop("user_config") != router_b["deployments"][0].pop(
+        "user_config"
+    )
+    assert router_a == router_b
     assert a["spec"]["rayClusterConfig"] == b["spec"]["rayClusterConfig"]
 
 
-def test_triton_version_servers_and_router(settings: Settings) -> None:
+def test_adding_and_removing_a_version_leaves_the_other_applications_alone(
+    settings: Settings,
+) -> None:
+    body = owners()["ModelDeployment/churn"]
+    body["spec"]["rollout"] = {"strategy": "none"}
+    body["spec"].pop("candidate", None)
+    alone = _apps(modeldeployment.build(body, model(body), settings, [V1], {"v1": 100})[0])
+    body = owners()["ModelDeployment/churn"]
+    both = _apps(
+        modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 100, "v2": 0})[0]
+    )
+    promoted = _apps(modeldeployment.build(body, model(body), settings, [V2], {"v2": 100})[0])
+    assert alone["churn-v1"] == both["churn-v1"]
+    assert both["churn-v2"] == promoted["churn-v2"]
+    assert "churn-v1" not in promoted
+    unchanged = ("name", "import_path", "args", "route_prefix")
+    for apps in (alone, both, promoted):
+        assert {k: apps["churn"][k] for k in unchanged} == {
+            "name": "churn",
+            "import_path": rayserve.ROUTER_IMPORT,
+            "args": {"deployment": "churn"},
+            "route_prefix": "/",
+        }
+
+
+def _triton(gpu: float = 1, strategy: dict[str, Any] | None = None) -> dict[str, Any]:
     body = owners()["ModelDeployment/churn"]
     body["spec"] = {
         **body["spec"],
         "backend": "triton",
-        "resources": {"gpu": 1},
+        "resources": {"gpu": gpu},
         "triton": {
             "instanceCount": 2,
-            "instanceKind": "KIND_GPU",
             "maxBatchSize": 32,
             "dynamicBatching": {"preferredBatchSizes": [8, 16], "maxQueueDelayMicroseconds": 500},
         },
     }
+    if strategy is not None:
+        body["spec"]["rollout"] = strategy
+    return body
+
+
+def test_triton_version_servers_and_router(settings: Settings) -> None:
+    body = _triton()
     children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
     kinds = [(c["kind"], c["metadata"]["name"]) for c in children]
     assert kinds == [
@@ -62,16 +133,66 @@ def test_triton_version_servers_and_router(settings: Settings) -> None:
         ("Service", "churn-v2"),
         ("ConfigMap", "churn-router"),
         ("Deployment", "churn-router"),
+        ("PodDisruptionBudget", "churn-router"),
         ("Service", "churn"),
     ]
-    config = children[0]["data"]["config.pbtxt"]
-    assert "instance_group [\n  { count: 2 kind: KIND_GPU }\n]" in config
+    # GPUs asked for: the instances run on them (the default kind is KIND_CPU).
+    config = children[0]["data"]["serving.pbtxt"]
+    assert "instance_group [ { count: 2 kind: KIND_GPU } ]" in config
     assert "preferred_batch_size: [ 8, 16 ]" in config and "max_batch_size: 32" in config
     router = json.loads(children[6]["data"]["router.json"])
-    assert router["endpoints"] == {"v1": "http://churn-v1:8000", "v2": "http://churn-v2:8000"}
+    assert router["endpoints"] == {"v1": "churn-v1:8001", "v2": "churn-v2:8001"}
+    assert router["backend"] == "triton-grpc" and router["model"] == "churn"
+    assert router_config.parse(router).weights() == {"v1": 90.0, "v2": 10.0}
     server = children[1]["spec"]["template"]["spec"]
     assert server["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert server["initContainers"][0]["args"][:2] == ["serve", "triton-repository"]
+    fetch = server["initContainers"][0]["args"]
+    assert fetch[:2] == ["serve", "triton-repository"]
+    assert fetch[fetch.index("--model") + 1] == "churn"  # every version under one name
+    assert fetch[fetch.index("--uri") + 1] == V1.artifact_uri
+
+
+def test_triton_without_gpus_runs_cpu_instances(settings: Settings) -> None:
+    body = _triton(gpu=0)
+    children = modeldeployment.build(body, model(body), settings, [V1], {"v1": 100})
+    assert "kind: KIND_CPU" in children[0]["data"]["serving.pbtxt"]
+
+
+def test_the_triton_router_is_probed_drains_and_survives_disruptions(
+    settings: Settings,
+) -> None:
+    body = _triton()
+    children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    deployment = by_kind[("Deployment", "churn-router")]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    drain = float(container["args"][container["args"].index("--drain-seconds") + 1])
+    assert pod["terminationGracePeriodSeconds"] > drain
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = by_kind[("PodDisruptionBudget", "churn-router")]
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_a_triton_traffic_step_changes_only_the_router_configmap(settings: Settings) -> None:
+    body = _triton()
+    a = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    b = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    changed = [x["metadata"]["name"] for x, y in zip(a, b, strict=True) if x != y]
+    assert changed == ["churn-router"]  # the ConfigMap; the router re-reads it
+    assert [x["kind"] for x, y in zip(a, b, strict=True) if x != y] == ["ConfigMap"]
+
+
+def test_a_bandit_keeps_one_router_replica(settings: Settings) -> None:
+    body = _triton(strategy={"strategy": "bandit", "bandit": {}})
+    children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    [router] = [c for c in children if c["metadata"]["name"] == "churn-router"
+                and c["kind"] == "Deployment"]  # fmt: skip
+    assert router["spec"]["replicas"] == 1
 
 
 def test_clients_reach_the_router_service() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flywheel.api.modeldeployment import (
@@ -115,3 +116,47 @@ def test_rollout_state_survives_in_status_and_restarts_for_a_new_candidate() -> 
     assert modeldeployment.rollout_state(promoted, "v2").outcome == AnalysisDecision.PROMOTE
     rolled = ModelDeploymentStatus(candidate_version="v2", phase="RolledBack")
     assert modeldeployment.rollout_state(rolled, "v2").outcome == AnalysisDecision.ROLLBACK
+
+
+def test_a_step_inconclusive_past_the_progress_deadline_rolls_back() -> None:
+    state = State(step=0, step_started=T0)
+    late = T0 + timedelta(minutes=11)
+    plan = modeldeployment.plan_rollout(CANARY, state, V1, V2, None, late, timedelta(minutes=10))
+    assert plan.decision.decision == AnalysisDecision.ROLLBACK
+    assert "progressDeadline" in plan.decision.message
+    assert plan.split == {"v1": 100.0} and plan.versions == [V1]
+    soon = T0 + timedelta(minutes=9)
+    plan = modeldeployment.plan_rollout(CANARY, state, V1, V2, None, soon, timedelta(minutes=10))
+    assert plan.decision.decision == AnalysisDecision.INCONCLUSIVE
+
+
+def _status(state: State, metrics: Metrics | None, now: Any, old: Any = None) -> Any:
+    plan = modeldeployment.plan_rollout(CANARY, state, V1, V2, metrics, now)
+    return modeldeployment.status(
+        old or ModelDeploymentStatus(), 1, CANARY, "v1", "v2", plan.decision, plan.split,
+        (True, ""), now, "http://churn", metrics,
+    )  # fmt: skip
+
+
+def test_events_tell_the_rollout_story() -> None:
+    started = _status(State(), None, T0)
+    events = modeldeployment.rollout_events(ModelDeploymentStatus(), started)
+    assert [e.reason for e in events] == ["RolloutStarted", "AnalysisInconclusive"]
+    assert events[0].message == "v1 -> v2: v1=90 v2=10"
+    # The analysis passes: to step 2, with the measurements recorded.
+    good = Metrics(requests=500, errors=0, p99_latency_ms=8.0)
+    stepped = _status(State(step=0, step_started=T0), good, T0, started)
+    assert stepped.last_analysis is not None and stepped.last_analysis.requests == 500
+    assert stepped.last_analysis.error_rate == 0.0 and stepped.last_analysis.p99_latency_ms == 8.0
+    events = modeldeployment.rollout_events(started, stepped)
+    assert [e.reason for e in events] == ["RolloutStep", "AnalysisContinue"]
+    assert events[0].message.startswith("step 2/2: v1=0 v2=100")
+    # Errors: a failed analysis is a Warning.
+    bad = Metrics(requests=500, errors=100)
+    failed = _status(State(step=1, step_started=T0), bad, T0, stepped)
+    events = modeldeployment.rollout_events(stepped, failed)
+    assert [(e.type, e.reason) for e in events] == [
+        ("Warning", "AnalysisFailed"), ("Normal", "AnalysisRollback"),
+    ]  # fmt: skip
+    # Nothing new: no Event.
+    assert modeldeployment.rollout_events(failed, failed) == []

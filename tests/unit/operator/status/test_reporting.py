@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flywheel.api.dataset import DatasetStatus
+from flywheel.api.modeldeployment import ModelDeploymentStatus
 from flywheel_operator.status import conditions, reporting
 from tests.unit.operator.status.helpers import T0
 
@@ -12,6 +13,13 @@ def test_no_change_no_patch_and_vanished_fields_are_nulled() -> None:
     assert reporting.status_patch(old, old.model_copy()) is None
     patch = reporting.status_patch(old, DatasetStatus(phase="Ready"))
     assert patch is not None and patch["version"] is None and patch["phase"] == "Ready"
+
+
+def test_a_version_that_leaves_a_map_is_nulled_inside_it() -> None:
+    old = ModelDeploymentStatus(traffic={"v1": 0.0, "v2": 100.0})
+    new = ModelDeploymentStatus(traffic={"v2": 100.0})
+    patch = reporting.status_patch(old, new)
+    assert patch is not None and patch["traffic"] == {"v1": None, "v2": 100.0}
 
 
 def test_a_phase_change_is_an_event_warning_for_failures() -> None:
