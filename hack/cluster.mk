@@ -5,9 +5,10 @@ CLUSTER_DIR ?= .cluster
 
 .PHONY: k8s-tools cluster-up cluster-down cluster-env
 
-## Build etcd, kube-apiserver/-controller-manager/-scheduler, kwok, helm into the cache
+## Build etcd, kube-apiserver/-controller-manager/-scheduler, kwok, helm; fetch KubeRay's CRDs
 k8s-tools:
 	hack/k8s/build.sh
+	hack/k8s/kuberay-crds.sh
 
 ## Start the local cluster in $(CLUSTER_DIR)/ and print `export KUBECONFIG=...`
 cluster-up: k8s-tools

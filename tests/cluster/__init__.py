@@ -1,5 +1,6 @@
 """Test helpers for a real local Kubernetes control plane (see hack/k8s/README.md)."""
 
+from . import kuberay
 from .controlplane import (
     DEFAULT_NODES,
     GPU_NODE,
@@ -30,5 +31,6 @@ __all__ = [
     "WaitTimeout",
     "crds_restored",
     "find_tools",
+    "kuberay",
     "wait_for",
 ]

@@ -32,6 +32,7 @@ from tests.cluster import (  # noqa: E402
     ToolsMissingError,
     crds_restored,
     find_tools,
+    kuberay,
     wait_for,
 )
 
@@ -188,3 +189,23 @@ def peering_crds_absent(chart_crds_restored: None, cluster_kubectl: Kubectl) -> 
     names = [n for n in CHART_CRD_NAMES if n.endswith(".kopf.dev")]
     cluster_kubectl.delete("crd", *names)
     return names
+
+
+@pytest.fixture(scope="session")
+def kuberay_crds(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """KubeRay's own CRDs, installed once for the session (3 MB of schema: the API server
+    takes seconds over each install), then removed as they were."""
+    with crds_restored(cluster_kubectl, kuberay.CRD_NAMES):
+        try:
+            kuberay.install(cluster_kubectl)
+        except ToolsMissingError as e:
+            pytest.fail(str(e), pytrace=False)
+        yield
+
+
+@pytest.fixture
+def no_kuberay_crds(cluster_kubectl: Kubectl) -> Iterator[None]:
+    """No KubeRay CRDs for the test; afterwards the cluster is as it was."""
+    with crds_restored(cluster_kubectl, kuberay.CRD_NAMES):
+        cluster_kubectl.delete("crd", *kuberay.CRD_NAMES)
+        yield

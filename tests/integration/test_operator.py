@@ -3,7 +3,7 @@
 The operator runs as users run it (`python -m flywheel_operator`), watching the test's
 namespace. The tests play the parts no real process plays here: kwok runs Pods to
 completion, and the tests write what a runtime would report (the termination message of
-a Pod) and what KubeRay would (RayJob / RayService status, from minimal CRD stand-ins).
+a Pod) and what KubeRay would (RayJob / RayService status, under KubeRay's own CRDs).
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster import ControlPlane, Kubectl, crds_restored, wait_for
+from tests.cluster import ControlPlane, Kubectl, crds_restored, kuberay, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
-KUBERAY_CRDS = Path(__file__).parent / "fixtures" / "kuberay-crds.yaml"
 INVALID = ROOT / "tests" / "manifests" / "invalid"
 
 
@@ -130,31 +129,6 @@ def operator(
         control_plane, namespace, tmp_path / "operator.log", "file:///var/lib/flywheel/"
     ) as op:
         yield op
-
-
-KUBERAY_CRD_NAMES = ("rayjobs.ray.io", "rayservices.ray.io")
-
-
-def install_kuberay(cluster_kubectl: Kubectl) -> None:
-    cluster_kubectl.apply(KUBERAY_CRDS)
-    for name in KUBERAY_CRD_NAMES:
-        cluster_kubectl.wait("--for=condition=Established", f"crd/{name}", timeout=60)
-
-
-@pytest.fixture
-def kuberay(cluster_kubectl: Kubectl) -> Iterator[None]:
-    """KubeRay's CRDs for the test; afterwards the cluster is as it was."""
-    with crds_restored(cluster_kubectl, KUBERAY_CRD_NAMES):
-        install_kuberay(cluster_kubectl)
-        yield
-
-
-@pytest.fixture
-def no_kuberay(cluster_kubectl: Kubectl) -> Iterator[None]:
-    """No KubeRay CRDs for the test; afterwards the cluster is as it was."""
-    with crds_restored(cluster_kubectl, KUBERAY_CRD_NAMES):
-        cluster_kubectl.delete("crd", *KUBERAY_CRD_NAMES)
-        yield
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -298,7 +272,9 @@ def test_featureview_waits_for_its_dataset_then_materializes(
     assert columns(kubectl, "featureview")["ONLINE-ROWS"] == "4000"
 
 
-def test_trainingjob_runs_as_a_rayjob(operator: Operator, kubectl: Kubectl, kuberay: None) -> None:
+def test_trainingjob_runs_as_a_rayjob(
+    operator: Operator, kubectl: Kubectl, kuberay_crds: None
+) -> None:
     for kind, name in (("Dataset", "customer-events"), ("Dataset", "churn-labels")):
         kubectl.apply(yaml.safe_dump(quickstart(kind, name)))
     for job in wait_for(lambda: kubectl.items("job"), lambda j: len(j) == 2, what="ingest Jobs"):
@@ -367,7 +343,7 @@ def test_trainingjob_runs_as_a_rayjob(operator: Operator, kubectl: Kubectl, kube
 
 
 def test_modeldeployment_on_rayserve_canary(
-    operator: Operator, kubectl: Kubectl, kuberay: None
+    operator: Operator, kubectl: Kubectl, kuberay_crds: None
 ) -> None:
     md = quickstart("ModelDeployment", "churn")
     md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
@@ -440,7 +416,7 @@ def test_modeldeployment_on_triton(operator: Operator, kubectl: Kubectl) -> None
 
 
 def test_driftmonitor_detects_drift_and_triggers_one_retrain(
-    operator: Operator, kubectl: Kubectl, kuberay: None
+    operator: Operator, kubectl: Kubectl, kuberay_crds: None
 ) -> None:
     md = quickstart("ModelDeployment", "churn")
     md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
@@ -505,7 +481,7 @@ def test_spec_the_schema_allows_but_the_models_reject_is_reported(
 
 
 def test_without_kuberay_training_and_rayserve_say_how_to_install_it(
-    no_kuberay: None, operator: Operator, kubectl: Kubectl
+    no_kuberay_crds: None, operator: Operator, kubectl: Kubectl
 ) -> None:
     md = quickstart("ModelDeployment", "churn")
     md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
@@ -564,7 +540,7 @@ def test_invalid_trainingjob_and_modeldeployment_specs_are_reported(
 
 
 def test_kuberay_installed_after_the_operator_started(
-    no_kuberay: None, operator: Operator, kubectl: Kubectl, cluster_kubectl: Kubectl
+    no_kuberay_crds: None, operator: Operator, kubectl: Kubectl, cluster_kubectl: Kubectl
 ) -> None:
     md = quickstart("ModelDeployment", "churn")
     md["spec"]["stable"] = {"modelName": "churn", "version": "v1"}
@@ -572,7 +548,7 @@ def test_kuberay_installed_after_the_operator_started(
     kubectl.apply(yaml.safe_dump(md))
     cond = condition(wait_condition(kubectl, "md/churn", "Ready", "False"), "Ready")
     assert cond["reason"] == "KubeRayNotInstalled", cond
-    install_kuberay(cluster_kubectl)  # no_kuberay removes them again afterwards
+    kuberay.install(cluster_kubectl)  # no_kuberay_crds removes them again afterwards
     # A later reconcile finds KubeRay (the operator caches the answer for 30 s) and builds
     # the RayService; no restart needed.
     wait_for(

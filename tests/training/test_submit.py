@@ -9,7 +9,8 @@ from flywheel.training import submit
 def test_it_submits_the_entrypoint_the_table_names() -> None:
     assert entrypoints.ENTRYPOINTS["TrainingJob"].command == ("train", "run")
     assert submit.entrypoint("pvc://models/root") == (
-        "flywheel train run --artifact-root pvc://models/root"
+        "flywheel train run --artifact-root pvc://models/root --progress-lines "
+        "--verdict-exit-code 0"
     )
 
 

@@ -352,7 +352,12 @@ def test_network_policy(by_mode: dict[str, list[Manifest]]) -> None:
     (ingress,) = policy["ingress"]
     assert {p["port"] for p in ingress["ports"]} == {"metrics", "health"}
     egress_ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
-    assert egress_ports == {(443, "TCP"), (6443, "TCP"), (53, "UDP"), (53, "TCP")}
+    assert egress_ports == {(443, "TCP"), (6443, "TCP"), (53, "UDP"), (53, "TCP"), (8265, "TCP")}
+    # The Ray dashboards, where running TrainingJobs' progress is read: Ray head pods only.
+    [ray] = [rule for rule in policy["egress"] if rule["ports"][0]["port"] == 8265]
+    assert ray["to"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"ray.io/node-type": "head"}}}
+    ]
 
 
 def test_service_monitor_without_prometheus_operator_fails_clearly(helm_binary: Path) -> None:

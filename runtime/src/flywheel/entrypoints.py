@@ -38,6 +38,12 @@ from flywheel.api.common import Resource, StatusBase, resource_key
 MANIFEST_ENV = "FLYWHEEL_MANIFEST"  # the object, as JSON
 INPUTS_ENV = "FLYWHEEL_INPUTS"  # {"Dataset/<name>": status} of what it depends on
 NAMESPACE_ENV = "FLYWHEEL_NAMESPACE"
+# A RayJob's submitter cannot read its RayJob (it has no API token): the operator hands it
+# the RayJob's entrypoint and runtimeEnvYAML in these, and it submits exactly them.
+RAY_ENTRYPOINT_ENV = "FLYWHEEL_RAY_ENTRYPOINT"
+RAY_RUNTIME_ENV_ENV = "FLYWHEEL_RAY_RUNTIME_ENV_YAML"
+# A line of a run's log reporting its progress: this prefix, then one JSON object.
+PROGRESS_PREFIX = "flywheel-progress "
 HOME_ENV = "FLYWHEEL_HOME"  # the artifact root, when --artifact-root is not given
 PVC_ROOT_ENV = "FLYWHEEL_PVC_ROOT"  # where pvc://<claim>/... claims are mounted
 SECRETS_DIR_ENV = "FLYWHEEL_SECRETS_DIR"  # where credential Secrets are mounted
@@ -320,3 +326,52 @@ def write_result(path: Path | None, status: StatusBase) -> None:
     # Written in place: the termination log is a file the kubelet gave us, in /dev.
     with open(path, "w") as f:
         f.write(text + "\n")
+
+
+# --- progress, while a run runs ------------------------------------------------------
+
+
+def progress_line(fields: Mapping[str, Any]) -> str:
+    """One log line of live progress, for whoever follows the run's log.
+
+    >>> progress_line({"epoch": 7, "epochs": 20, "loss": 0.41234})
+    'flywheel-progress {"epoch":7,"epochs":20,"loss":0.4123}'
+    """
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in fields.items()}
+    return PROGRESS_PREFIX + json.dumps(rounded, separators=(",", ":"))
+
+
+def last_progress(log: str) -> dict[str, Any] | None:
+    """The fields of the last progress line of a log (lines may carry a prefix such as
+    Ray's "(pid=1) "), or None.
+
+    >>> last_progress('x\\nflywheel-progress {"epoch":1}\\n(w) flywheel-progress {"epoch":2}\\ny')
+    {'epoch': 2}
+    """
+    for line in reversed(log.splitlines()):
+        _, found, text = line.partition(PROGRESS_PREFIX)
+        if not found:
+            continue
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(fields, dict):
+            return fields
+    return None
+
+
+def describe_progress(fields: Mapping[str, Any]) -> str:
+    """The short text of `kubectl get`'s Progress column.
+
+    >>> describe_progress({"epoch": 7, "epochs": 20, "loss": 0.4123})
+    'epoch 7/20 loss 0.412'
+    >>> describe_progress({"epoch": 3})
+    'epoch 3'
+    """
+    text = f"epoch {fields.get('epoch', '?')}"
+    if fields.get("epochs"):
+        text += f"/{fields['epochs']}"
+    if isinstance(fields.get("loss"), int | float):
+        text += f" loss {fields['loss']:.3f}"
+    return text

@@ -17,7 +17,7 @@ import pydantic
 from flywheel import manifests
 from flywheel.api.common import Resource, StatusBase, resource_key
 from flywheel_operator.handlers import reporting
-from flywheel_operator.kube import children, router_metrics, runs
+from flywheel_operator.kube import children, ray_dashboard, router_metrics, runs
 from flywheel_operator.kube.client import Kube, PermanentError
 from flywheel_operator.settings import Settings
 from flywheel_operator.status import conditions, observe
@@ -41,6 +41,8 @@ class Context:
     clock: Callable[[], datetime] = utcnow
     # Where rollout analyses get the router's measurements (kube/router_metrics.py).
     router_metrics: router_metrics.RouterMetrics = router_metrics.not_exported
+    # Where a running TrainingJob's progress is read from (kube/ray_dashboard.py).
+    ray_job_logs: ray_dashboard.JobLogs = ray_dashboard.read_job_logs
 
 
 @dataclasses.dataclass

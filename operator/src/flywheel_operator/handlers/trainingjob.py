@@ -14,6 +14,7 @@ from flywheel_operator.kube import runs
 from flywheel_operator.status import dependencies, observe, results
 from flywheel_operator.status import trainingjob as decide
 from flywheel_operator.status.conditions import READY
+from flywheel_operator.status.observe import RunState
 
 RAYJOB_CRD = "rayjobs.ray.io"
 KUBERAY_HINT = (
@@ -48,4 +49,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         return
     observed = applied[0]
     submitter = runs.job_pods(ctx.kube, p.namespace, observed["metadata"]["name"])
-    p.finish(decide.status(p.old, p.generation, observe.rayjob_run(observed, submitter), p.now))
+    run = observe.rayjob_run(observed, submitter)
+    progress = None
+    where = observe.rayjob_dashboard(observed)
+    if run.state == RunState.RUNNING and where is not None:
+        progress = decide.progress(ctx.ray_job_logs(*where))
+    p.finish(decide.status(p.old, p.generation, run, p.now, progress))

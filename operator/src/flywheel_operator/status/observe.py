@@ -94,27 +94,44 @@ def _termination(pods: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str
     return (parsed, "") if isinstance(parsed, dict) else (None, text[-1000:])
 
 
-# KubeRay RayJob: status.jobStatus is the Ray job's state, jobDeploymentStatus the CR's.
-_RAY_JOB_STATES = {
-    "PENDING": RunState.PENDING,
-    "RUNNING": RunState.RUNNING,
-    "SUCCEEDED": RunState.SUCCEEDED,
-    "FAILED": RunState.FAILED,
-    "STOPPED": RunState.FAILED,
-}
+# KubeRay's RayJob (v1.5.0): jobDeploymentStatus is the custom resource's state machine,
+# jobStatus the Ray job's. Only Complete, Failed and ValidationFailed are final: a Failed
+# RayJob with retries left under its backoffLimit is written as Retrying (then New,
+# Initializing, Running again with a new jobId), so a FAILED jobStatus alone is not the end.
+_FINAL_FAILED = ("Failed", "ValidationFailed")
 
 
 def rayjob_run(rayjob: dict[str, Any] | None, submitter_pods: list[dict[str, Any]]) -> Run:
+    """The RayJob's run; its result is what the submitter wrote to its termination message."""
     if rayjob is None:
         return Run("", RunState.MISSING)
     name = rayjob["metadata"]["name"]
     status = rayjob.get("status") or {}
-    state = _RAY_JOB_STATES.get(status.get("jobStatus", ""), RunState.PENDING)
-    if status.get("jobDeploymentStatus") == "Failed":
+    deployment = status.get("jobDeploymentStatus", "")
+    job = status.get("jobStatus", "")
+    if deployment == "Complete":
+        state = RunState.SUCCEEDED if job == "SUCCEEDED" else RunState.FAILED
+    elif deployment in _FINAL_FAILED:
         state = RunState.FAILED
-    result, text = _termination(submitter_pods)
-    message = status.get("message", "") if state == RunState.FAILED else ""
-    return Run(name, state, result, (result or {}).get("error") or message or text)
+    elif job == "RUNNING" and deployment in ("Running", ""):
+        state = RunState.RUNNING
+    else:
+        state = RunState.PENDING
+    result, text = _termination(submitter_pods) if state.finished else (None, "")
+    if state == RunState.FAILED:
+        message = (result or {}).get("error") or status.get("message", "") or text
+    elif state == RunState.PENDING and status.get("failed"):
+        message = f"retrying after {status['failed']} failed attempt(s)"
+    else:
+        message = ""
+    return Run(name, state, result, str(message))
+
+
+def rayjob_dashboard(rayjob: dict[str, Any]) -> tuple[str, str] | None:
+    """Where the Ray job's log is: KubeRay's dashboard URL and job id, once it set both."""
+    status = rayjob.get("status") or {}
+    url, job_id = status.get("dashboardURL"), status.get("jobId")
+    return (str(url), str(job_id)) if url and job_id else None
 
 
 def rayservice_ready(rayservice: dict[str, Any] | None) -> tuple[bool, str]:

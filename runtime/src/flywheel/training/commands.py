@@ -22,6 +22,18 @@ def register(sub: Any) -> None:
 
     r = tsub.add_parser("run", help="train, evaluate, gate and register a model")
     entrypoints.add_object_arguments(r)
+    r.add_argument(
+        "--verdict-exit-code",
+        type=int,
+        default=1,
+        help="exit code when a gate rejects the model (a RayJob's entrypoint gives 0: the "
+        "Ray job did its work, and KubeRay must not retry a verdict)",
+    )
+    r.add_argument(
+        "--progress-lines",
+        action="store_true",
+        help="print a `flywheel-progress {json}` line per epoch (followed in a RayJob)",
+    )
     r.set_defaults(handler=cmd_run)
 
     s = tsub.add_parser("submit", help="submit `train run` to a Ray cluster and follow it")
@@ -45,11 +57,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flywheel.training import runner
 
     job, context = _job(args)
+    if args.progress_lines and context.progress is None:
+        epochs = job.spec.hyperparameters.epochs
+        context = context.replace(progress=lambda _key, fields: _print_progress(fields, epochs))
     status = runner.run_trainingjob(job, context)
     entrypoints.write_result(args.result, status)
     done = status.conditions[-1]
     print(f"TrainingJob/{job.name}: {done.reason}: {done.message}", file=sys.stderr)
-    return 0 if status.phase == runner.SUCCEEDED else 1
+    if status.phase == runner.SUCCEEDED:
+        return 0
+    return args.verdict_exit_code if done.reason == runner.GATE_FAILED else 1
+
+
+def _print_progress(fields: Any, epochs: int) -> None:
+    line = {"epoch": fields.get("epoch"), "epochs": epochs}
+    line |= {k: fields[k] for k in ("loss", "val_loss", "elapsed") if k in fields}
+    print(entrypoints.progress_line(line), flush=True)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

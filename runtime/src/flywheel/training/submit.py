@@ -1,11 +1,15 @@
 """`flywheel train submit`: the RayJob's submitter.
 
 KubeRay runs it in the submitter Pod with $RAY_DASHBOARD_ADDRESS and
-$RAY_JOB_SUBMISSION_ID set. It submits `flywheel train run` under that id (so KubeRay
-tracks the same job), with the object and its inputs in the job's runtime environment,
-follows the job's log to the end, and writes the run's result, the last JSON line of the
-log, to its own termination message: that is how the model version and metrics reach the
-TrainingJob's status without an API token or object-store access in the operator.
+$RAY_JOB_SUBMISSION_ID set. It submits the RayJob's entrypoint with the RayJob's
+runtimeEnvYAML (both handed over by the operator in its env, as KubeRay's own submitter
+would pass them) under that id, so KubeRay tracks the same job; a retried submitter Pod
+finds the job already submitted and follows it. It follows the job's log to the end and
+writes the run's result, the last JSON line of the log, to its own termination message:
+that is how the model version and metrics reach the TrainingJob's status without an API
+token or object-store access in the operator. It exits 0 exactly when the Ray job
+succeeded with a result (a failed gate included: the result says so, and a retry could not
+change it), so KubeRay retries only runs that broke.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from flywheel import entrypoints
 from flywheel.api.trainingjob import TrainingJob
@@ -26,14 +33,29 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def entrypoint(artifact_root: str) -> str:
+    """What a RayJob runs: progress lines for whoever follows the log, and a failed gate
+    is a finished job (exit 0), not a failure to retry."""
     return shlex.join(
         [
             "flywheel",
             *entrypoints.ENTRYPOINTS["TrainingJob"].command,
             "--artifact-root",
             artifact_root,
+            "--progress-lines",
+            "--verdict-exit-code",
+            "0",
         ]
     )
+
+
+def submission(artifact_root: str, env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """The entrypoint and runtime environment to submit: the RayJob's own when the
+    operator handed them over, else built here from the object in the env."""
+    if entrypoints.RAY_ENTRYPOINT_ENV in env:
+        runtime_env = yaml.safe_load(env.get(entrypoints.RAY_RUNTIME_ENV_ENV) or "{}") or {}
+        return env[entrypoints.RAY_ENTRYPOINT_ENV], dict(runtime_env)
+    keep = (entrypoints.MANIFEST_ENV, entrypoints.INPUTS_ENV, entrypoints.NAMESPACE_ENV)
+    return entrypoint(artifact_root), {"env_vars": {k: env[k] for k in keep if k in env}}
 
 
 def result_line(logs: str) -> dict[str, Any] | None:
@@ -64,13 +86,9 @@ def submit(
         raise SystemExit(f"error: give --address or ${ADDRESS_ENV}")
     if "://" not in address:
         address = f"http://{address}"
-    env = {
-        k: os.environ[k]
-        for k in (entrypoints.MANIFEST_ENV, entrypoints.INPUTS_ENV, entrypoints.NAMESPACE_ENV)
-        if k in os.environ
-    }
-    if entrypoints.MANIFEST_ENV not in env:
-        env[entrypoints.MANIFEST_ENV] = json.dumps(job.to_wire())
+    command, runtime_env = submission(artifact_root, os.environ)
+    env_vars = runtime_env.setdefault("env_vars", {})
+    env_vars.setdefault(entrypoints.MANIFEST_ENV, json.dumps(job.to_wire()))
     client = JobSubmissionClient(address)
     submission_id = os.environ.get(SUBMISSION_ID_ENV)
     existing = None
@@ -81,15 +99,16 @@ def submit(
             existing = None
     if existing is None:
         submission_id = client.submit_job(
-            entrypoint=entrypoint(artifact_root),
-            submission_id=submission_id,
-            runtime_env={"env_vars": env},
+            entrypoint=command, submission_id=submission_id, runtime_env=runtime_env
         )
     assert submission_id is not None
     _follow(client, submission_id)
     status = str(client.get_job_status(submission_id))
     logs = client.get_job_logs(submission_id)
     found = result_line(logs)
+    # Exit 0 when the Ray job succeeded with a result, a failed gate included (`train run`
+    # exits 0 for it: the result says Failed, and a retry could not change it).
+    code = 0 if status == "SUCCEEDED" and found is not None else 1
     if found is None:
         found = {
             "phase": "Failed",
@@ -102,7 +121,7 @@ def submit(
     else:
         with open(result, "w") as f:
             f.write(text + "\n")
-    return 0 if found.get("phase") == "Succeeded" else 1
+    return code
 
 
 def _follow(client: Any, submission_id: str) -> None:

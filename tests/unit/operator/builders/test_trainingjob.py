@@ -71,3 +71,18 @@ def test_ray_clusters_run_the_runtime_image_unless_told_otherwise(settings: Sett
         head["template"]["spec"]["containers"][0]["image"]
         == "registry.example/ml/ray-flywheel:2.60.0"
     )
+
+
+def test_the_submitter_submits_the_rayjobs_own_entrypoint_and_runtime_env(
+    settings: Settings,
+) -> None:
+    from flywheel.training import submit
+
+    body = owners()["TrainingJob/churn-mlp"]
+    rayjob = trainingjob.build(body, model(body), settings, {"Dataset/churn-labels": {"v": 1}})
+    spec = rayjob["spec"]
+    [container] = spec["submitterPodTemplate"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    command, runtime_env = submit.submission("ignored", env)
+    assert command == spec["entrypoint"] == submit.entrypoint(settings.artifact_root)
+    assert runtime_env == yaml.safe_load(spec["runtimeEnvYAML"])

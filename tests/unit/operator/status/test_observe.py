@@ -71,3 +71,25 @@ def test_readiness_of_deployments_and_rayservices() -> None:
     assert observe.rayservice_ready(ready) == (True, "R")
     assert observe.rayservice_ready({"status": {"serviceStatus": "Running"}}) == (True, "")
     assert observe.rayservice_ready(None)[0] is False
+
+
+def test_a_rayjob_retrying_under_its_backoff_limit_is_not_finished() -> None:
+    """KubeRay writes a failed attempt with retries left as Retrying in the same update."""
+    rayjob = {
+        "metadata": {"name": "r"},
+        "status": {"jobStatus": "FAILED", "jobDeploymentStatus": "Retrying", "failed": 1},
+    }
+    run = observe.rayjob_run(rayjob, [pod('{"phase": "Failed", "error": "old attempt"}')])
+    assert run == Run("r", RunState.PENDING, None, "retrying after 1 failed attempt(s)")
+    rayjob["status"] = {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed", "failed": 3}
+    run = observe.rayjob_run(rayjob, [pod('{"phase": "Failed", "error": "NaNLoss: epoch 2"}')])
+    assert (run.state, run.message) == (RunState.FAILED, "NaNLoss: epoch 2")
+
+
+def test_the_dashboard_of_a_rayjob_once_kuberay_set_it() -> None:
+    status = {"dashboardURL": "r-head-svc.ns.svc.cluster.local:8265", "jobId": "r-abc"}
+    assert observe.rayjob_dashboard({"status": status}) == (
+        "r-head-svc.ns.svc.cluster.local:8265",
+        "r-abc",
+    )
+    assert observe.rayjob_dashboard({"status": {"jobId": "r-abc"}}) is None

@@ -41,3 +41,19 @@ def test_trainingjob_failure_says_why() -> None:
     )
     assert s.phase == "Failed" and conds(s)["Succeeded"] == ("False", "TrainingFailed")
     assert s.conditions[0].message == "gate auc 0.55 < 0.6"
+
+
+def test_a_failed_gate_fails_the_job_with_its_own_reason() -> None:
+    """The Ray job succeeded (no retry); the submitter's result carries the verdict."""
+    result = {"phase": "Failed", "modelVersion": "v9", "error": "GateFailed: auc 0.55 < 0.60"}
+    s = trainingjob.status(TrainingJobStatus(), 1, Run("r", RunState.SUCCEEDED, result), T0)
+    assert s.phase == "Failed" and conds(s)["Succeeded"] == ("False", "GateFailed")
+    assert s.conditions[0].message == "auc 0.55 < 0.60" and s.model_version == "v9"
+
+
+def test_progress_shows_while_running_and_retries_say_so() -> None:
+    s = trainingjob.status(TrainingJobStatus(), 1, Run("r", RunState.RUNNING), T0, "epoch 7/20")
+    assert (s.phase, s.progress) == ("Running", "epoch 7/20")
+    retry = Run("r", RunState.PENDING, None, "retrying after 1 failed attempt(s)")
+    s = trainingjob.status(s, 1, retry, T0)
+    assert s.phase == "Pending" and "retrying" in s.conditions[0].message
