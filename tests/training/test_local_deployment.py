@@ -74,8 +74,8 @@ def test_a_healthy_canary_is_promoted_step_by_step(trained: RunContext) -> None:
     assert conditions.is_true(status.conditions, "Promoted")
     assert conditions.is_true(status.conditions, "Ready")
     # 5 minutes of pause at 1-minute intervals: several analyses at step 1, then step 2.
-    assert sum("step 1/2" in line for line in lines) >= 5, lines
-    assert any("step 2/2" in line for line in lines), lines
+    assert sum("pausing at step 1/2" in line for line in lines) >= 4, lines
+    assert any("to step 2/2" in line for line in lines), lines
     # The request log holds real requests answered by both versions, with raw features.
     logs = trained.artifact_root / "request-logs" / "default" / "churn"
     table = pq.read_table(logs)

@@ -298,7 +298,7 @@ def walk(
                 )
             else:
                 decision = rollout.step(spec, state, metrics_of(report), clock)
-            progress(describe(spec, state, split, decision, clock - start))
+            progress(describe(split, decision, clock - start))
             state = decision.state
             if state.finished:
                 break
@@ -323,15 +323,10 @@ def metrics_of(report: Mapping[str, Any]) -> rollout.Metrics | None:
     )
 
 
-def describe(
-    spec: Any, state: rollout.State, split: Mapping[str, float], decision: rollout.Decision,
-    elapsed: timedelta,
-) -> str:  # fmt: skip
-    steps = len(spec.canary.steps) if spec.canary is not None else 0
-    at = f"step {state.step + 1}/{steps} " if steps else ""
+def describe(split: Mapping[str, float], decision: rollout.Decision, elapsed: timedelta) -> str:
     seconds = int(elapsed.total_seconds())
     return (
-        f"{at}[{rollout.summary(dict(split))}] t+{seconds // 60}m{seconds % 60:02d}s: "
+        f"[{rollout.summary(dict(split))}] t+{seconds // 60}m{seconds % 60:02d}s: "
         f"{decision.decision.value}: {decision.message}"
     )
 

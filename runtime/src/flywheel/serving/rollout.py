@@ -109,13 +109,17 @@ def _canary(rollout: Rollout, state: State, metrics: Metrics | None, now: dateti
     assert state.step_started is not None
     if now < state.step_started + pause:
         return Decision(
-            state, AnalysisDecision.CONTINUE, f"{message}; pausing at step {state.step}"
+            state,
+            AnalysisDecision.CONTINUE,
+            f"{message}; pausing at step {state.step + 1}/{len(canary.steps)}",
         )
     if state.step + 1 >= len(canary.steps):
         done = dataclasses.replace(state, outcome=AnalysisDecision.PROMOTE)
         return Decision(done, AnalysisDecision.PROMOTE, f"{message}; last step passed")
     advanced = State(step=state.step + 1, step_started=now, failures=state.failures)
-    return Decision(advanced, AnalysisDecision.CONTINUE, f"{message}; to step {state.step + 1}")
+    # Steps are counted from 1 in messages, as in the status's step summary ("2/3").
+    to = f"{message}; to step {state.step + 2}/{len(canary.steps)}"
+    return Decision(advanced, AnalysisDecision.CONTINUE, to)
 
 
 def _shadow(rollout: Rollout, state: State, metrics: Metrics | None, now: datetime) -> Decision:
