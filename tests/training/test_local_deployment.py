@@ -17,6 +17,8 @@ from tests.training import world
 
 pytestmark = [
     pytest.mark.runtime,
+    # Its fixture trains two models before the first test: minutes on a busy machine.
+    pytest.mark.timeout(1200),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
 
