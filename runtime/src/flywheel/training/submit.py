@@ -54,7 +54,12 @@ def submission(artifact_root: str, env: Mapping[str, str]) -> tuple[str, dict[st
     if entrypoints.RAY_ENTRYPOINT_ENV in env:
         runtime_env = yaml.safe_load(env.get(entrypoints.RAY_RUNTIME_ENV_ENV) or "{}") or {}
         return env[entrypoints.RAY_ENTRYPOINT_ENV], dict(runtime_env)
-    keep = (entrypoints.MANIFEST_ENV, entrypoints.INPUTS_ENV, entrypoints.NAMESPACE_ENV)
+    keep = (
+        entrypoints.MANIFEST_ENV,
+        entrypoints.INPUTS_ENV,
+        entrypoints.INPUT_MANIFESTS_ENV,
+        entrypoints.NAMESPACE_ENV,
+    )
     return entrypoint(artifact_root), {"env_vars": {k: env[k] for k in keep if k in env}}
 
 
@@ -89,6 +94,9 @@ def submit(
     command, runtime_env = submission(artifact_root, os.environ)
     env_vars = runtime_env.setdefault("env_vars", {})
     env_vars.setdefault(entrypoints.MANIFEST_ENV, json.dumps(job.to_wire()))
+    # Given as files: the Ray job reads the inputs' specs (the join) from its env.
+    inputs = [r.to_wire() for key, r in context.resources.items() if key != job.key]
+    env_vars.setdefault(entrypoints.INPUT_MANIFESTS_ENV, json.dumps(inputs))
     client = JobSubmissionClient(address)
     submission_id = os.environ.get(SUBMISSION_ID_ENV)
     existing = None
