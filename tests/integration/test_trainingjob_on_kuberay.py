@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flywheel import entrypoints
 from flywheel_operator.builders import trainingjob
 from flywheel_operator.settings import Settings
 from tests.cluster import Kubectl, kuberay, wait_for
@@ -43,15 +44,8 @@ from tests.integration.test_operator_runtime import (  # noqa: F401 (fixtures)
 )
 from tests.unit.operator.conftest import model
 
-# Measured: everything up to the Ray job works (ingest, materialize, RayJob, submitter,
-# submission of the RayJob's own entrypoint and runtime env to the Ray head), and then
-# `train run` stops with FeatureViewNotFound: the RayJob's runtime env carries the
-# FeatureView's status (FLYWHEEL_INPUTS) but not its spec, which the training-set join
-# needs. Until the operator hands the runtime its inputs' manifests, these do not run.
-pytestmark = pytest.mark.xfail(
-    reason="the RayJob's runtime env lacks the FeatureView's spec (FeatureViewNotFound)",
-    run=False,
-)
+# Ingest, materialization, a Ray job of 6 epochs and its retries, on 2 shared cores.
+pytestmark = pytest.mark.timeout(1200)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -187,6 +181,8 @@ class KubeRay:
                 return runs
             pod = running_pod(self.kubectl, self.name, timeout=90)
             runs.append(run_pod(self.kubectl, pod, self.node))
+            # Shown with a failure: why a submitter Pod ended as it did.
+            print(f"submitter pod exit {runs[-1].exit_code}:\n{runs[-1].log[-2000:]}")
             wait_for(
                 lambda: self.kubectl.get("job", self.name).get("status", {}),
                 lambda s: s.get("failed", 0) + s.get("succeeded", 0) >= len(runs),
@@ -265,7 +261,13 @@ def rebuilt(kubectl: Kubectl, live: dict[str, Any]) -> dict[str, Any]:
     owner = kubectl.get("trainingjob", "churn-logistic")
     env = yaml.safe_load(live["spec"]["runtimeEnvYAML"])["env_vars"]
     settings = Settings(runtime_image=PLAYED_IMAGE, artifact_root=f"pvc://{CLAIM}/")
-    return trainingjob.build(owner, model(owner), settings, json.loads(env["FLYWHEEL_INPUTS"]))
+    return trainingjob.build(
+        owner,
+        model(owner),
+        settings,
+        json.loads(env[entrypoints.INPUTS_ENV]),
+        json.loads(env[entrypoints.INPUT_MANIFESTS_ENV]),
+    )
 
 
 def test_a_trainingjob_trains_on_ray_and_reports_its_model_version(

@@ -61,9 +61,7 @@ def runtime_cronjob(
                 "metadata": {"labels": labels.common_labels(owner, component)},
                 "spec": {
                     "backoffLimit": 1,
-                    "template": _pod_template(
-                        owner, component, args, settings, inputs, manifests
-                    ),
+                    "template": _pod_template(owner, component, args, settings, inputs, manifests),
                 },
             },
         },

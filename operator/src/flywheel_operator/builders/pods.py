@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flywheel.api.common import ReplicaResources, Toleration
 from flywheel import entrypoints
-from flywheel.entrypoints import INPUT_MANIFESTS_ENV, INPUTS_ENV, MANIFEST_ENV, PVC_ROOT_ENV
+from flywheel.api.common import ReplicaResources, Toleration
 
 RUNTIME_UID = 10001
 SCRATCH_VOLUME = "scratch"
@@ -95,6 +94,10 @@ def env_value(name: str, value: Any) -> str:
     return text
 
 
+def env_var(name: str, value: Any) -> dict[str, str]:
+    return {"name": name, "value": env_value(name, value)}
+
+
 def input_manifests(objects: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Upstream objects as the runtime reads their specs: kind, name, namespace, spec.
 
@@ -123,13 +126,11 @@ def runtime_container(
     The result JSON is written to the termination log, where the operator reads it from
     the Pod status; `FallbackToLogsOnError` keeps the last log lines of a crash.
     """
-    env = [{"name": MANIFEST_ENV, "value": env_value(MANIFEST_ENV, manifest)}]
+    env = [env_var(entrypoints.MANIFEST_ENV, manifest)]
     if inputs:
-        env.append({"name": INPUTS_ENV, "value": env_value(INPUTS_ENV, inputs)})
+        env.append(env_var(entrypoints.INPUTS_ENV, inputs))
     if manifests:
-        env.append(
-            {"name": INPUT_MANIFESTS_ENV, "value": env_value(INPUT_MANIFESTS_ENV, manifests)}
-        )
+        env.append(env_var(entrypoints.INPUT_MANIFESTS_ENV, manifests))
     return {
         "name": name,
         "image": image,
@@ -209,6 +210,6 @@ def mount_claims(pod_spec: dict[str, Any], claims: list[str], root: str) -> dict
     if claims:
         for c in containers:
             env = c.setdefault("env", [])
-            if not any(e["name"] == PVC_ROOT_ENV for e in env):
-                env.append({"name": PVC_ROOT_ENV, "value": root})
+            if not any(e["name"] == entrypoints.PVC_ROOT_ENV for e in env):
+                env.append({"name": entrypoints.PVC_ROOT_ENV, "value": root})
     return pod_spec

@@ -46,8 +46,8 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         labels.owner_label("DriftMonitor"): resource.name,
         "app.kubernetes.io/component": build.MONITOR,
     }
-    jobs, pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
-    new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, pods), p.now)
+    jobs, job_pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
+    new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, job_pods), p.now)
     retrain = decide.retrain(resource, new, p.now)
     if retrain is not None:
         job = build.retrain_job(body, resource, retrain.number)

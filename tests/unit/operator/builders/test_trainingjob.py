@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from flywheel import entrypoints
+from flywheel.api import FeatureView
 from flywheel_operator.builders import pods, trainingjob
 from flywheel_operator.settings import Settings
 from tests.unit.operator.conftest import model, owners
@@ -100,9 +101,7 @@ def test_the_ray_job_gets_its_inputs_manifests_and_reads_them_as_its_context(
         key: {**found[key], "status": {"phase": "Ready", "version": "v1"}}
         for key in ("FeatureView/customer-features", "Dataset/churn-labels")
     }
-    rayjob = trainingjob.build(
-        body, model(body), settings, {}, pods.input_manifests(upstream)
-    )
+    rayjob = trainingjob.build(body, model(body), settings, {}, pods.input_manifests(upstream))
     env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])["env_vars"]
     given = json.loads(env[entrypoints.INPUT_MANIFESTS_ENV])
     # Kind, name, namespace and spec; no status, uid or other metadata.
@@ -117,9 +116,10 @@ def test_the_ray_job_gets_its_inputs_manifests_and_reads_them_as_its_context(
     job, context = entrypoints.select_object(args, "TrainingJob")
     assert job.name == "churn-logistic"
     view = context.input_resource("FeatureView", "customer-features")
-    assert view is not None and view.spec.features == model(
-        found["FeatureView/customer-features"]
-    ).spec.features
+    assert (
+        isinstance(view, FeatureView)
+        and view.spec.features == model(found["FeatureView/customer-features"]).spec.features
+    )
     assert context.input_resource("Dataset", "churn-labels") is not None
 
 
