@@ -22,7 +22,12 @@ def look_up(
 
 
 def feature_views(objects: dict[str, dict[str, Any]]) -> list[str]:
-    """The FeatureViews the TrainingJobs among `objects` train on, by name."""
+    """The FeatureViews the TrainingJobs among `objects` train on, by name.
+
+    >>> feature_views({"TrainingJob/t": {"spec": {"featureViewRefs": [{"name": "f"}]}},
+    ...                "Dataset/d": {"spec": {}}})
+    ['f']
+    """
     return [
         ref["name"]
         for key, obj in sorted(objects.items())
