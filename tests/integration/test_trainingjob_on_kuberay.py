@@ -64,7 +64,7 @@ class RayHead:
     submission and logs, as the head Service's port 8265 does."""
 
     def __init__(self, volumes: Node) -> None:
-        self.port, self.dashboard_port = free_port(), free_port()
+        self.port, self.dashboard_port, self.agent_port = free_port(), free_port(), free_port()
         # Short: Ray's socket paths live under it (at most 107 bytes).
         self.temp_dir = tempfile.mkdtemp(prefix="rayh-", dir="/tmp")
         env = {
@@ -82,20 +82,34 @@ class RayHead:
             [str(VENV_BIN / "ray"), "start", "--head", "--block",
              "--node-ip-address=127.0.0.1", f"--port={self.port}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+             f"--dashboard-agent-listen-port={self.agent_port}",
              "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={self.temp_dir}"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
+        # Ready as KubeRay's head readiness probe has it: the agent's raylet health and
+        # the GCS's; KubeRay makes the submitter only then.
         wait_for(
-            lambda: self.get("/api/version"),
-            what="the Ray dashboard on 127.0.0.1",
-            timeout=180,
+            lambda: (
+                self.healthy(f"127.0.0.1:{self.agent_port}", "/api/local_raylet_healthz")
+                and self.healthy(self.address, "/api/gcs_healthz")
+            ),
+            what="the Ray head's agent and GCS healthy on 127.0.0.1",
+            timeout=240,
         )
 
     @property
     def address(self) -> str:
         """What KubeRay writes to status.dashboardURL (host:port, no scheme)."""
         return f"127.0.0.1:{self.dashboard_port}"
+
+    @staticmethod
+    def healthy(address: str, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def get(self, path: str) -> Any:
         try:
