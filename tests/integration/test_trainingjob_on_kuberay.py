@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,7 +96,7 @@ class RayHead:
                 and self.healthy(self.address, "/api/gcs_healthz")
             ),
             what="the Ray head's agent and GCS healthy on 127.0.0.1",
-            timeout=240,
+            timeout=420,  # about a minute alone; far more on shared cores
         )
 
     @property
@@ -135,11 +136,15 @@ class RayHead:
 
 @pytest.fixture
 def ray_head(node: Node) -> Iterator[RayHead]:  # noqa: F811
+    began = time.monotonic()
     head = RayHead(node)
+    print(f"Ray head ready in {time.monotonic() - began:.1f}s")
     try:
         yield head
     finally:
+        began = time.monotonic()
         head.stop()
+        print(f"Ray head stopped in {time.monotonic() - began:.1f}s")
 
 
 class KubeRay:
