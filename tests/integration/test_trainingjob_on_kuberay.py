@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flywheel import entrypoints
 from flywheel_operator.builders import trainingjob
 from flywheel_operator.settings import Settings
 from tests.cluster import Kubectl, kuberay, wait_for
@@ -43,15 +45,8 @@ from tests.integration.test_operator_runtime import (  # noqa: F401 (fixtures)
 )
 from tests.unit.operator.conftest import model
 
-# Measured: everything up to the Ray job works (ingest, materialize, RayJob, submitter,
-# submission of the RayJob's own entrypoint and runtime env to the Ray head), and then
-# `train run` stops with FeatureViewNotFound: the RayJob's runtime env carries the
-# FeatureView's status (FLYWHEEL_INPUTS) but not its spec, which the training-set join
-# needs. Until the operator hands the runtime its inputs' manifests, these do not run.
-pytestmark = pytest.mark.xfail(
-    reason="the RayJob's runtime env lacks the FeatureView's spec (FeatureViewNotFound)",
-    run=False,
-)
+# Ingest, materialization, a Ray job of 6 epochs and its retries, on 2 shared cores.
+pytestmark = pytest.mark.timeout(1200)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -70,7 +65,7 @@ class RayHead:
     submission and logs, as the head Service's port 8265 does."""
 
     def __init__(self, volumes: Node) -> None:
-        self.port, self.dashboard_port = free_port(), free_port()
+        self.port, self.dashboard_port, self.agent_port = free_port(), free_port(), free_port()
         # Short: Ray's socket paths live under it (at most 107 bytes).
         self.temp_dir = tempfile.mkdtemp(prefix="rayh-", dir="/tmp")
         env = {
@@ -88,20 +83,34 @@ class RayHead:
             [str(VENV_BIN / "ray"), "start", "--head", "--block",
              "--node-ip-address=127.0.0.1", f"--port={self.port}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+             f"--dashboard-agent-listen-port={self.agent_port}",
              "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={self.temp_dir}"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
+        # Ready as KubeRay's head readiness probe has it: the agent's raylet health and
+        # the GCS's; KubeRay makes the submitter only then.
         wait_for(
-            lambda: self.get("/api/version"),
-            what="the Ray dashboard on 127.0.0.1",
-            timeout=180,
+            lambda: (
+                self.healthy(f"127.0.0.1:{self.agent_port}", "/api/local_raylet_healthz")
+                and self.healthy(self.address, "/api/gcs_healthz")
+            ),
+            what="the Ray head's agent and GCS healthy on 127.0.0.1",
+            timeout=420,  # about a minute alone; far more on shared cores
         )
 
     @property
     def address(self) -> str:
         """What KubeRay writes to status.dashboardURL (host:port, no scheme)."""
         return f"127.0.0.1:{self.dashboard_port}"
+
+    @staticmethod
+    def healthy(address: str, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def get(self, path: str) -> Any:
         try:
@@ -127,11 +136,15 @@ class RayHead:
 
 @pytest.fixture
 def ray_head(node: Node) -> Iterator[RayHead]:  # noqa: F811
+    began = time.monotonic()
     head = RayHead(node)
+    print(f"Ray head ready in {time.monotonic() - began:.1f}s")
     try:
         yield head
     finally:
+        began = time.monotonic()
         head.stop()
+        print(f"Ray head stopped in {time.monotonic() - began:.1f}s")
 
 
 class KubeRay:
@@ -187,6 +200,8 @@ class KubeRay:
                 return runs
             pod = running_pod(self.kubectl, self.name, timeout=90)
             runs.append(run_pod(self.kubectl, pod, self.node))
+            # Shown with a failure: why a submitter Pod ended as it did.
+            print(f"submitter pod exit {runs[-1].exit_code}:\n{runs[-1].log[-2000:]}")
             wait_for(
                 lambda: self.kubectl.get("job", self.name).get("status", {}),
                 lambda s: s.get("failed", 0) + s.get("succeeded", 0) >= len(runs),
@@ -265,7 +280,13 @@ def rebuilt(kubectl: Kubectl, live: dict[str, Any]) -> dict[str, Any]:
     owner = kubectl.get("trainingjob", "churn-logistic")
     env = yaml.safe_load(live["spec"]["runtimeEnvYAML"])["env_vars"]
     settings = Settings(runtime_image=PLAYED_IMAGE, artifact_root=f"pvc://{CLAIM}/")
-    return trainingjob.build(owner, model(owner), settings, json.loads(env["FLYWHEEL_INPUTS"]))
+    return trainingjob.build(
+        owner,
+        model(owner),
+        settings,
+        json.loads(env[entrypoints.INPUTS_ENV]),
+        json.loads(env[entrypoints.INPUT_MANIFESTS_ENV]),
+    )
 
 
 def test_a_trainingjob_trains_on_ray_and_reports_its_model_version(

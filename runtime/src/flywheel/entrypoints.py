@@ -7,7 +7,8 @@
 - `ENTRYPOINTS`: the one table kind -> runner and the command a Pod runs for it. The
   local executor (`flywheel run`) calls the runner in-process; the operator puts the
   command in a Job or a RayJob, and the command calls the same runner.
-- The Job side: the environment a Pod gets (`$FLYWHEEL_MANIFEST`, `$FLYWHEEL_INPUTS`),
+- The Job side: the environment a Pod gets (`$FLYWHEEL_MANIFEST`, `$FLYWHEEL_INPUTS`,
+  `$FLYWHEEL_INPUT_MANIFESTS`),
   selecting the object a command is about, and writing its result small enough for a
   termination message.
 
@@ -37,6 +38,13 @@ from flywheel.api.common import Resource, StatusBase, resource_key
 
 MANIFEST_ENV = "FLYWHEEL_MANIFEST"  # the object, as JSON
 INPUTS_ENV = "FLYWHEEL_INPUTS"  # {"Dataset/<name>": status} of what it depends on
+# [manifest, ...] of what it depends on (kind, name, namespace and spec; never a status or
+# a Secret): runners read an input's spec, e.g. a FeatureView's features for a training
+# set's join, or where a Dataset's snapshots live.
+INPUT_MANIFESTS_ENV = "FLYWHEEL_INPUT_MANIFESTS"
+# execve refuses any one environment string over 128 KiB (Linux MAX_ARG_STRLEN); the
+# operator keeps each value it writes below this.
+ENV_VALUE_LIMIT_BYTES = 120 * 1024
 NAMESPACE_ENV = "FLYWHEEL_NAMESPACE"
 # A RayJob's submitter cannot read its RayJob (it has no API token): the operator hands it
 # the RayJob's entrypoint and runtimeEnvYAML in these, and it submits exactly them.
@@ -191,7 +199,8 @@ def select_object(args: argparse.Namespace, kind: str) -> tuple[Resource, RunCon
     """The one object of `kind` a command is about, and the context to run it in.
 
     Every object in the given manifests is an input in the context (a FeatureView finds
-    its Dataset there), and so is every status in $FLYWHEEL_INPUTS.
+    its Dataset there), and so is every manifest in $FLYWHEEL_INPUT_MANIFESTS and every
+    status in $FLYWHEEL_INPUTS. Only the given manifests hold the object itself.
     """
     loaded = manifests.load(args.filename) if args.filename else _from_environment()
     if loaded.errors:
@@ -213,11 +222,17 @@ def select_object(args: argparse.Namespace, kind: str) -> tuple[Resource, RunCon
     except ValueError as exc:
         raise SystemExit(f"error: ${INPUTS_ENV}: {exc}") from None
     try:
+        given = input_manifests(os.environ.get(INPUT_MANIFESTS_ENV))
+    except ValueError as exc:
+        raise SystemExit(f"error: ${INPUT_MANIFESTS_ENV}: {exc}") from None
+    # The files named on the command line win over the operator's copies.
+    resources = {r.key: r for r in given} | {o.resource.key: o.resource for o in loaded.resources}
+    try:
         context = RunContext(
             artifact_root=artifact_root,
             base_dir=Path(source).resolve().parent if args.filename else Path.cwd(),
             namespace=item.resource.metadata.namespace or args.namespace,
-            resources={other.resource.key: other.resource for other in loaded.resources},
+            resources=resources,
             statuses=statuses,
         )
     except ValueError as exc:
@@ -281,6 +296,27 @@ def input_statuses(text: str | None) -> dict[str, StatusBase]:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise ValueError(f"the status of {key}: {field}: {first['msg']}") from None
+    return out
+
+
+def input_manifests(text: str | None) -> list[Resource]:
+    """[{"apiVersion": ..., "kind": "FeatureView", ...}, ...] -> validated resources.
+
+    Anything malformed raises ValueError naming the item and the field.
+    """
+    try:
+        given = kubeyaml.read_json(text) if text else []
+    except kubeyaml.ReadError as exc:
+        raise ValueError(exc.message) from None
+    if not isinstance(given, list):
+        raise ValueError(f"expected a JSON list of manifests, got JSON {given!r:.40}")
+    out: list[Resource] = []
+    for index, doc in enumerate(given):
+        resource, errors = manifests.parse(doc, f"item {index}")
+        if errors:
+            raise ValueError(str(errors[0]))
+        if resource is not None:
+            out.append(resource)
     return out
 
 

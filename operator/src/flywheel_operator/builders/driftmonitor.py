@@ -18,7 +18,10 @@ def build(
     resource: DriftMonitor,
     settings: Settings,
     inputs: dict[str, Any],
+    manifests: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """`inputs`: the statuses, `manifests`: the manifests of the deployment and the
+    reference (and a TrainingJob reference's FeatureViews)."""
     return [
         jobs.runtime_cronjob(
             owner,
@@ -28,6 +31,7 @@ def build(
             ["drift", "run"],
             settings,
             inputs,
+            manifests,
         )
     ]
 

@@ -17,10 +17,14 @@ def build(
     resource: FeatureView,
     settings: Settings,
     inputs: dict[str, Any],
+    manifests: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """`inputs`: {"Dataset/<name>": <its status>}; a new source version re-materializes."""
+    """`inputs`: {"Dataset/<name>": <its status>}, `manifests`: the source Dataset's
+    manifest; a new source version re-materializes."""
     name = owner["metadata"]["name"]
-    key = labels.content_hash(owner["spec"], {k: v.get("version") for k, v in inputs.items()})
+    versions = {k: v.get("version") for k, v in inputs.items()}
+    # A Job's template is immutable: whatever it carries is in its name.
+    key = labels.content_hash(owner["spec"], versions, *([manifests] if manifests else []))
     args = ["features", "materialize"]
     children = [
         jobs.runtime_job(
@@ -30,6 +34,7 @@ def build(
             args,
             settings,
             inputs,
+            manifests=manifests,
         )
     ]
     schedule = resource.spec.materialization.schedule
@@ -43,6 +48,7 @@ def build(
                 [*args, "--incremental"],
                 settings,
                 inputs,
+                manifests,
             )
         )
     return children

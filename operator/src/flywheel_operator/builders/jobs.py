@@ -18,11 +18,14 @@ def runtime_job(
     inputs: dict[str, Any] | None = None,
     backoff_limit: int = 1,
     active_deadline_seconds: int | None = None,
+    manifests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A Job running `flywheel <args>` with the owner's manifest; kept until superseded."""
+    """A Job running `flywheel <args>` with the owner's manifest; kept until superseded.
+
+    `inputs`: the statuses, `manifests`: the manifests of what the owner depends on."""
     spec: dict[str, Any] = {
         "backoffLimit": backoff_limit,
-        "template": _pod_template(owner, component, args, settings, inputs),
+        "template": _pod_template(owner, component, args, settings, inputs, manifests),
     }
     if active_deadline_seconds:
         spec["activeDeadlineSeconds"] = active_deadline_seconds
@@ -42,6 +45,7 @@ def runtime_cronjob(
     args: list[str],
     settings: Settings,
     inputs: dict[str, Any] | None = None,
+    manifests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A CronJob for scheduled runs; one at a time, a few finished Jobs kept for status."""
     return {
@@ -57,7 +61,7 @@ def runtime_cronjob(
                 "metadata": {"labels": labels.common_labels(owner, component)},
                 "spec": {
                     "backoffLimit": 1,
-                    "template": _pod_template(owner, component, args, settings, inputs),
+                    "template": _pod_template(owner, component, args, settings, inputs, manifests),
                 },
             },
         },
@@ -70,6 +74,7 @@ def _pod_template(
     args: list[str],
     settings: Settings,
     inputs: dict[str, Any] | None,
+    manifests: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     container = pods.runtime_container(
         component,
@@ -78,6 +83,7 @@ def _pod_template(
         pods.object_manifest(owner),
         settings.image_pull_policy,
         inputs,
+        manifests=manifests,
     )
     spec = pods.runtime_pod_spec([container], settings.runtime_service_account)
     claims = pods.claims_in(settings.artifact_root, owner["spec"], inputs)

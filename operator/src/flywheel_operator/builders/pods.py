@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flywheel import entrypoints
 from flywheel.api.common import ReplicaResources, Toleration
-from flywheel.entrypoints import INPUTS_ENV, MANIFEST_ENV, PVC_ROOT_ENV
 
 RUNTIME_UID = 10001
 SCRATCH_VOLUME = "scratch"
@@ -77,6 +77,35 @@ def placement(spec: ReplicaResources) -> dict[str, Any]:
     return out
 
 
+class EnvTooLarge(ValueError):
+    """An environment value a container could not start with (execve's limit)."""
+
+
+def env_value(name: str, value: Any) -> str:
+    """`value` as compact JSON (a string as is), or EnvTooLarge naming the variable."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    size = len(text.encode())
+    if size > entrypoints.ENV_VALUE_LIMIT_BYTES:
+        raise EnvTooLarge(
+            f"${name} would be {size} bytes, over the {entrypoints.ENV_VALUE_LIMIT_BYTES} a "
+            "process environment takes: reference fewer or smaller inputs (e.g. split a "
+            "FeatureView with many features)"
+        )
+    return text
+
+
+def env_var(name: str, value: Any) -> dict[str, str]:
+    return {"name": name, "value": env_value(name, value)}
+
+
+def input_manifests(objects: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Upstream objects as the runtime reads their specs: kind, name, namespace, spec.
+
+    Never a status (that is $FLYWHEEL_INPUTS) nor a Secret: inputs are flywheel kinds.
+    """
+    return [object_manifest(obj) for _, obj in sorted(objects.items())]
+
+
 def _toleration(t: Toleration) -> dict[str, Any]:
     return t.to_wire()
 
@@ -89,15 +118,19 @@ def runtime_container(
     pull_policy: str,
     inputs: dict[str, Any] | None = None,
     resources_spec: dict[str, Any] | None = None,
+    manifests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A container running a `flywheel ...` command on one object's manifest.
 
+    `inputs` are the statuses and `manifests` the manifests of what the object depends on.
     The result JSON is written to the termination log, where the operator reads it from
     the Pod status; `FallbackToLogsOnError` keeps the last log lines of a crash.
     """
-    env = [{"name": MANIFEST_ENV, "value": json.dumps(manifest, sort_keys=True)}]
+    env = [env_var(entrypoints.MANIFEST_ENV, manifest)]
     if inputs:
-        env.append({"name": INPUTS_ENV, "value": json.dumps(inputs, sort_keys=True)})
+        env.append(env_var(entrypoints.INPUTS_ENV, inputs))
+    if manifests:
+        env.append(env_var(entrypoints.INPUT_MANIFESTS_ENV, manifests))
     return {
         "name": name,
         "image": image,
@@ -177,6 +210,6 @@ def mount_claims(pod_spec: dict[str, Any], claims: list[str], root: str) -> dict
     if claims:
         for c in containers:
             env = c.setdefault("env", [])
-            if not any(e["name"] == PVC_ROOT_ENV for e in env):
-                env.append({"name": PVC_ROOT_ENV, "value": root})
+            if not any(e["name"] == entrypoints.PVC_ROOT_ENV for e in env):
+                env.append({"name": entrypoints.PVC_ROOT_ENV, "value": root})
     return pod_spec

@@ -33,16 +33,23 @@ def build(
     resource: TrainingJob,
     settings: Settings,
     inputs: dict[str, Any],
+    manifests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`inputs`: the statuses, `manifests`: the manifests of the FeatureViews, the label
+    Dataset and a baseline ModelDeployment; the training-set join reads their specs."""
     spec = resource.spec
     manifest = pods.object_manifest(owner)
     env_vars = {
         entrypoints.MANIFEST_ENV: json.dumps(manifest, sort_keys=True),
         entrypoints.INPUTS_ENV: json.dumps(inputs, sort_keys=True),
+        entrypoints.INPUT_MANIFESTS_ENV: json.dumps(manifests or [], sort_keys=True),
     }
     # Data and models on a PVC are mounted where the runtime resolves pvc:// URIs.
     claims = pods.claims_in(settings.artifact_root, owner["spec"], inputs)
     runtime_env = yaml.safe_dump({"env_vars": env_vars}, sort_keys=True)
+    # The submitter gets the whole runtime env in one variable; the Ray job's driver gets
+    # each of its values.
+    pods.env_value(entrypoints.RAY_RUNTIME_ENV_ENV, runtime_env)
     rayjob_spec: dict[str, Any] = {
         "entrypoint": entrypoint(settings.artifact_root),
         "runtimeEnvYAML": runtime_env,

@@ -8,6 +8,7 @@ from flywheel.api import DriftMonitor
 from flywheel.api.driftmonitor import DriftMonitorStatus
 from flywheel_operator import labels
 from flywheel_operator.builders import driftmonitor as build
+from flywheel_operator.builders import pods
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.kube import runs
@@ -27,17 +28,26 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         resource.spec.reference.target(),
     ]
     inputs, waiting = upstream.look_up(ctx.kube, p.namespace, refs, dependencies.has_phase)
-    if p.wait_for(waiting):
+    # A TrainingJob reference is the training set of its FeatureViews: the monitor reads them.
+    views = [("FeatureView", name) for name in upstream.feature_views(inputs)]
+    more, waiting_more = upstream.look_up(ctx.kube, p.namespace, views, dependencies.has_phase)
+    if p.wait_for(waiting + waiting_more):
         return
-    children = build.build(body, resource, ctx.settings, results.as_inputs(inputs))
+    inputs |= more
+    try:
+        children = build.build(
+            body, resource, ctx.settings, results.as_inputs(inputs), pods.input_manifests(inputs)
+        )
+    except pods.EnvTooLarge as exc:
+        return p.block("InputsTooLarge", str(exc))
     if p.apply(children, CHILD_KINDS) is None:
         return
     selector = {
         labels.owner_label("DriftMonitor"): resource.name,
         "app.kubernetes.io/component": build.MONITOR,
     }
-    jobs, pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
-    new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, pods), p.now)
+    jobs, job_pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
+    new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, job_pods), p.now)
     retrain = decide.retrain(resource, new, p.now)
     if retrain is not None:
         job = build.retrain_job(body, resource, retrain.number)

@@ -7,6 +7,7 @@ from typing import Any
 from flywheel.api import FeatureView
 from flywheel.api.featureview import FeatureViewStatus
 from flywheel_operator.builders import featureview as build
+from flywheel_operator.builders import pods
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.status import dependencies, results
@@ -25,7 +26,12 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     inputs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), ready)
     if p.wait_for(waiting):
         return
-    children = build.build(body, resource, ctx.settings, results.as_inputs(inputs))
+    try:
+        children = build.build(
+            body, resource, ctx.settings, results.as_inputs(inputs), pods.input_manifests(inputs)
+        )
+    except pods.EnvTooLarge as exc:
+        return p.block("InputsTooLarge", str(exc))
     applied = p.apply(children, CHILD_KINDS)
     if applied is None:
         return

@@ -7,6 +7,7 @@ from typing import Any
 from flywheel.api import TrainingJob
 from flywheel.api.common import resource_key
 from flywheel.api.trainingjob import TrainingJobStatus
+from flywheel_operator.builders import pods
 from flywheel_operator.builders import trainingjob as build
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
@@ -43,7 +44,12 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         deployed = ctx.kube.get("ModelDeployment", p.namespace, baseline.deployment_ref.name)
         if deployed is not None:  # no deployment yet: nothing to be worse than
             inputs[resource_key("ModelDeployment", baseline.deployment_ref.name)] = deployed
-    rayjob = build.build(body, resource, ctx.settings, results.as_inputs(inputs))
+    try:
+        rayjob = build.build(
+            body, resource, ctx.settings, results.as_inputs(inputs), pods.input_manifests(inputs)
+        )
+    except pods.EnvTooLarge as exc:
+        return p.block("InputsTooLarge", str(exc), decide.SUCCEEDED)
     applied = p.apply([rayjob], ("RayJob",), decide.SUCCEEDED)
     if applied is None:
         return

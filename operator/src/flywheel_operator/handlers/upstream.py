@@ -19,3 +19,18 @@ def look_up(
     wanted = list(dict.fromkeys(refs))
     found = {(kind, name): kube.get(kind, namespace, name) for kind, name in wanted}
     return dependencies.sort_out(wanted, found, ready)
+
+
+def feature_views(objects: dict[str, dict[str, Any]]) -> list[str]:
+    """The FeatureViews the TrainingJobs among `objects` train on, by name.
+
+    >>> feature_views({"TrainingJob/t": {"spec": {"featureViewRefs": [{"name": "f"}]}},
+    ...                "Dataset/d": {"spec": {}}})
+    ['f']
+    """
+    return [
+        ref["name"]
+        for key, obj in sorted(objects.items())
+        if key.startswith("TrainingJob/")
+        for ref in (obj.get("spec") or {}).get("featureViewRefs", [])
+    ]

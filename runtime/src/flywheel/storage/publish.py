@@ -26,7 +26,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyarrow import fs as pafs
@@ -204,6 +204,28 @@ def write_atomic(location: Location, data: bytes) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, location.path)
+
+
+@contextlib.contextmanager
+def exclusive(location: Location) -> Iterator[None]:
+    """Hold `<location>.lock` while a read-modify-write of `location` runs: one writer at
+    a time, across processes and Pods.
+
+    Local paths and PVCs: flock(2), which the kernel releases when its holder dies (no
+    stale locks), and which Linux turns into a byte-range lock the NFS server keeps, so
+    it also covers Pods on other nodes. Object stores have no lock: the last writer wins.
+    """
+    if not isinstance(location.filesystem, pafs.LocalFileSystem):
+        yield
+        return
+    # The lock file is never removed: a writer could otherwise lock an unlinked file
+    # while the next one locks a new file of the same name.
+    fd = os.open(location.path + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def read_json(location: Location) -> Any | None:

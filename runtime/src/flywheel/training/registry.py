@@ -12,8 +12,10 @@
 `<registry>` is `spec.output.registryUri`, else the artifact root. A version is the hash
 of its files, so the same training gives the same version. A rejected version (a gate
 failed) is only an entry of the index: nothing is published and no alias points to it.
-The index is replaced in one write; two jobs registering the same model at the same
-moment can lose one entry (the version directories stay), which the next run repairs.
+Every change of the index is a read-modify-write under `index.json.lock`
+(`publish.exclusive`), so jobs registering the same model at once on a local path or a
+PVC all find their entries. On an object store there is no lock: the last of two
+simultaneous writers wins, and the other's version directory stays without an entry.
 """
 
 from __future__ import annotations
@@ -86,6 +88,18 @@ def register(
 ) -> tuple[str, Location, dict[str, Any]]:
     """Publish a version and give it an alias; returns (version, location, its aliases)."""
     staging = stage(root, local)
+    # The commit too: two runs publishing the same version must not move it at once.
+    with publish.exclusive(root.join(INDEX)):
+        return _register(root, staging, entry, now, checkpoint)
+
+
+def _register(
+    root: Location,
+    staging: Location,
+    entry: dict[str, Any],
+    now: datetime,
+    checkpoint: publish.Checkpoint,
+) -> tuple[str, Location, dict[str, Any]]:
     manifest = publish.commit(
         root, staging, metadata={"model": entry.get("model")}, checkpoint=checkpoint
     )
@@ -125,9 +139,10 @@ def reject(root: Location, local: Path, entry: dict[str, Any], now: datetime) ->
         version, _ = publish.content_version(staging)
     finally:
         publish.discard(staging)
-    index = read_index(root)
-    index["versions"][version] = {**entry, "state": REJECTED, "createdAt": now.isoformat()}
-    publish.write_atomic(root.join(INDEX), publish.dumps(index))
+    with publish.exclusive(root.join(INDEX)):
+        index = read_index(root)
+        index["versions"][version] = {**entry, "state": REJECTED, "createdAt": now.isoformat()}
+        publish.write_atomic(root.join(INDEX), publish.dumps(index))
     return version
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from flywheel.api.trainingjob import TrainingJob
 ADDRESS_ENV = "RAY_DASHBOARD_ADDRESS"
 SUBMISSION_ID_ENV = "RAY_JOB_SUBMISSION_ID"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+# What Ray's dashboard says before the head's job agent is up; worth waiting for.
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_SECONDS = 180.0
 
 
 def entrypoint(artifact_root: str) -> str:
@@ -54,7 +58,12 @@ def submission(artifact_root: str, env: Mapping[str, str]) -> tuple[str, dict[st
     if entrypoints.RAY_ENTRYPOINT_ENV in env:
         runtime_env = yaml.safe_load(env.get(entrypoints.RAY_RUNTIME_ENV_ENV) or "{}") or {}
         return env[entrypoints.RAY_ENTRYPOINT_ENV], dict(runtime_env)
-    keep = (entrypoints.MANIFEST_ENV, entrypoints.INPUTS_ENV, entrypoints.NAMESPACE_ENV)
+    keep = (
+        entrypoints.MANIFEST_ENV,
+        entrypoints.INPUTS_ENV,
+        entrypoints.INPUT_MANIFESTS_ENV,
+        entrypoints.NAMESPACE_ENV,
+    )
     return entrypoint(artifact_root), {"env_vars": {k: env[k] for k in keep if k in env}}
 
 
@@ -89,6 +98,9 @@ def submit(
     command, runtime_env = submission(artifact_root, os.environ)
     env_vars = runtime_env.setdefault("env_vars", {})
     env_vars.setdefault(entrypoints.MANIFEST_ENV, json.dumps(job.to_wire()))
+    # Given as files: the Ray job reads the inputs' specs (the join) from its env.
+    inputs = [r.to_wire() for key, r in context.resources.items() if key != job.key]
+    env_vars.setdefault(entrypoints.INPUT_MANIFESTS_ENV, json.dumps(inputs))
     client = JobSubmissionClient(address)
     submission_id = os.environ.get(SUBMISSION_ID_ENV)
     existing = None
@@ -98,9 +110,7 @@ def submit(
         except RuntimeError:
             existing = None
     if existing is None:
-        submission_id = client.submit_job(
-            entrypoint=command, submission_id=submission_id, runtime_env=runtime_env
-        )
+        submission_id = _submit(client, command, submission_id, runtime_env)
     assert submission_id is not None
     _follow(client, submission_id)
     status = str(client.get_job_status(submission_id))
@@ -122,6 +132,31 @@ def submit(
         with open(result, "w") as f:
             f.write(text + "\n")
     return code
+
+
+def _submit(
+    client: Any,
+    command: str,
+    submission_id: str | None,
+    runtime_env: dict[str, Any],
+    deadline_seconds: float = AGENT_WAIT_SECONDS,
+    pause: float = 0.5,
+) -> str:
+    """Submit, waiting while the head's job agent is still starting: Ray answers "No
+    available agent" until it registers, and a submitter Pod retried for that would spend
+    the RayJob's backoff before any training ran."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            found: str = client.submit_job(
+                entrypoint=command, submission_id=submission_id, runtime_env=runtime_env
+            )
+            return found
+        except RuntimeError as exc:
+            if NO_AGENT not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def _follow(client: Any, submission_id: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from flywheel_operator.builders import jobs
+from flywheel import entrypoints
+from flywheel_operator.builders import jobs, pods
 from flywheel_operator.settings import Settings
 from tests.unit.operator.conftest import owners
 
@@ -41,3 +42,21 @@ def test_a_cronjob_runs_one_at_a_time_and_keeps_a_few_jobs(settings: Settings) -
     assert spec["successfulJobsHistoryLimit"] == spec["failedJobsHistoryLimit"] == 3
     [c] = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert {"name": "FLYWHEEL_INPUTS", "value": '{"a": {}}'} in c["env"]
+
+
+def test_a_job_gets_the_manifests_of_its_inputs_beside_their_statuses(
+    settings: Settings,
+) -> None:
+    found = owners()
+    owner = found["FeatureView/customer-features"]
+    dataset = {**found["Dataset/customer-events"], "status": {"version": "v1"}}
+    given = pods.input_manifests({"Dataset/customer-events": dataset})
+    job = jobs.runtime_job(
+        owner, "x", "materialize", ["features", "materialize"], settings, {"a": {}},
+        manifests=given,
+    )  # fmt: skip
+    [c] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    [manifest] = json.loads(env[entrypoints.INPUT_MANIFESTS_ENV])
+    assert manifest["kind"] == "Dataset" and "status" not in manifest
+    assert manifest["spec"] == found["Dataset/customer-events"]["spec"]

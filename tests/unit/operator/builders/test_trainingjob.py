@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+import pytest
 import yaml
 
-from flywheel_operator.builders import trainingjob
+from flywheel import entrypoints
+from flywheel.api import FeatureView
+from flywheel_operator.builders import pods, trainingjob
 from flywheel_operator.settings import Settings
 from tests.unit.operator.conftest import model, owners
 
@@ -86,3 +90,47 @@ def test_the_submitter_submits_the_rayjobs_own_entrypoint_and_runtime_env(
     command, runtime_env = submit.submission("ignored", env)
     assert command == spec["entrypoint"] == submit.entrypoint(settings.artifact_root)
     assert runtime_env == yaml.safe_load(spec["runtimeEnvYAML"])
+
+
+def test_the_ray_job_gets_its_inputs_manifests_and_reads_them_as_its_context(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = owners()
+    body = found["TrainingJob/churn-logistic"]
+    upstream = {
+        key: {**found[key], "status": {"phase": "Ready", "version": "v1"}}
+        for key in ("FeatureView/customer-features", "Dataset/churn-labels")
+    }
+    rayjob = trainingjob.build(body, model(body), settings, {}, pods.input_manifests(upstream))
+    env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])["env_vars"]
+    given = json.loads(env[entrypoints.INPUT_MANIFESTS_ENV])
+    # Kind, name, namespace and spec; no status, uid or other metadata.
+    assert [m["kind"] for m in given] == ["Dataset", "FeatureView"]
+    assert all(set(m) == {"apiVersion", "kind", "metadata", "spec"} for m in given)
+    assert given[1]["metadata"] == {"name": "customer-features", "namespace": "ml"}
+
+    # What the Ray job's `train run` does with that env.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = argparse.Namespace(filename=None, name=None, namespace="ml", artifact_root="/tmp/a")
+    job, context = entrypoints.select_object(args, "TrainingJob")
+    assert job.name == "churn-logistic"
+    view = context.input_resource("FeatureView", "customer-features")
+    assert (
+        isinstance(view, FeatureView)
+        and view.spec.features == model(found["FeatureView/customer-features"]).spec.features
+    )
+    assert context.input_resource("Dataset", "churn-labels") is not None
+
+
+def test_inputs_too_large_for_a_process_environment_are_refused_by_name(
+    settings: Settings,
+) -> None:
+    found = owners()
+    body = found["TrainingJob/churn-logistic"]
+    view = found["FeatureView/customer-features"]
+    view["spec"]["description"] = "x" * (entrypoints.ENV_VALUE_LIMIT_BYTES + 1)
+    with pytest.raises(pods.EnvTooLarge, match=r"\$FLYWHEEL_RAY_RUNTIME_ENV_YAML would be"):
+        trainingjob.build(
+            body, model(body), settings, {}, pods.input_manifests({"FeatureView/x": view})
+        )
