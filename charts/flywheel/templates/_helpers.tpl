@@ -71,7 +71,8 @@ ClusterRole (all namespaces) and the per-namespace Roles (watchNamespaces). No w
 no access to Secrets: runtime pods mount them, the operator never reads them.
 */}}
 {{- define "flywheel.namespacedRules" -}}
-# The five kinds: kopf watches them and patches finalizers and its progress annotations.
+# The five kinds: kopf watches them and patches finalizers and its progress annotations;
+# a DriftMonitor's retrain sets its ModelDeployment's spec.stable and spec.candidate.
 - apiGroups: [flywheel.dev]
   resources: [datasets, featureviews, trainingjobs, modeldeployments, driftmonitors]
   verbs: [get, list, watch, patch, update]

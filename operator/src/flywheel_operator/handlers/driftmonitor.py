@@ -53,4 +53,24 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         job = build.retrain_job(body, resource, retrain.number)
         ctx.kube.create(job)  # create, not apply: a TrainingJob is a record once made
         new = decide.record_retrain(new, retrain, job["metadata"]["name"], p.now)
+    _roll_out_retrain(ctx, p, resource, new)
     p.finish(new)
+
+
+def _roll_out_retrain(
+    ctx: Context, p: Pass[DriftMonitorStatus], resource: DriftMonitor, status: DriftMonitorStatus
+) -> None:
+    """The loop's last step: a retrain that registered a version becomes the deployment's
+    canary. Idempotent: once the deployment names the retrain, nothing more is written."""
+    if not status.last_retrain_job:
+        return
+    job = ctx.kube.get("TrainingJob", p.namespace, status.last_retrain_job)
+    name = resource.spec.deployment_ref.name
+    deployment = ctx.kube.get("ModelDeployment", p.namespace, name)
+    patch = decide.rollout_of_retrain(status, job, deployment)
+    if patch is None:
+        return
+    ctx.kube.merge_patch("ModelDeployment", p.namespace, name, patch)
+    now = p.now.isoformat().replace("+00:00", "Z")
+    message = f"tj/{status.last_retrain_job} goes out as the canary of md/{name}"
+    ctx.kube.event(p.body, "Normal", "RetrainRolledOut", message, now)

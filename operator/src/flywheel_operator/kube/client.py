@@ -161,6 +161,17 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def merge_patch(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch an object we do not own: only the keys given change."""
+        return self._write(
+            "PATCH",
+            path(kind, namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Create, or None when it already exists (a retried create after a crash)."""
         meta = obj["metadata"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 from flywheel.api.common import ConditionStatus, duration_seconds
 from flywheel.api.driftmonitor import ActionType, DriftMonitor, DriftMonitorStatus, Verdict
@@ -85,3 +86,37 @@ def record_retrain(
     recorded.retrains_triggered, recorded.last_retrain = retrain.number, now
     recorded.last_retrain_job = job_name
     return recorded
+
+
+def rollout_of_retrain(
+    status: DriftMonitorStatus, job: dict[str, Any] | None, deployment: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The merge patch of the ModelDeployment's spec that rolls out the latest retrain as a
+    canary against the version now serving, or None (not trained yet, failed its gates,
+    already rolled out, or the deployment serves nothing yet).
+
+    The same change `flywheel run` makes on one machine: stable becomes the serving
+    version by name, the retrain's TrainingJob the candidate; the deployment's own rollout
+    spec then guards it.
+    """
+    name = status.last_retrain_job
+    if not name or job is None or deployment is None:
+        return None
+    trained = job.get("status") or {}
+    version = trained.get("modelVersion")
+    if trained.get("phase") != "Succeeded" or not version:
+        return None
+    spec = deployment.get("spec") or {}
+    if ((spec.get("candidate") or {}).get("trainingJobRef") or {}).get("name") == name:
+        return None
+    serving = (deployment.get("status") or {}).get("stableVersion")
+    if not serving or serving == version:
+        return None
+    model = trained.get("modelName") or job["spec"]["output"]["modelName"]
+    return {
+        "spec": {
+            # null removes the other way of naming a version (merge patch, RFC 7386).
+            "stable": {"modelName": model, "version": serving, "trainingJobRef": None},
+            "candidate": {"trainingJobRef": {"name": name}, "modelName": None, "version": None},
+        }
+    }

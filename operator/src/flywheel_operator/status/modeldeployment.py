@@ -41,7 +41,8 @@ def resolve(
         name = status.get("modelName") or job["spec"]["output"]["modelName"]
         return ServedVersion(name, status["modelVersion"], status["artifactUri"])
     assert ref.model_name is not None and ref.version is not None
-    uri = f"{artifact_root.rstrip('/')}/models/{ref.model_name}/{ref.version}"
+    # The registry layout (runtime/README.md): <root>/models/<name>/versions/<version>.
+    uri = f"{artifact_root.rstrip('/')}/models/{ref.model_name}/versions/{ref.version}"
     return ServedVersion(ref.model_name, ref.version, uri)
 
 

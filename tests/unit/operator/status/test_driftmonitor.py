@@ -63,3 +63,48 @@ def test_the_verdict_decides_drift_and_insufficient_is_neither() -> None:
     no_drift = {**base, "verdict": "NoDrift"}
     s = driftmonitor.status(s, 1, Run("l", RunState.SUCCEEDED, no_drift), T0)
     assert conds(s)["DriftDetected"] == ("False", "NoDrift")
+
+
+def _retrained(phase: str = "Succeeded", version: str | None = "v3") -> dict[str, object]:
+    status = {
+        "phase": phase,
+        "modelName": "churn",
+        **({"modelVersion": version} if version else {}),
+    }
+    return {"spec": {"output": {"modelName": "churn"}}, "status": status}
+
+
+def _serving(stable: str | None = "v2", candidate: object = None) -> dict[str, object]:
+    spec: dict[str, object] = {"stable": {"trainingJobRef": {"name": "churn-mlp"}}}
+    if candidate is not None:
+        spec["candidate"] = candidate
+    return {"spec": spec, "status": {"stableVersion": stable} if stable else {}}
+
+
+def test_a_retrained_version_goes_out_as_the_canary_of_what_serves() -> None:
+    s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
+    patch = driftmonitor.rollout_of_retrain(s, _retrained(), _serving())
+    assert patch == {
+        "spec": {
+            "stable": {"modelName": "churn", "version": "v2", "trainingJobRef": None},
+            "candidate": {
+                "trainingJobRef": {"name": "churn-drift-retrain-1"},
+                "modelName": None,
+                "version": None,
+            },
+        }
+    }
+
+
+def test_nothing_rolls_out_before_success_or_twice() -> None:
+    s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
+    assert driftmonitor.rollout_of_retrain(DriftMonitorStatus(), _retrained(), _serving()) is None
+    assert driftmonitor.rollout_of_retrain(s, None, _serving()) is None
+    assert driftmonitor.rollout_of_retrain(s, _retrained("Running", None), _serving()) is None
+    # A failed gate registers no version: nothing to roll out.
+    assert driftmonitor.rollout_of_retrain(s, _retrained("Failed", None), _serving()) is None
+    assert driftmonitor.rollout_of_retrain(s, _retrained(), _serving(stable=None)) is None
+    # Already the candidate, or already promoted.
+    named = {"trainingJobRef": {"name": "churn-drift-retrain-1"}}
+    assert driftmonitor.rollout_of_retrain(s, _retrained(), _serving(candidate=named)) is None
+    assert driftmonitor.rollout_of_retrain(s, _retrained(), _serving(stable="v3")) is None

@@ -48,7 +48,7 @@ def test_a_status_without_the_model_name_falls_back_to_the_spec() -> None:
 def test_a_registry_version_lives_under_the_artifact_root() -> None:
     ref = ModelRef.model_validate({"modelName": "churn", "version": "v1"})
     found = modeldeployment.resolve(ref, {}, "s3://root/")
-    assert found == ServedVersion("churn", "v1", "s3://root/models/churn/v1")
+    assert found == ServedVersion("churn", "v1", "s3://root/models/churn/versions/v1")
 
 
 def test_versions_wait_for_every_referenced_training() -> None:
@@ -60,7 +60,9 @@ def test_versions_wait_for_every_referenced_training() -> None:
     )
     assert modeldeployment.resolve_versions(spec, {}, "s3://m") is None
     jobs = {"TrainingJob/tj": trained({"modelVersion": "v2", "artifactUri": V2.artifact_uri})}
-    assert modeldeployment.resolve_versions(spec, jobs, "s3://m") == (V1, V2)
+    # modelName + version: the registry layout, <root>/models/<name>/versions/<version>.
+    registered = ServedVersion("churn", "v1", "s3://m/models/churn/versions/v1")
+    assert modeldeployment.resolve_versions(spec, jobs, "s3://m") == (registered, V2)
 
 
 def test_the_plan_serves_both_versions_during_a_canary_and_one_after() -> None:
