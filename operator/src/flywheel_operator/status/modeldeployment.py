@@ -87,6 +87,20 @@ def plan_rollout(
     return RolloutPlan(decision, split, versions)
 
 
+def hold_candidate(plan: RolloutPlan, stable: str, running: tuple[bool, str]) -> RolloutPlan:
+    """The candidate's server is deployed but gets no weight until it runs: a Serve
+    application answers only once RUNNING, and a weighted one that does not yet would
+    fail its share of requests (and the analysis with them). `running`: the candidate's
+    (running, why not)."""
+    ready, why = running
+    state = plan.decision.state
+    if ready or state.finished or len(plan.versions) < 2:
+        return plan
+    split = {stable: 100.0, plan.versions[1].version: 0.0}
+    held = rollout.Decision(state, AnalysisDecision.INCONCLUSIVE, f"waiting: {why}")
+    return RolloutPlan(held, split, plan.versions)
+
+
 def past_deadline(
     decision: rollout.Decision, deadline: timedelta | None, now: datetime
 ) -> rollout.Decision:

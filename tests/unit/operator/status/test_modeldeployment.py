@@ -75,6 +75,19 @@ def test_the_plan_serves_both_versions_during_a_canary_and_one_after() -> None:
     assert alone.split == {"v1": 100.0} and alone.versions == [V1]
 
 
+def test_a_candidate_gets_weight_only_once_its_serve_application_runs() -> None:
+    plan = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
+    held = modeldeployment.hold_candidate(plan, "v1", (False, "Serve application is DEPLOYING"))
+    assert held.split == {"v1": 100.0, "v2": 0.0} and held.versions == [V1, V2]
+    assert held.decision.decision == AnalysisDecision.INCONCLUSIVE
+    assert "DEPLOYING" in held.decision.message
+    assert modeldeployment.hold_candidate(plan, "v1", (True, "")) == plan
+    # A finished rollout has nothing to hold.
+    done = State(step=1, step_started=T0, outcome=AnalysisDecision.PROMOTE)
+    promoted = modeldeployment.plan_rollout(CANARY, done, V1, V2, None, T0)
+    assert modeldeployment.hold_candidate(promoted, "v1", (False, "gone")) == promoted
+
+
 def test_serving_needs_every_deployment_available() -> None:
     applied = [
         {"kind": "ConfigMap", "metadata": {"name": "c"}},
