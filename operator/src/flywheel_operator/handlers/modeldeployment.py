@@ -57,8 +57,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     annotations = body.get("metadata", {}).get("annotations") or {}
     action = decide.requested_action(annotations, p.old)
     if action is not None:
-        plan, said = decide.apply_action(plan, action, spec.rollout, stable, candidate)
-        acted = plan.decision.message == said
+        plan, said, acted = decide.apply_action(plan, action, spec.rollout, stable, candidate)
         ctx.kube.event(body, "Normal" if acted else "Warning", "RolloutAction", said, stamp)
     if spec.backend == Backend.RAYSERVE and candidate is not None:
         plan = decide.hold_candidate(plan, stable.version, _candidate_running(ctx, p, candidate))

@@ -131,24 +131,26 @@ def apply_action(
     spec_rollout: Rollout,
     stable: ServedVersion,
     candidate: ServedVersion | None,
-) -> tuple[RolloutPlan, str]:
-    """The plan once the user's action is taken, and what to tell them. Promote and abort
-    end a rollout under way; undo turns a promotion back into a rollback (the spec's
-    stable serves again). An action that does not apply changes nothing and says why."""
+) -> tuple[RolloutPlan, str, bool]:
+    """The plan once the user's action is taken, what to tell them, and whether it was.
+    Promote and abort end a rollout under way; undo turns a promotion back into a
+    rollback (the spec's stable serves again). An action that does not apply changes
+    nothing and says why."""
     state = plan.decision.state
     names = ", ".join(a.value for a in RolloutAction)
     if action.action is None:
-        return plan, f"unknown rollout action {action.value!r}: use one of {names}"
+        return plan, f"unknown rollout action {action.value!r}: use one of {names}", False
     if candidate is None:
-        return plan, f"{action.action}: no candidate in spec.candidate, nothing to act on"
+        return plan, f"{action.action}: no candidate in spec.candidate, nothing to act on", False
     outcome, verdict, message = None, None, ""
     if action.action == RolloutAction.UNDO:
         if state.outcome != AnalysisDecision.PROMOTE:
-            return plan, f"undo: {candidate.version} is not promoted; use abort during a rollout"
+            said = f"undo: {candidate.version} is not promoted; use abort during a rollout"
+            return plan, said, False
         outcome, verdict = AnalysisDecision.ROLLBACK, AnalysisDecision.ROLLBACK
         message = f"undone by the user: {stable.version} is stable again"
     elif state.finished:
-        return plan, f"{action.action}: the rollout of {candidate.version} has finished"
+        return plan, f"{action.action}: the rollout of {candidate.version} has finished", False
     elif action.action == RolloutAction.PROMOTE:
         outcome, verdict = AnalysisDecision.PROMOTE, AnalysisDecision.PROMOTE
         message = "promoted by the user"
@@ -159,7 +161,7 @@ def apply_action(
     split = rollout.traffic(spec_rollout, done, stable.version, candidate.version)
     wanted = rollout.served(spec_rollout, done, stable.version, candidate.version)
     versions = [v for v in (stable, candidate) if v.version in wanted]
-    return RolloutPlan(rollout.Decision(done, verdict, message), split, versions), message
+    return RolloutPlan(rollout.Decision(done, verdict, message), split, versions), message, True
 
 
 def keep_warm(

@@ -196,23 +196,23 @@ def test_an_action_is_taken_once_per_annotation_value() -> None:
 
 def test_promote_and_abort_end_a_rollout_under_way() -> None:
     plan = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
-    promoted, said = modeldeployment.apply_action(plan, _action("promote@t"), CANARY, V1, V2)
+    promoted, said, _ = modeldeployment.apply_action(plan, _action("promote@t"), CANARY, V1, V2)
     assert promoted.decision.state.outcome == AnalysisDecision.PROMOTE
     assert promoted.split == {"v2": 100.0} and said == "promoted by the user"
-    aborted, _ = modeldeployment.apply_action(plan, _action("abort@t"), CANARY, V1, V2)
+    aborted, _, _ = modeldeployment.apply_action(plan, _action("abort@t"), CANARY, V1, V2)
     assert aborted.split == {"v1": 100.0} and aborted.versions == [V1]
 
 
 def test_undo_turns_a_promotion_into_a_rollback_and_needs_one() -> None:
     done = State(step=1, step_started=T0, outcome=AnalysisDecision.PROMOTE)
     promoted = modeldeployment.plan_rollout(CANARY, done, V1, V2, None, T0)
-    undone, said = modeldeployment.apply_action(promoted, _action("undo@t"), CANARY, V1, V2)
+    undone, said, acted = modeldeployment.apply_action(promoted, _action("undo@t"), CANARY, V1, V2)
     assert undone.decision.decision == AnalysisDecision.ROLLBACK and undone.split == {"v1": 100.0}
-    assert "v1 is stable again" in said
+    assert "v1 is stable again" in said and acted
     running = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
-    same, said = modeldeployment.apply_action(running, _action("undo@t"), CANARY, V1, V2)
-    assert same == running and "use abort" in said
-    same, said = modeldeployment.apply_action(running, _action("resume@t"), CANARY, V1, V2)
+    same, said, acted = modeldeployment.apply_action(running, _action("undo@t"), CANARY, V1, V2)
+    assert same == running and "use abort" in said and not acted
+    same, said, acted = modeldeployment.apply_action(running, _action("resume@t"), CANARY, V1, V2)
     assert same == running and said == (
         "unknown rollout action 'resume@t': use one of promote, abort, undo"
     )
