@@ -60,11 +60,23 @@ def test_render_prints_what_the_operator_applies(
         control_plane, namespace, tmp_path / "operator.log", ARTIFACT_ROOT, IMAGE
     ):
         kubectl.apply(directory)
+        kinds = sorted({o["kind"] for o in objects})
+
+        def live() -> dict[tuple[str, str], dict[str, Any]]:
+            return {
+                (o["kind"], o["metadata"]["name"]): o
+                for kind in kinds
+                for o in kubectl.items(kind.lower())
+                if o["metadata"].get("ownerReferences")  # the operator's, not the cluster's
+            }
+
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in objects}
+        wait_for(lambda: len(live()) >= len(wanted), what="the operator's children", timeout=90)
+        applied = live()
+        assert set(applied) == wanted
         for obj in objects:
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            wait_for(lambda: kubectl.exists(kind, name), what=f"{kind}/{name}", timeout=60)  # noqa: B023
-            live = kubectl.get(kind, name)
             # The owner's uid is the API server's; everything else is the builders'.
             for ref in obj["metadata"]["ownerReferences"]:
                 ref.pop("uid")
-            assert kuberay.pruned(obj, live) == [], f"{kind}/{name}"
+            key = (obj["kind"], obj["metadata"]["name"])
+            assert kuberay.pruned(obj, applied[key]) == [], key

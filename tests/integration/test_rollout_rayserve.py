@@ -195,6 +195,13 @@ def rayserve_world(
     write_model(artifacts / "models" / "churn" / "v1", [0.5, -0.25, 1.0], 0.1, FEATURES)
     write_model(artifacts / "models" / "churn" / "v2", candidate_weights, 0.1, FEATURES)
     env = {"FLYWHEEL_ROUTER_URL": serve["http"], "FLYWHEEL_ROLLOUT_SECONDS": "1"}
+    # The module's tests share one Serve: each starts from no application.
+    rayserve.deploy(serve["dashboard"], {"applications": []})
+    wait_for(
+        lambda: not rayserve.status(serve["dashboard"]).get("applications"),
+        what="Serve without applications",
+        timeout=120,
+    )
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             running_operator(
@@ -206,6 +213,10 @@ def rayserve_world(
         stack.callback(kuberay.join, 10)
         stack.callback(kuberay.stop.set)
         kubectl.apply(yaml.safe_dump(canary(artifacts)))
+        wait_for(lambda: kuberay.puts > 0, what="KubeRay's first deploy", timeout=120)
+        apps = ["churn-v1", "churn-v2", "churn"]
+        rayserve.wait_running(serve["dashboard"], apps, 600)
+        # Clients from when the router answers: requests before it are not the rollout's.
         clients = Clients(f"{serve['http']}/v1/models/churn/predict")
         clients.start()
         stack.callback(clients.stop.set)
@@ -238,7 +249,6 @@ def test_a_canary_on_ray_serve_walks_to_promoted_without_restarting_a_replica(
     )
     with world as (kuberay, clients):
         # The candidate's application is deployed with no weight until it is RUNNING.
-        rayserve.wait_running(serve_cluster["dashboard"], ["churn-v1", "churn-v2", "churn"], 600)
         before = {"v1": replica_pid("v1"), "v2": replica_pid("v2"), "router": replica_pid(None)}
 
         kubectl.wait("--for=condition=Promoted", "md/churn", timeout=600)
@@ -275,7 +285,6 @@ def test_errors_in_the_candidate_on_ray_serve_roll_back_to_stable(
         control_plane, namespace, kubectl, serve_cluster, tmp_path, [0.5, -0.2, 1.1, 0.3]
     )
     with world as (_, clients):
-        rayserve.wait_running(serve_cluster["dashboard"], ["churn-v1", "churn-v2", "churn"], 600)
         before = {"v1": replica_pid("v1"), "router": replica_pid(None)}
         kubectl.wait("--for=condition=RolledBack", "md/churn", timeout=600)
         md = kubectl.get("md", "churn")
