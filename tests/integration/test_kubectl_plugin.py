@@ -98,8 +98,8 @@ def test_rollout_status_promote_and_undo_through_the_plugin(
         kubectl.wait("--for=condition=RolledBack", "md/churn", timeout=60)
         md = kubectl.get("md", "churn")
         assert md["status"]["stableVersion"] == "v1" and md["status"]["traffic"] == {"v1": 100.0}
-        shown = flywheel("rollout", "status", "md/churn", "-w", check=False)
-        assert shown.returncode == 1 and "Phase:         RolledBack" in shown.stdout
+        finished = flywheel("rollout", "status", "md/churn", "-w", check=False)
+        assert finished.returncode == 1 and "Phase:         RolledBack" in finished.stdout
         # The demoted version is scaled down after scaleDownDelay.
         wait_for(
             lambda: not kubectl.exists("deployment", "churn-v2"),

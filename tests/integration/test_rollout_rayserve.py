@@ -65,7 +65,7 @@ class KubeRay(threading.Thread):
         from kubernetes.client.exceptions import ApiException
 
         try:
-            found: dict[str, Any] = self.api.get_namespaced_custom_object(
+            found: dict[str, Any] = self.api.get_namespaced_custom_object(  # type: ignore[assignment]
                 "ray.io", "v1", self.namespace, "rayservices", RAYSERVICE
             )
             return found

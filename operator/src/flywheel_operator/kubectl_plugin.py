@@ -113,7 +113,7 @@ def status(api: Any, namespace: str, name: str, watch: bool, timeout: float) -> 
     phase = (md.get("status") or {}).get("phase")
     if phase in FINISHED:
         return FINISHED[phase]
-    stream = k8s_watch.Watch().stream(
+    stream = k8s_watch.Watch().stream(  # type: ignore[no-untyped-call]
         api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
         field_selector=f"metadata.name={name}", resource_version=seen,
         timeout_seconds=int(timeout),
