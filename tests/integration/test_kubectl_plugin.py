@@ -90,7 +90,10 @@ def test_rollout_status_promote_and_undo_through_the_plugin(
         md = kubectl.get("md", "churn")
         assert md["status"]["stableVersion"] == "v2" and md["status"]["traffic"] == {"v2": 100.0}
         assert md["status"]["lastAction"].startswith("promote@")
-        assert md["status"]["lastAnalysis"]["message"] == "promoted by the user"
+        told = kubectl.items("event", "--field-selector", "involvedObject.name=churn")
+        assert ("Normal", "promoted by the user") in {
+            (e["type"], e["message"]) for e in told if e["reason"] == "RolloutAction"
+        }
         # The stable of before stays warm (no traffic) for previousStableWindow: undo is instant.
         assert kubectl.exists("deployment", "churn-v1")
 
