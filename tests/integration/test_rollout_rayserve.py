@@ -43,6 +43,11 @@ __all__ = ["serve_cluster"]
 RAYSERVICE = "churn-serve"
 
 
+def http_options(serve: dict[str, str]) -> dict[str, Any]:
+    """Serve's proxy on a loopback port (Serve fixes it when it starts)."""
+    return {"host": "127.0.0.1", "port": int(serve["port"])}
+
+
 class KubeRay(threading.Thread):
     """Deploys each new `serveConfigV2` to Serve and writes the RayService status."""
 
@@ -82,7 +87,7 @@ class KubeRay(threading.Thread):
         if text != self.deployed:
             config = yaml.safe_load(text)
             self.check_weights(config)
-            config["http_options"] = {"host": "127.0.0.1", "port": int(self.serve["port"])}
+            config["http_options"] = http_options(self.serve)
             rayserve.deploy(self.serve["dashboard"], config)
             self.deployed, self.puts = text, self.puts + 1
         wanted = [a["name"] for a in yaml.safe_load(text)["applications"]]
@@ -196,7 +201,7 @@ def rayserve_world(
     write_model(artifacts / "models" / "churn" / "v2", candidate_weights, 0.1, FEATURES)
     env = {"FLYWHEEL_ROUTER_URL": serve["http"], "FLYWHEEL_ROLLOUT_SECONDS": "1"}
     # The module's tests share one Serve: each starts from no application.
-    rayserve.deploy(serve["dashboard"], {"applications": []})
+    rayserve.deploy(serve["dashboard"], {"applications": [], "http_options": http_options(serve)})
     wait_for(
         lambda: not rayserve.status(serve["dashboard"]).get("applications"),
         what="Serve without applications",
