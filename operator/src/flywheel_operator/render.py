@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from flywheel import manifests
-from flywheel.api import Dataset, DriftMonitor, FeatureView, ModelDeployment, TrainingJob
+from flywheel import kubeyaml, manifests
+from flywheel.api import Dataset, DriftMonitor, FeatureView, ModelDeployment, TrainingJob, crdgen
 from flywheel.api.common import Resource, resource_key
 from flywheel.api.modeldeployment import Backend, ModelRef
 from flywheel.serving import rollout
@@ -34,9 +34,54 @@ from flywheel_operator.status import results
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
 
-def owner_body(resource: Resource, namespace: str) -> dict[str, Any]:
-    """The object as the operator receives it from the API server (no status yet)."""
-    body: dict[str, Any] = resource.to_wire()
+def defaulted(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` with the schema's defaults filled in where fields are missing, as the API
+    server does for a structural schema (children names hash the defaulted spec).
+
+    >>> defaulted({"a": {}}, {"properties": {"a": {"properties": {"b": {"default": 1}}}}})
+    {'a': {'b': 1}}
+    """
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key) or schema.get("additionalProperties") or {}
+            out[key] = defaulted(item, sub if isinstance(sub, dict) else {})
+        for key, sub in props.items():
+            if key not in out and "default" in sub:
+                out[key] = defaulted(sub["default"], sub)
+        return out
+    if isinstance(value, list):
+        return [defaulted(item, schema.get("items") or {}) for item in value]
+    return value
+
+
+def as_served(value: Any) -> Any:
+    """Numbers as the API server returns them: it holds JSON numbers as float64 and writes
+    a whole one without a fraction (0.0 comes back as 0), and the hash sees the difference.
+
+    >>> as_served({"a": [0.0, 0.5, True]})
+    {'a': [0, 0.5, True]}
+    """
+    if isinstance(value, dict):
+        return {k: as_served(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_served(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def owner_body(
+    resource: Resource, namespace: str, written: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The object as the operator receives it from the API server (no status yet): what
+    the manifest says (`written`, as written: 0 stays 0, not 0.0), with the CRD's defaults."""
+    if written is None:
+        written = resource.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    body: dict[str, Any] = as_served(defaulted(written, crdgen.structural_schema(type(resource))))
+    body.setdefault("apiVersion", resource.api_version)
+    body.setdefault("kind", resource.kind_name)
     meta = body.setdefault("metadata", {})
     meta.setdefault("namespace", namespace)
     meta.setdefault("uid", PLACEHOLDER_UID)
@@ -62,10 +107,14 @@ def _unreachable(ref: ModelRef) -> ServedVersion:
 
 
 def children(
-    resource: Resource, namespace: str, settings: settings_mod.Settings, now: datetime
+    resource: Resource,
+    namespace: str,
+    settings: settings_mod.Settings,
+    now: datetime,
+    written: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """What the operator's handler for `resource` applies on its first pass."""
-    owner = owner_body(resource, namespace)
+    owner = owner_body(resource, namespace, written)
     if isinstance(resource, Dataset):
         return dataset.build(owner, resource, settings)
     if isinstance(resource, FeatureView):
@@ -91,10 +140,23 @@ def render(
     loaded = manifests.load(paths)
     if loaded.errors:
         return [], [str(e) for e in loaded.errors]
+    written = written_documents(paths)
     out: list[dict[str, Any]] = []
     for item in loaded.resources:
-        out += children(item.resource, namespace, settings, now)
+        raw = written.get((item.resource.kind_name, item.resource.name))
+        out += children(item.resource, namespace, settings, now, raw)
     return out, []
+
+
+def written_documents(paths: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) -> the document as written in the files (already read once, valid)."""
+    out = {}
+    for path in manifests.manifest_files(paths):
+        for doc in kubeyaml.read(path.read_bytes()):
+            value = doc.value
+            if isinstance(value, dict) and isinstance(value.get("metadata"), dict):
+                out[(str(value.get("kind")), str(value["metadata"].get("name")))] = value
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
