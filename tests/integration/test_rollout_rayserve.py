@@ -159,6 +159,10 @@ def replica_pid(version: str | None) -> int:
     return int(handle.pid.remote().result(timeout_s=60))
 
 
+def apps(kubectl: Kubectl) -> list[str]:
+    return [a["name"] for a in serve_config(kubectl)["applications"]]
+
+
 def canary(artifacts: Path) -> dict[str, Any]:
     return {
         "apiVersion": "flywheel.dev/v1alpha1",
@@ -171,6 +175,8 @@ def canary(artifacts: Path) -> dict[str, Any]:
             # Two versions and the router fit the session's two Ray CPUs.
             "resources": {"cpu": "250m"},
             "progressDeadline": "5m",
+            # Short, so that the test sees a rolled-back candidate go.
+            "scaleDownDelay": "5s",
             "rollout": {
                 "strategy": "canary",
                 "canary": {
@@ -253,7 +259,6 @@ def test_a_canary_on_ray_serve_walks_to_promoted_without_restarting_a_replica(
         control_plane, namespace, kubectl, serve_cluster, tmp_path, [0.5, -0.2, 1.1]
     )
     with world as (kuberay, clients):
-        # The candidate's application is deployed with no weight until it is RUNNING.
         before = {"v1": replica_pid("v1"), "v2": replica_pid("v2"), "router": replica_pid(None)}
 
         kubectl.wait("--for=condition=Promoted", "md/churn", timeout=600)
@@ -267,9 +272,11 @@ def test_a_canary_on_ray_serve_walks_to_promoted_without_restarting_a_replica(
             what="the router's user_config at v2=100",
             timeout=60,
         )
-        # Every step changed the router's user_config only: the same processes serve.
+        # Every step changed the router's user_config only: the same processes serve, and
+        # the stable of before stays warm (previousStableWindow) so an undo is instant.
         assert replica_pid("v2") == before["v2"]
         assert replica_pid(None) == before["router"]
+        assert "churn-v1" in apps(kubectl) and replica_pid("v1") == before["v1"]
         assert kuberay.puts >= 4, kuberay.puts  # the candidate, two steps, the promotion
         # The candidate got weight only once KubeRay reported its application RUNNING.
         assert kuberay.weighted_early == []
@@ -307,3 +314,15 @@ def test_errors_in_the_candidate_on_ray_serve_roll_back_to_stable(
         assert replica_pid("v1") == before["v1"]
         assert replica_pid(None) == before["router"]
         assert clients.sent > 0
+        # The candidate keeps its application for scaleDownDelay, then loses it.
+        wait_for(
+            lambda: apps(kubectl) == ["churn-v1", "churn"],
+            what="the rolled-back candidate's application removed after scaleDownDelay",
+            timeout=120,
+        )
+        wait_for(
+            lambda: "churn-v2" not in rayserve.status(serve_cluster["dashboard"])["applications"],
+            what="Serve deleting the candidate's application",
+            timeout=120,
+        )
+        assert replica_pid("v1") == before["v1"] and replica_pid(None) == before["router"]
