@@ -281,6 +281,8 @@ def test_a_canary_on_ray_serve_walks_to_promoted_without_restarting_a_replica(
         # The candidate got weight only once KubeRay reported its application RUNNING.
         assert kuberay.weighted_early == []
         assert clients.sent > 0 and clients.failed == 0, (clients.sent, clients.failed)
+        print(f"figures: promoted; {kuberay.puts} Serve deploys, {clients.sent} requests, "
+              f"{clients.failed} failed, PIDs {before}")  # fmt: skip
 
 
 def test_errors_in_the_candidate_on_ray_serve_roll_back_to_stable(
@@ -326,3 +328,5 @@ def test_errors_in_the_candidate_on_ray_serve_roll_back_to_stable(
             timeout=120,
         )
         assert replica_pid("v1") == before["v1"] and replica_pid(None) == before["router"]
+        print(f"figures: rolled back; {clients.sent} requests, {clients.failed} failed, "
+              f"PIDs {before}")  # fmt: skip
