@@ -126,6 +126,7 @@ def canary() -> dict[str, Any]:
         "stable": {"modelName": "churn", "version": "v1"},
         "candidate": {"modelName": "churn", "version": "v2"},
         "progressDeadline": "5m",
+        "scaleDownDelay": "10s",
         "rollout": {
             "strategy": "canary",
             "canary": {
@@ -241,9 +242,9 @@ def test_errors_in_the_candidate_roll_back_to_stable(
         assert "AnalysisFailed" in story and "RolledBack" in story, story
         # Stable answered every request the candidate failed.
         assert clients.sent > 0 and clients.failed == 0
-        # The candidate's Triton server is no longer wanted.
+        # The candidate's Triton server stays for scaleDownDelay, then goes.
         wait_for(
             lambda: not kubectl.exists("deployment", "churn-v2"),
-            what="the candidate's Deployment pruned",
-            timeout=60,
+            what="the candidate's Deployment pruned after scaleDownDelay",
+            timeout=90,
         )

@@ -1,10 +1,12 @@
-"""`flywheel-operator`: run the operator (kopf) with Flywheel's handlers."""
+"""`flywheel-operator`: run the operator (kopf) with Flywheel's handlers;
+`flywheel-operator render -f DIR` prints what it would create (see `render`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 
 import kopf
@@ -12,6 +14,11 @@ from prometheus_client import start_http_server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["render"]:
+        from flywheel_operator import render
+
+        return render.main(argv[1:])
     parser = argparse.ArgumentParser(prog="flywheel-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")

@@ -8,13 +8,14 @@ from typing import Any
 from flywheel.api import ModelDeployment
 from flywheel.api.common import duration_seconds
 from flywheel.api.modeldeployment import Backend, ModelDeploymentStatus
-from flywheel.serving import rollout
+from flywheel.serving import rayserve, rollout
 from flywheel.serving.versions import ServedVersion
+from flywheel_operator import labels
 from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.kube import router_metrics
-from flywheel_operator.status import dependencies
+from flywheel_operator.status import dependencies, observe
 from flywheel_operator.status import modeldeployment as decide
 from flywheel_operator.status import trainingjob as training
 
@@ -48,10 +49,20 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     assert versions is not None
     stable, candidate = versions
     state = decide.rollout_state(p.old, candidate.version if candidate else None)
+    stamp = p.now.isoformat().replace("+00:00", "Z")
     url = build.url(resource, p.namespace)
     measured = _measure(ctx, p, resource, stable, candidate, state, url)
     deadline = timedelta(seconds=duration_seconds(spec.progress_deadline))
     plan = decide.plan_rollout(spec.rollout, state, stable, candidate, measured, p.now, deadline)
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    action = decide.requested_action(annotations, p.old)
+    if action is not None:
+        plan, said, acted = decide.apply_action(plan, action, spec.rollout, stable, candidate)
+        ctx.kube.event(body, "Normal" if acted else "Warning", "RolloutAction", said, stamp)
+    if spec.backend == Backend.RAYSERVE and candidate is not None:
+        plan = decide.hold_candidate(plan, stable.version, _candidate_running(ctx, p, candidate))
+    finished = decide.finished_at(p.old, plan.decision.state.outcome, p.now)
+    plan = decide.keep_warm(plan, stable, candidate, finished, *decide.windows(spec), p.now)
     children = build.build(body, resource, ctx.settings, plan.versions, plan.split)
     applied = p.apply(children, CHILD_KINDS[Backend(spec.backend)])
     if applied is None:
@@ -68,12 +79,21 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         p.now,
         url,
         measured,
+        action.value if action else None,
     )
     # Before the status, like the phase Event: a crash between them repeats, never loses.
-    stamp = p.now.isoformat().replace("+00:00", "Z")
     for event in decide.rollout_events(p.old, new):
         ctx.kube.event(body, event.type, event.reason, event.message, stamp)
     p.finish(new)
+
+
+def _candidate_running(
+    ctx: Context, p: Pass[ModelDeploymentStatus], candidate: ServedVersion
+) -> tuple[bool, str]:
+    """Whether the candidate's Serve application is RUNNING, as KubeRay last reported."""
+    name = p.body["metadata"]["name"]
+    current = ctx.kube.get("RayService", p.namespace, labels.child_name(name, "serve"))
+    return observe.serve_application(current, rayserve.app_name(name, candidate.version))
 
 
 def _measure(

@@ -6,8 +6,9 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from flywheel.api.common import resource_key
+from flywheel.api.common import duration_seconds, resource_key
 from flywheel.api.modeldeployment import (
+    ROLLOUT_ACTION_ANNOTATION,
     AnalysisDecision,
     AnalysisResult,
     Backend,
@@ -15,6 +16,7 @@ from flywheel.api.modeldeployment import (
     ModelDeploymentStatus,
     ModelRef,
     Rollout,
+    RolloutAction,
 )
 from flywheel.serving import rollout
 from flywheel.serving.versions import ServedVersion
@@ -88,6 +90,126 @@ def plan_rollout(
     return RolloutPlan(decision, split, versions)
 
 
+def hold_candidate(plan: RolloutPlan, stable: str, running: tuple[bool, str]) -> RolloutPlan:
+    """The candidate's server is deployed but gets no weight until it runs: a Serve
+    application answers only once RUNNING, and a weighted one that does not yet would
+    fail its share of requests (and the analysis with them). `running`: the candidate's
+    (running, why not)."""
+    ready, why = running
+    state = plan.decision.state
+    if ready or state.finished or len(plan.versions) < 2:
+        return plan
+    split = {stable: 100.0, plan.versions[1].version: 0.0}
+    held = rollout.Decision(state, AnalysisDecision.INCONCLUSIVE, f"waiting: {why}")
+    return RolloutPlan(held, split, plan.versions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """A rollout action asked for through the annotation, not yet handled."""
+
+    value: str  # the annotation's value, recorded in status.lastAction once handled
+    action: RolloutAction | None  # None: not one the operator knows
+
+
+def requested_action(annotations: dict[str, str], old: ModelDeploymentStatus) -> Action | None:
+    """The action in the annotation ("promote@<time>"), once per value.
+
+    >>> requested_action({"flywheel.dev/rollout-action": "abort@t1"}, ModelDeploymentStatus())
+    Action(value='abort@t1', action=<RolloutAction.ABORT: 'abort'>)
+    """
+    value = annotations.get(ROLLOUT_ACTION_ANNOTATION)
+    if not value or value == old.last_action:
+        return None
+    name = value.split("@", 1)[0].strip().lower()
+    known = {a.value: a for a in RolloutAction}
+    return Action(value, known.get(name))
+
+
+def apply_action(
+    plan: RolloutPlan,
+    action: Action,
+    spec_rollout: Rollout,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+) -> tuple[RolloutPlan, str, bool]:
+    """The plan once the user's action is taken, what to tell them, and whether it was.
+    Promote and abort end a rollout under way; undo turns a promotion back into a
+    rollback (the spec's stable serves again). An action that does not apply changes
+    nothing and says why."""
+    state = plan.decision.state
+    names = ", ".join(a.value for a in RolloutAction)
+    if action.action is None:
+        return plan, f"unknown rollout action {action.value!r}: use one of {names}", False
+    if candidate is None:
+        return plan, f"{action.action}: no candidate in spec.candidate, nothing to act on", False
+    outcome, verdict, message = None, None, ""
+    if action.action == RolloutAction.UNDO:
+        if state.outcome != AnalysisDecision.PROMOTE:
+            said = f"undo: {candidate.version} is not promoted; use abort during a rollout"
+            return plan, said, False
+        outcome, verdict = AnalysisDecision.ROLLBACK, AnalysisDecision.ROLLBACK
+        message = f"undone by the user: {stable.version} is stable again"
+    elif state.finished:
+        return plan, f"{action.action}: the rollout of {candidate.version} has finished", False
+    elif action.action == RolloutAction.PROMOTE:
+        outcome, verdict = AnalysisDecision.PROMOTE, AnalysisDecision.PROMOTE
+        message = "promoted by the user"
+    else:
+        outcome, verdict = AnalysisDecision.ROLLBACK, AnalysisDecision.ROLLBACK
+        message = "aborted by the user"
+    done = dataclasses.replace(state, outcome=outcome)
+    split = rollout.traffic(spec_rollout, done, stable.version, candidate.version)
+    wanted = rollout.served(spec_rollout, done, stable.version, candidate.version)
+    versions = [v for v in (stable, candidate) if v.version in wanted]
+    return RolloutPlan(rollout.Decision(done, verdict, message), split, versions), message, True
+
+
+def keep_warm(
+    plan: RolloutPlan,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+    finished_at: datetime,
+    scale_down_delay: timedelta,
+    previous_stable_window: timedelta,
+    now: datetime,
+) -> RolloutPlan:
+    """A finished rollout keeps the version that lost its traffic serving for a while,
+    with no weight: a rolled-back candidate for `scale_down_delay` (scaling it down at
+    once would lose what an investigation needs), the stable of before a promotion for
+    `previous_stable_window` (so an undo is instant, no cold start)."""
+    outcome = plan.decision.state.outcome
+    if candidate is None or outcome is None:
+        return plan
+    if outcome == AnalysisDecision.ROLLBACK:
+        kept, window = candidate, scale_down_delay
+    elif outcome == AnalysisDecision.PROMOTE:
+        kept, window = stable, previous_stable_window
+    else:
+        return plan
+    if kept in plan.versions or now >= finished_at + window:
+        return plan
+    return dataclasses.replace(plan, versions=[*plan.versions, kept])
+
+
+def finished_at(
+    old: ModelDeploymentStatus, outcome: AnalysisDecision | None, now: datetime
+) -> datetime:
+    """When the rollout reached `outcome`: kept in status, else now (this pass)."""
+    phase = {AnalysisDecision.PROMOTE: "Promoted", AnalysisDecision.ROLLBACK: "RolledBack"}
+    if outcome in phase and old.phase == phase[outcome] and old.finished_at is not None:
+        return old.finished_at
+    return now
+
+
+def windows(spec: ModelDeploymentSpec) -> tuple[timedelta, timedelta]:
+    """(scaleDownDelay, previousStableWindow)."""
+    return (
+        timedelta(seconds=duration_seconds(spec.scale_down_delay)),
+        timedelta(seconds=duration_seconds(spec.previous_stable_window)),
+    )
+
+
 def past_deadline(
     decision: rollout.Decision, deadline: timedelta | None, now: datetime
 ) -> rollout.Decision:
@@ -146,8 +268,12 @@ def status(
     now: datetime,
     url: str,
     measured: rollout.Metrics | None = None,
+    action: str | None = None,
 ) -> ModelDeploymentStatus:
+    """`action`: the annotation value handled in this pass, if any."""
     status = old.model_copy(deep=True)
+    if action is not None:
+        status.last_action = action
     status.observed_generation = generation
     state = decision.state
     status.traffic = split
@@ -173,6 +299,9 @@ def status(
     set_status_condition(status, READY, ready, "Serving" if ready else "NotServing", why, now)
     if state.outcome == AnalysisDecision.PROMOTE and candidate:
         status.stable_version, status.candidate_version = candidate, None
+        status.previous_stable_version = stable
+        if old.phase != "Promoted":
+            status.finished_at = now
         set_status_condition(
             status, PROMOTED, True, "AnalysisPassed", f"{candidate}: {decision.message}", now
         )
@@ -185,6 +314,8 @@ def status(
         )
         set_status_condition(status, PROMOTED, False, "RolledBack", "", now)
         set_status_condition(status, PROGRESSING, False, "RolloutFinished", "", now)
+        if old.phase != "RolledBack":
+            status.finished_at = now
         status.phase = "RolledBack"
     elif candidate:
         set_status_condition(

@@ -146,6 +146,19 @@ def rayservice_ready(rayservice: dict[str, Any] | None) -> tuple[bool, str]:
     return running, "" if running else f"serviceStatus {status.get('serviceStatus', 'unknown')}"
 
 
+def serve_application(rayservice: dict[str, Any] | None, app: str) -> tuple[bool, str]:
+    """Whether one Serve application of a RayService is RUNNING, from the application
+    statuses KubeRay copies from Serve into `status.activeServiceStatus`."""
+    status = (rayservice or {}).get("status") or {}
+    apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    app_status = apps.get(app) or {}
+    state = app_status.get("status") or "NOT_STARTED"
+    if state == "RUNNING":
+        return True, ""
+    message = app_status.get("message") or ""
+    return False, f"Serve application {app} is {state}" + (f": {message}" if message else "")
+
+
 def deployment_ready(deployment: dict[str, Any] | None) -> tuple[bool, str]:
     if deployment is None:
         return False, "not created yet"

@@ -229,6 +229,16 @@ class ModelDeploymentSpec(FlywheelModel):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     rollout: Rollout = Field(default_factory=Rollout)
     progress_deadline: common.Duration = "10m"
+    scale_down_delay: common.Duration = Field(
+        default="30s",
+        description="How long a rolled-back candidate keeps its servers (no traffic), so a "
+        "retry or an investigation finds it warm.",
+    )
+    previous_stable_window: common.Duration = Field(
+        default="10m",
+        description="How long the stable of before a promotion keeps its servers (no "
+        "traffic), so `kubectl flywheel rollout undo` is instant.",
+    )
     request_logging: RequestLogging = Field(default_factory=RequestLogging)
 
     model_config = common.with_cel(
@@ -292,6 +302,17 @@ class AnalysisResult(FlywheelModel):
     message: common.LongText = ""
 
 
+# `kubectl flywheel rollout promote|abort|undo` write "<action>@<time>" here; the operator
+# acts once per value and records it in status.lastAction.
+ROLLOUT_ACTION_ANNOTATION = "flywheel.dev/rollout-action"
+
+
+class RolloutAction(enum.StrEnum):
+    PROMOTE = "promote"  # skip the remaining steps: the candidate becomes stable now
+    ABORT = "abort"  # back to stable now, as a failed analysis would
+    UNDO = "undo"  # after a promotion: the previous stable serves again
+
+
 class ModelDeploymentStatus(common.StatusBase):
     stable_version: common.ShortText | None = None
     candidate_version: common.ShortText | None = None
@@ -309,6 +330,17 @@ class ModelDeploymentStatus(common.StatusBase):
     failed_analyses: int = Field(default=0, ge=0)
     last_analysis: AnalysisResult | None = None
     url: common.ShortText | None = None
+    previous_stable_version: common.ShortText | None = Field(
+        default=None, description="The stable before the last promotion (what undo returns to)."
+    )
+    finished_at: datetime | None = Field(
+        default=None, description="When the rollout was last promoted or rolled back."
+    )
+    last_action: common.ShortText | None = Field(
+        default=None,
+        description="The last rollout action handled: the value of the "
+        "flywheel.dev/rollout-action annotation.",
+    )
 
 
 class ModelDeployment(common.Resource):

@@ -6,11 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 from flywheel.api.modeldeployment import (
+    ROLLOUT_ACTION_ANNOTATION,
     AnalysisDecision,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelRef,
     Rollout,
+    RolloutAction,
 )
 from flywheel.serving.rollout import Metrics, State
 from flywheel.serving.versions import ServedVersion
@@ -75,6 +77,19 @@ def test_the_plan_serves_both_versions_during_a_canary_and_one_after() -> None:
     assert plan.split == {"v2": 100.0} and plan.versions == [V2]
     alone = modeldeployment.plan_rollout(CANARY, State(), V1, None, None, T0)
     assert alone.split == {"v1": 100.0} and alone.versions == [V1]
+
+
+def test_a_candidate_gets_weight_only_once_its_serve_application_runs() -> None:
+    plan = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
+    held = modeldeployment.hold_candidate(plan, "v1", (False, "Serve application is DEPLOYING"))
+    assert held.split == {"v1": 100.0, "v2": 0.0} and held.versions == [V1, V2]
+    assert held.decision.decision == AnalysisDecision.INCONCLUSIVE
+    assert "DEPLOYING" in held.decision.message
+    assert modeldeployment.hold_candidate(plan, "v1", (True, "")) == plan
+    # A finished rollout has nothing to hold.
+    done = State(step=1, step_started=T0, outcome=AnalysisDecision.PROMOTE)
+    promoted = modeldeployment.plan_rollout(CANARY, done, V1, V2, None, T0)
+    assert modeldeployment.hold_candidate(promoted, "v1", (False, "gone")) == promoted
 
 
 def test_serving_needs_every_deployment_available() -> None:
@@ -162,3 +177,66 @@ def test_events_tell_the_rollout_story() -> None:
     ]  # fmt: skip
     # Nothing new: no Event.
     assert modeldeployment.rollout_events(failed, failed) == []
+
+
+def _action(value: str, old: ModelDeploymentStatus | None = None) -> modeldeployment.Action:
+    found = modeldeployment.requested_action(
+        {ROLLOUT_ACTION_ANNOTATION: value}, old or ModelDeploymentStatus()
+    )
+    assert found is not None
+    return found
+
+
+def test_an_action_is_taken_once_per_annotation_value() -> None:
+    assert _action("promote@t1").action == RolloutAction.PROMOTE
+    handled = ModelDeploymentStatus(last_action="promote@t1")
+    assert (
+        modeldeployment.requested_action({ROLLOUT_ACTION_ANNOTATION: "promote@t1"}, handled) is None
+    )
+    assert modeldeployment.requested_action({}, handled) is None
+
+
+def test_promote_and_abort_end_a_rollout_under_way() -> None:
+    plan = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
+    promoted, said, _ = modeldeployment.apply_action(plan, _action("promote@t"), CANARY, V1, V2)
+    assert promoted.decision.state.outcome == AnalysisDecision.PROMOTE
+    assert promoted.split == {"v2": 100.0} and said == "promoted by the user"
+    aborted, _, _ = modeldeployment.apply_action(plan, _action("abort@t"), CANARY, V1, V2)
+    assert aborted.split == {"v1": 100.0} and aborted.versions == [V1]
+
+
+def test_undo_turns_a_promotion_into_a_rollback_and_needs_one() -> None:
+    done = State(step=1, step_started=T0, outcome=AnalysisDecision.PROMOTE)
+    promoted = modeldeployment.plan_rollout(CANARY, done, V1, V2, None, T0)
+    undone, said, acted = modeldeployment.apply_action(promoted, _action("undo@t"), CANARY, V1, V2)
+    assert undone.decision.decision == AnalysisDecision.ROLLBACK and undone.split == {"v1": 100.0}
+    assert "v1 is stable again" in said and acted
+    running = modeldeployment.plan_rollout(CANARY, State(), V1, V2, None, T0)
+    same, said, acted = modeldeployment.apply_action(running, _action("undo@t"), CANARY, V1, V2)
+    assert same == running and "use abort" in said and not acted
+    same, said, acted = modeldeployment.apply_action(running, _action("resume@t"), CANARY, V1, V2)
+    assert same == running and said == (
+        "unknown rollout action 'resume@t': use one of promote, abort, undo"
+    )
+
+
+def test_the_version_that_lost_its_traffic_stays_warm_for_its_window() -> None:
+    minute, ten = timedelta(minutes=1), timedelta(minutes=10)
+    rolled_back = State(step=0, step_started=T0, outcome=AnalysisDecision.ROLLBACK)
+    plan = modeldeployment.plan_rollout(CANARY, rolled_back, V1, V2, None, T0)
+    warm = modeldeployment.keep_warm(plan, V1, V2, T0, minute, ten, T0 + timedelta(seconds=59))
+    assert warm.versions == [V1, V2] and warm.split == {"v1": 100.0}
+    cold = modeldeployment.keep_warm(plan, V1, V2, T0, minute, ten, T0 + minute)
+    assert cold.versions == [V1]
+    promoted = State(step=1, step_started=T0, outcome=AnalysisDecision.PROMOTE)
+    plan = modeldeployment.plan_rollout(CANARY, promoted, V1, V2, None, T0)
+    warm = modeldeployment.keep_warm(plan, V1, V2, T0, minute, ten, T0 + minute)
+    assert warm.versions == [V2, V1] and warm.split == {"v2": 100.0}
+    assert modeldeployment.keep_warm(plan, V1, V2, T0, minute, ten, T0 + ten).versions == [V2]
+
+
+def test_a_rollout_finishes_once() -> None:
+    old = ModelDeploymentStatus(phase="Promoted", finished_at=T0)
+    later = T0 + timedelta(hours=1)
+    assert modeldeployment.finished_at(old, AnalysisDecision.PROMOTE, later) == T0
+    assert modeldeployment.finished_at(old, AnalysisDecision.ROLLBACK, later) == later

@@ -93,3 +93,17 @@ def test_the_dashboard_of_a_rayjob_once_kuberay_set_it() -> None:
         "r-abc",
     )
     assert observe.rayjob_dashboard({"status": {"jobId": "r-abc"}}) is None
+
+
+def test_a_serve_application_runs_when_kuberay_reports_it_running() -> None:
+    rs = {"status": {"activeServiceStatus": {"applicationStatuses": {
+        "churn-v1": {"status": "RUNNING"},
+        "churn-v2": {"status": "DEPLOYING", "message": "1/1 replicas starting"},
+    }}}}  # fmt: skip
+    assert observe.serve_application(rs, "churn-v1") == (True, "")
+    ready, why = observe.serve_application(rs, "churn-v2")
+    assert not ready and why == "Serve application churn-v2 is DEPLOYING: 1/1 replicas starting"
+    assert observe.serve_application(None, "churn-v2") == (
+        False,
+        "Serve application churn-v2 is NOT_STARTED",
+    )
