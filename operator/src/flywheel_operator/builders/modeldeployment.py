@@ -34,6 +34,14 @@ ROUTER_GRACE_SECONDS = ROUTER_DRAIN_SECONDS + 10
 SERVING_PBTXT = "serving.pbtxt"
 
 
+class _Plain(yaml.SafeDumper):
+    """Writes a repeated value out again instead of as a YAML anchor and alias (`&id001`):
+    the Serve config is read by people reviewing a change, not only by parsers."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def build(
     owner: dict[str, Any],
     resource: ModelDeployment,
@@ -114,7 +122,7 @@ def rayservice(
             owner, labels.child_name(resource.name, "serve"), "serving"
         ),
         "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+            "serveConfigV2": yaml.dump(serve_config, Dumper=_Plain, sort_keys=False),
             "rayClusterConfig": {
                 "rayVersion": settings.ray_version,
                 "enableInTreeAutoscaling": True,
