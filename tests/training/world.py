@@ -130,7 +130,7 @@ def job(name: str = "churn", generation: int = 1, **spec: Any) -> TrainingJob:
         "output": {"modelName": "churn"},
     }
     for key, value in spec.items():
-        body[key] = {**body[key], **value} if isinstance(value, dict) else value
+        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
     return TrainingJob.model_validate(
         {
             "apiVersion": "flywheel.dev/v1alpha1",
