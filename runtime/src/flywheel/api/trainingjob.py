@@ -70,8 +70,7 @@ class Resampling(enum.StrEnum):
 
 
 class Imbalance(FlywheelModel):
-    """Class imbalance (a 0/1 label only). Resampling touches the training rows alone:
-    validation and test keep the class shares the world has."""
+    """Class imbalance (0/1 label): resampling touches training rows only, never the test."""
 
     class_weights: ClassWeights = Field(
         default=ClassWeights.NONE,
@@ -113,9 +112,7 @@ class CalibrationMethod(enum.StrEnum):
 
 
 class Calibration(FlywheelModel):
-    """Probability calibration fitted on the validation split (carved from the training
-    data, never the test split), saved as calibration.json and applied by the model
-    server."""
+    """Calibration fitted on the validation split; calibration.json, applied when served."""
 
     method: CalibrationMethod = Field(
         default=CalibrationMethod.NONE,
@@ -129,27 +126,13 @@ class HashedFeature(FlywheelModel):
 
 
 class Preprocessing(FlywheelModel):
-    hashed: list[HashedFeature] = Field(
+    hashed: Annotated[list[HashedFeature], common.unique_by("name", "hashed features")] = Field(
         default_factory=list,
         max_length=64,
         description="Categorical features taken by the hashing trick instead of a "
         "vocabulary: a category unseen in training still lands in one of the buckets.",
+        json_schema_extra=common.list_map("name"),
     )
-
-    model_config = common.with_cel(
-        {
-            "rule": "self.hashed.all(h, self.hashed.exists_one(g, g.name == h.name))",
-            "message": "a feature is hashed at most once",
-        }
-    )
-
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
-        names = [h.name for h in self.hashed]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"a feature is hashed at most once: {twice}")
-        return self
 
 
 class ModelType(enum.StrEnum):
