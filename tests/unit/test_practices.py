@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from flywheel.api.trainingjob import ClassWeights, Resampling, SplitStrategy
+from flywheel.api.trainingjob import ClassWeights, Perturbation, Resampling, SplitStrategy
 from flywheel.features import calibration
 from flywheel.features.preprocess import MAX_CATEGORIES, Preprocessor, bucket
-from flywheel.training import evaluate, imbalance, trainset
+from flywheel.training import evaluate, imbalance, perturb, trainset
 from tests.training import world
 
 # --- spec ---------------------------------------------------------------------------
@@ -205,3 +205,49 @@ def test_hashing_keeps_high_cardinality_categories_apart_and_places_unseen_ones(
         "hash": "crc32",
     }
     assert hashed.width == 4097 and hashed.output_names()[1] == "city#0"
+
+
+# --- perturbation sensitivity -------------------------------------------------------
+
+
+def test_perturbation_changes_only_what_it_declares() -> None:
+    table = pa.table(
+        {
+            "risk": pa.array([0.0] * 1000, pa.float64()),
+            "age": pa.array([30] * 1000, pa.int64()),
+            "plan": pa.array(["a", "b", "c", None] * 250),
+        }
+    )
+    spec = Perturbation(noise=[{"name": "risk", "scale": 0.5}], category_swap_rate=0.3)
+    out = perturb.perturb(table, ["plan"], spec, seed=0)
+    assert out.schema == table.schema
+    assert np.std(out["risk"].to_numpy()) == pytest.approx(0.5, abs=0.05)
+    assert out["age"].equals(table["age"])
+    before, after = table["plan"].to_pylist(), out["plan"].to_pylist()
+    changed = [a != b for a, b in zip(before, after, strict=True)]
+    assert 0.2 < np.mean(changed) < 0.3  # 30% of the rows, nulls left alone
+    assert all(b is not None for b, c in zip(before, changed, strict=True) if c)
+    assert set(after) == {"a", "b", "c", None}
+    assert perturb.perturb(table, ["plan"], spec, seed=0).equals(out)  # seeded
+
+
+def test_flip_rate_counts_class_changes() -> None:
+    table = pa.table({"x": np.linspace(-1, 1, 1001)})
+    spec = Perturbation(noise=[{"name": "x", "scale": 0.1}])
+
+    def score(rows: Any) -> Any:
+        return 1 / (1 + np.exp(-10 * rows["x"].to_numpy()))
+
+    found = perturb.sensitivity(score, table, [], spec)
+    # Only rows within a few noise widths of the 0.5 boundary at x=0 can flip.
+    assert 0.01 < found["flipRate"] < 0.1 and 0.01 < found["each"]["noise:x"] < 0.1
+
+
+def test_perturbation_settings_are_checked() -> None:
+    with pytest.raises(ValidationError, match="needs noise or a categorySwapRate"):
+        Perturbation()
+    spec = Perturbation(noise=[{"name": "plan", "scale": 1.0}])
+    with pytest.raises(Exception, match="categorical feature"):
+        perturb.check(spec, ["plan", "risk"], ["plan"])
+    with pytest.raises(Exception, match=r"names \['plan'\], not features"):
+        perturb.check(spec, ["risk"], [])

@@ -213,6 +213,7 @@ class Metric(enum.StrEnum):
     LOGLOSS = "logloss"
     F1 = "f1"
     PR_AUC = "pr_auc"
+    FLIP_RATE = "flip_rate"
     PRECISION = "precision"
     RECALL = "recall"
     RMSE = "rmse"
@@ -251,6 +252,44 @@ class BaselineGate(FlywheelModel):
     tolerance: float = Field(default=0.0, ge=0, le=1, description="Allowed shortfall.")
 
 
+class FeatureNoise(FlywheelModel):
+    name: common.Identifier
+    scale: float = Field(
+        gt=0,
+        description="Standard deviation of the Gaussian noise added, in the feature's own units.",
+    )
+
+
+class Perturbation(FlywheelModel):
+    """How often the predicted class flips under small declared changes of the inputs
+    (metric flip_rate; bound it with a gate such as {metric: flip_rate, max: 0.05})."""
+
+    noise: Annotated[list[FeatureNoise], common.unique_by("name", "noisy features")] = Field(
+        default_factory=list, max_length=64, json_schema_extra=common.list_map("name")
+    )
+    category_swap_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of test rows whose every categorical feature is swapped for "
+        "another category of the test rows.",
+    )
+    seed: int = Field(default=0, ge=0)
+
+    model_config = common.with_cel(
+        {
+            "rule": "size(self.noise) > 0 || self.categorySwapRate > 0.0",
+            "message": "a perturbation needs noise or a categorySwapRate above 0",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.noise and self.category_swap_rate == 0:
+            raise ValueError("a perturbation needs noise or a categorySwapRate above 0")
+        return self
+
+
 class Evaluation(FlywheelModel):
     metrics: list[Metric] = Field(
         default_factory=lambda: [Metric.AUC, Metric.ACCURACY, Metric.LOGLOSS],
@@ -260,6 +299,7 @@ class Evaluation(FlywheelModel):
     slice_columns: list[common.Identifier] = Field(default_factory=list, max_length=8)
     gates: list[Gate] = Field(default_factory=list, max_length=16)
     not_worse_than_deployed: BaselineGate | None = None
+    perturbation: Perturbation | None = None
 
 
 class Output(FlywheelModel):

@@ -122,6 +122,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _perturbation(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "<p>not measured</p>"
+    rows = [("all perturbations at once", found["flipRate"])]
+    rows += [(f"{name} only", rate) for name, rate in sorted(found["each"].items())]
+    rows.append(("declared", found["spec"]))
+    return f"<p>Share of {found['rows']} test rows whose class flips</p>{_table(rows)}"
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -165,6 +174,7 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <h2>Metrics (test split, {e["rows"]} rows)</h2>{_table(sorted(e["metrics"].items()))}
 <h2>Recall per class (threshold 0.5)</h2>{_table(classes) if classes else "<p>-</p>"}
 <h2>Calibration fix</h2>{calibrated}
+<h2>Perturbation sensitivity</h2>{_perturbation(e.get("perturbation"))}
 <h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
 <h2>Calibration and slices</h2>{images}
 {_table(slices) if slices else ""}

@@ -1,7 +1,7 @@
 """Metrics on the test split, calibration, metrics per slice, and gates.
 
 Pure numpy: predictions and labels in, numbers out. Higher is better for auc, accuracy,
-f1, precision and recall; lower for logloss, rmse, mae and ece.
+f1, precision, recall and pr_auc; lower for logloss, rmse, mae, ece and flip_rate.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-LOWER_IS_BETTER = {"logloss", "rmse", "mae", "ece"}
+LOWER_IS_BETTER = {"logloss", "rmse", "mae", "ece", "flip_rate"}
 CLASSIFICATION = ("auc", "pr_auc", "accuracy", "f1", "precision", "recall", "logloss")
 REGRESSION = ("rmse", "mae")
 CALIBRATION_BINS = 10

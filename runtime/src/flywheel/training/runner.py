@@ -34,7 +34,7 @@ from flywheel.api.trainingjob import (
 )
 from flywheel.entrypoints import RunContext
 from flywheel.features import calibration
-from flywheel.features.preprocess import CATEGORICAL, Preprocessor
+from flywheel.features.preprocess import CATEGORICAL, HASHED, Preprocessor
 from flywheel.storage import publish
 from flywheel.training import (
     card,
@@ -44,6 +44,7 @@ from flywheel.training import (
     imbalance,
     loop,
     models,
+    perturb,
     registry,
     trainset,
 )
@@ -68,6 +69,7 @@ class Trained:
     calibrator: calibration.Calibrator | None = None
     # Reliability on the test split before and after calibration (when there is one).
     calibration_report: dict[str, Any] | None = None
+    sensitivity: dict[str, Any] | None = None  # evaluation.perturbation's flip rates
 
 
 def run_storage(job: TrainingJob, context: RunContext) -> Path:
@@ -161,7 +163,19 @@ def prepare(job: TrainingJob, ts: trainset.TrainingSet) -> Prepared:
                 f"preprocessing.hashed names {name!r}, a numeric feature: hash categories "
                 "only (remove it from preprocessing.hashed)",
             )
+    if spec.evaluation.perturbation is not None:
+        if not classification:
+            raise TrainingError(
+                "NeedsClassLabel",
+                f"evaluation.perturbation counts class flips and needs a 0/1 label; "
+                f"{ts.label!r} has other values: remove it",
+            )
+        perturb.check(spec.evaluation.perturbation, ts.features, categorical_features(pre))
     return Prepared(ts, parts, pre, pre.transform(ts.table), classification)
+
+
+def categorical_features(pre: Preprocessor) -> list[str]:
+    return [c.name for c in pre.columns if c.kind in (CATEGORICAL, HASHED)]
 
 
 def split_of(job: TrainingJob, ts: trainset.TrainingSet) -> trainset.Split:
@@ -260,6 +274,18 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
     result = evaluate.evaluate(y_test, scores, classification, wanted, slices)
     if report is not None:
         result.metrics["ece_uncalibrated"] = report["before"]["ece"]
+    sensitivity = None
+    if spec.evaluation.perturbation is not None:
+
+        def score(rows: Any) -> Any:
+            with torch.no_grad():
+                p = serving(torch.from_numpy(pre.transform(rows))).numpy().reshape(-1)
+            return calibrator.apply(p) if calibrator is not None else p
+
+        sensitivity = perturb.sensitivity(
+            score, test_rows, categorical_features(pre), spec.evaluation.perturbation
+        )
+        result.metrics["flip_rate"] = sensitivity["flipRate"]
     lineage = {
         **ts.lineage,
         "trainingJob": job.name,
@@ -289,6 +315,7 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         where.note,
         calibrator,
         report,
+        sensitivity,
     )
 
 
@@ -436,6 +463,7 @@ def _write_version(
         "slices": result.slices,
         "classes": result.classes,
         "calibrationFix": trained.calibration_report,
+        "perturbation": trained.sensitivity,
         "testRows": result.rows,
         "gates": [g.to_json() for g in gates],
         "history": trained.state["history"],
@@ -463,6 +491,7 @@ def _write_version(
                 "slices": result.slices,
                 "classes": result.classes,
                 "calibrationFix": trained.calibration_report,
+                "perturbation": trained.sensitivity,
                 "rows": result.rows,
             },
             "gates": [g.to_json() for g in gates],
