@@ -10,7 +10,13 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from flywheel.api.trainingjob import ClassWeights, Perturbation, Resampling, SplitStrategy
+from flywheel.api.trainingjob import (
+    ClassWeights,
+    FeatureNoise,
+    Perturbation,
+    Resampling,
+    SplitStrategy,
+)
 from flywheel.features import calibration
 from flywheel.features.preprocess import MAX_CATEGORIES, Preprocessor, bucket
 from flywheel.training import evaluate, imbalance, perturb, trainset
@@ -218,7 +224,7 @@ def test_perturbation_changes_only_what_it_declares() -> None:
             "plan": pa.array(["a", "b", "c", None] * 250),
         }
     )
-    spec = Perturbation(noise=[{"name": "risk", "scale": 0.5}], category_swap_rate=0.3)
+    spec = Perturbation(noise=[FeatureNoise(name="risk", scale=0.5)], category_swap_rate=0.3)
     out = perturb.perturb(table, ["plan"], spec, seed=0)
     assert out.schema == table.schema
     assert np.std(out["risk"].to_numpy()) == pytest.approx(0.5, abs=0.05)
@@ -233,7 +239,7 @@ def test_perturbation_changes_only_what_it_declares() -> None:
 
 def test_flip_rate_counts_class_changes() -> None:
     table = pa.table({"x": np.linspace(-1, 1, 1001)})
-    spec = Perturbation(noise=[{"name": "x", "scale": 0.1}])
+    spec = Perturbation(noise=[FeatureNoise(name="x", scale=0.1)])
 
     def score(rows: Any) -> Any:
         return 1 / (1 + np.exp(-10 * rows["x"].to_numpy()))
@@ -246,7 +252,7 @@ def test_flip_rate_counts_class_changes() -> None:
 def test_perturbation_settings_are_checked() -> None:
     with pytest.raises(ValidationError, match="needs noise or a categorySwapRate"):
         Perturbation()
-    spec = Perturbation(noise=[{"name": "plan", "scale": 1.0}])
+    spec = Perturbation(noise=[FeatureNoise(name="plan", scale=1.0)])
     with pytest.raises(Exception, match="categorical feature"):
         perturb.check(spec, ["plan", "risk"], ["plan"])
     with pytest.raises(Exception, match=r"names \['plan'\], not features"):
