@@ -10,6 +10,7 @@ unseen category being scored.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,12 @@ def test_the_model_server_applies_calibration_and_hashes_an_unseen_plan(
     expected = calibration.Calibrator.from_json(state).apply(raw).reshape(-1)
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
     assert not np.allclose(scores, raw.reshape(-1))
+    # Triton has no calibration hook: its TorchScript copy carries the calibrator.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        triton = torch.jit.load(str(where / "triton" / "weighted" / "1" / "model.pt"))
+    from_triton = triton(torch.from_numpy(matrix)).detach().numpy().reshape(-1)
+    np.testing.assert_allclose(from_triton, scores, rtol=1e-4, atol=1e-6)
 
 
 def test_focal_loss_weighs_easy_rows_less_than_hard_ones() -> None:

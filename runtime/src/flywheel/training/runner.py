@@ -442,7 +442,7 @@ def _write_version(
     spec = job.spec
     pre = trained.preprocessor
     gpu = spec.scaling.resources_per_worker.gpu > 0
-    export.export(trained.model, pre.width, local, spec.output.model_name, gpu)
+    export.export(trained.model, pre.width, local, spec.output.model_name, gpu, trained.calibrator)
     result = trained.evaluation
     registry.write_json(local / "preprocessing.json", pre.to_json())
     if trained.calibrator is not None:
