@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ from flywheel.api.trainingjob import (
 )
 from flywheel.features import calibration
 from flywheel.features.preprocess import MAX_CATEGORIES, Preprocessor, bucket
-from flywheel.training import evaluate, imbalance, perturb, trainset
+from flywheel.training import card, evaluate, imbalance, perturb, trainset
 from tests.training import world
 
 # --- spec ---------------------------------------------------------------------------
@@ -257,3 +259,52 @@ def test_perturbation_settings_are_checked() -> None:
         perturb.check(spec, ["plan", "risk"], ["plan"])
     with pytest.raises(Exception, match=r"names \['plan'\], not features"):
         perturb.check(spec, ["risk"], [])
+
+
+# --- the model card -----------------------------------------------------------------
+
+
+def test_card_shows_recall_per_class_calibration_before_and_after_and_flips(
+    tmp_path: Path,
+) -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    p = np.where(y == 1, 0.45, 0.3)
+    found = evaluate.evaluate(y, p, True, ["pr_auc"], {})
+    ece, bins = evaluate.reliability(y, p)
+    fix = {
+        "method": "platt",
+        "fittedOn": "validation",
+        "validationRows": 50,
+        "parameters": {"method": "platt", "a": 1.0, "b": -1.0},
+        "before": {"ece": 0.25, "bins": bins},
+        "after": {"ece": ece, "bins": bins},
+    }
+    flips = {"flipRate": 0.12, "each": {"noise:risk": 0.1}, "rows": 100, "spec": {}}
+    card.write(
+        tmp_path,
+        {
+            "model": "churn",
+            "intendedUse": "test",
+            "evaluation": {
+                "metrics": found.metrics,
+                "primaryMetric": found.primary,
+                "calibration": found.calibration,
+                "slices": [],
+                "classes": found.classes,
+                "calibrationFix": fix,
+                "perturbation": flips,
+                "rows": found.rows,
+            },
+            "gates": [],
+            "lineage": {},
+            "config": {},
+        },
+    )
+    html = (tmp_path / card.CARD_HTML).read_text()
+    assert found.primary == "pr_auc"
+    assert "Recall per class" in html and "class 1 (10 rows, 10.0%)" in html
+    assert "ECE before" in html and "0.2500" in html
+    assert "noise:risk only" in html and "0.1200" in html
+    assert (tmp_path / card.RELIABILITY_PNG).is_file()
+    notes = json.loads((tmp_path / card.CARD_JSON).read_text())["limitations"]
+    assert any("Class 1 (10 test rows, 10.0%) has a recall of 0.000" in n for n in notes)
