@@ -33,6 +33,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    # A test may train one model on Ray; on a busy shared machine that takes minutes.
+    pytest.mark.timeout(900),
 ]
 
 RARE = {"customers": 600, "intercept": -4.0}
