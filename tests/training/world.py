@@ -23,7 +23,10 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 PLANS = ["basic", "standard", "premium"]
 
 
-def write_world(directory: Path, customers: int = 300, seed: int = 11) -> None:
+def write_world(
+    directory: Path, customers: int = 300, seed: int = 11, intercept: float = 0.3
+) -> None:
+    """`intercept` sets the churn rate: 0.3 about half, -4.5 under one in ten."""
     rng = random.Random(seed)
     events = ["customer_id,event_time,plan,risk,noise"]
     labels = ["cust,label_time,churned,amount"]
@@ -39,7 +42,7 @@ def write_world(directory: Path, customers: int = 300, seed: int = 11) -> None:
             )
         for day in (21, 25):
             t = START + timedelta(days=day, hours=rng.uniform(0, 23))
-            score = 2.5 * risk - 1.0 * (plan == "basic") + 0.3
+            score = 2.5 * risk - 1.0 * (plan == "basic") + intercept
             churned = int(rng.random() < 1 / (1 + math.exp(-score)))
             amount = 10 + 3 * risk + rng.gauss(0, 0.5)
             labels.append(f"{cid},{t:%Y-%m-%d %H:%M:%S},{churned},{amount:.3f}")
@@ -130,7 +133,7 @@ def job(name: str = "churn", generation: int = 1, **spec: Any) -> TrainingJob:
         "output": {"modelName": "churn"},
     }
     for key, value in spec.items():
-        body[key] = {**body[key], **value} if isinstance(value, dict) else value
+        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
     return TrainingJob.model_validate(
         {
             "apiVersion": "flywheel.dev/v1alpha1",
@@ -141,9 +144,9 @@ def job(name: str = "churn", generation: int = 1, **spec: Any) -> TrainingJob:
     )
 
 
-def build(directory: Path) -> RunContext:
+def build(directory: Path, **world: Any) -> RunContext:
     """Ingest both Datasets and materialize the view; the context a TrainingJob runs in."""
-    write_world(directory)
+    write_world(directory, **world)
     objects = [events(), labels(), view()]
     context = RunContext(
         artifact_root=directory / "artifacts",

@@ -33,6 +33,106 @@ class Split(FlywheelModel):
     )
     test_fraction: float = Field(default=0.2, gt=0, le=0.9)
     seed: int = Field(default=0, ge=0)
+    stratify: bool = Field(
+        default=False,
+        description="random only: keep each class's share equal in train, validation and "
+        "test (a rare class is not left out of the test set by chance).",
+    )
+
+    model_config = common.with_cel(
+        {
+            "rule": "!has(self.stratify) || !self.stratify || self.strategy == 'random'",
+            "message": "stratify needs strategy random (a time split keeps the time order)",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _stratify_needs_random(self) -> Self:
+        if self.stratify and self.strategy != SplitStrategy.RANDOM:
+            raise ValueError("stratify needs strategy random (a time split keeps the time order)")
+        return self
+
+
+class ClassWeights(enum.StrEnum):
+    NONE = "none"
+    BALANCED = "balanced"
+
+
+class Loss(enum.StrEnum):
+    CROSS_ENTROPY = "crossEntropy"
+    FOCAL = "focal"
+
+
+class Resampling(enum.StrEnum):
+    NONE = "none"
+    OVERSAMPLE = "oversample"
+    UNDERSAMPLE = "undersample"
+
+
+class Imbalance(FlywheelModel):
+    """Class imbalance (0/1 label): resampling touches training rows only, never the test."""
+
+    class_weights: ClassWeights = Field(
+        default=ClassWeights.NONE,
+        description="balanced: each class weighs rows/(2 x its rows) in the loss.",
+    )
+    loss: Loss = Field(
+        default=Loss.CROSS_ENTROPY,
+        description="focal: cross-entropy scaled by (1 - p_true)^focalGamma, so easy rows "
+        "weigh less.",
+    )
+    focal_gamma: float | None = Field(
+        default=None, ge=0, le=10, description="focal only; default 2."
+    )
+    resampling: Resampling = Field(
+        default=Resampling.NONE,
+        description="oversample: repeat minority rows at random; undersample: drop majority "
+        "rows at random; until minority/majority reaches targetRatio.",
+    )
+    target_ratio: float = Field(default=1.0, gt=0, le=1)
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.loss == 'focal' || !has(self.focalGamma)",
+            "message": "focalGamma is only allowed with loss focal",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _gamma_with_focal(self) -> Self:
+        if self.focal_gamma is not None and self.loss != Loss.FOCAL:
+            raise ValueError("focalGamma is only allowed with loss focal")
+        return self
+
+
+class CalibrationMethod(enum.StrEnum):
+    NONE = "none"
+    PLATT = "platt"
+    TEMPERATURE = "temperature"
+
+
+class Calibration(FlywheelModel):
+    """Calibration fitted on the validation split; calibration.json, applied when served."""
+
+    method: CalibrationMethod = Field(
+        default=CalibrationMethod.NONE,
+        description="platt: sigmoid(a * logit + b); temperature: sigmoid(logit / T).",
+    )
+
+
+class HashedFeature(FlywheelModel):
+    name: common.Identifier
+    buckets: int = Field(ge=2, le=1_048_576, description="Hash buckets (one-hot width).")
+
+
+class Preprocessing(FlywheelModel):
+    hashed: Annotated[list[HashedFeature], common.unique_by("name", "hashed features")] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Categorical features taken by the hashing trick instead of a "
+        "vocabulary: a category unseen in training still lands in one of the buckets.",
+        json_schema_extra=common.list_map("name"),
+    )
 
 
 class ModelType(enum.StrEnum):
@@ -112,6 +212,8 @@ class Metric(enum.StrEnum):
     ACCURACY = "accuracy"
     LOGLOSS = "logloss"
     F1 = "f1"
+    PR_AUC = "pr_auc"
+    FLIP_RATE = "flip_rate"
     PRECISION = "precision"
     RECALL = "recall"
     RMSE = "rmse"
@@ -150,6 +252,44 @@ class BaselineGate(FlywheelModel):
     tolerance: float = Field(default=0.0, ge=0, le=1, description="Allowed shortfall.")
 
 
+class FeatureNoise(FlywheelModel):
+    name: common.Identifier
+    scale: float = Field(
+        gt=0,
+        description="Standard deviation of the Gaussian noise added, in the feature's own units.",
+    )
+
+
+class Perturbation(FlywheelModel):
+    """How often the predicted class flips under small declared changes of the inputs
+    (metric flip_rate; bound it with a gate such as {metric: flip_rate, max: 0.05})."""
+
+    noise: Annotated[list[FeatureNoise], common.unique_by("name", "noisy features")] = Field(
+        default_factory=list, max_length=64, json_schema_extra=common.list_map("name")
+    )
+    category_swap_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of test rows whose every categorical feature is swapped for "
+        "another category of the test rows.",
+    )
+    seed: int = Field(default=0, ge=0)
+
+    model_config = common.with_cel(
+        {
+            "rule": "size(self.noise) > 0 || self.categorySwapRate > 0.0",
+            "message": "a perturbation needs noise or a categorySwapRate above 0",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.noise and self.category_swap_rate == 0:
+            raise ValueError("a perturbation needs noise or a categorySwapRate above 0")
+        return self
+
+
 class Evaluation(FlywheelModel):
     metrics: list[Metric] = Field(
         default_factory=lambda: [Metric.AUC, Metric.ACCURACY, Metric.LOGLOSS],
@@ -159,6 +299,7 @@ class Evaluation(FlywheelModel):
     slice_columns: list[common.Identifier] = Field(default_factory=list, max_length=8)
     gates: list[Gate] = Field(default_factory=list, max_length=16)
     not_worse_than_deployed: BaselineGate | None = None
+    perturbation: Perturbation | None = None
 
 
 class Output(FlywheelModel):
@@ -175,6 +316,9 @@ class TrainingJobSpec(FlywheelModel):
     feature_view_refs: list[common.LocalObjectReference] = Field(min_length=1, max_length=8)
     label: LabelSource
     split: Split = Field(default_factory=Split)
+    imbalance: Imbalance = Field(default_factory=Imbalance)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    calibration: Calibration = Field(default_factory=Calibration)
     model: ModelSpec = Field(default_factory=ModelSpec)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     scaling: Scaling = Field(default_factory=Scaling)

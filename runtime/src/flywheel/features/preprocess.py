@@ -7,6 +7,12 @@ split's vocabulary (most frequent first, at most `MAX_CATEGORIES`); index 0 is "
 or null". The built-in models take the categories one-hot; `category_indices` gives the
 same indices for embedding layers.
 
+A categorical column can instead be hashed (the hashing trick, `buckets` in the spec):
+its one-hot has `buckets + 1` columns, column 0 for null and `1 + crc32(text) % buckets`
+for any text. No vocabulary is kept, so a category first seen at serving time lands in
+a bucket (shared with whatever else hashes there) instead of failing or becoming
+"unknown", and a column with far more categories than `MAX_CATEGORIES` keeps them apart.
+
     state = Preprocessor.fit(train_table, ["plan", "charges"]).to_json()
     Preprocessor.from_json(state).transform(rows)  # float32 [rows, width]
 
@@ -17,6 +23,7 @@ exactly the transform training used without importing training code.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Any
 
 import numpy as np
@@ -26,6 +33,7 @@ import pyarrow.compute as pc
 MAX_CATEGORIES = 64
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+HASHED = "hashed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +44,19 @@ class Column:
     std: float = 1.0
     missing_indicator: bool = False
     vocabulary: tuple[str, ...] = ()
+    buckets: int = 0  # hashed only
 
     @property
     def width(self) -> int:
         if self.kind == CATEGORICAL:
             return len(self.vocabulary) + 1
+        if self.kind == HASHED:
+            return self.buckets + 1
         return 2 if self.missing_indicator else 1
 
     def output_names(self) -> list[str]:
+        if self.kind == HASHED:
+            return [f"{self.name}=<null>"] + [f"{self.name}#{i}" for i in range(self.buckets)]
         if self.kind == CATEGORICAL:
             return [f"{self.name}=<unknown>"] + [f"{self.name}={v}" for v in self.vocabulary]
         return [self.name] + ([f"{self.name}:null"] if self.missing_indicator else [])
@@ -54,9 +67,20 @@ class Preprocessor:
     columns: tuple[Column, ...]
 
     @classmethod
-    def fit(cls, table: Any, features: list[str]) -> Preprocessor:
-        """Statistics of `table` (the training split, and nothing else)."""
-        return cls(tuple(_fit_column(name, table[name]) for name in features))
+    def fit(
+        cls, table: Any, features: list[str], hashed: dict[str, int] | None = None
+    ) -> Preprocessor:
+        """Statistics of `table` (the training split, and nothing else); the columns in
+        `hashed` (name -> bucket count) take the hashing trick instead."""
+        hashed = hashed or {}
+        return cls(
+            tuple(
+                Column(name, HASHED, buckets=hashed[name])
+                if name in hashed
+                else _fit_column(name, table[name])
+                for name in features
+            )
+        )
 
     @property
     def width(self) -> int:
@@ -72,7 +96,7 @@ class Preprocessor:
         out = np.zeros((table.num_rows, self.width), dtype=np.float32)
         at = 0
         for c in self.columns:
-            if c.kind == CATEGORICAL:
+            if c.kind in (CATEGORICAL, HASHED):
                 index = _indices(c, table[c.name])
                 out[np.arange(len(index)), at + index] = 1.0
             else:
@@ -88,7 +112,7 @@ class Preprocessor:
     def category_indices(self, table: Any) -> Any:
         """int64 [rows, categorical columns]: vocabulary indices (0: unknown), for embeddings."""
         table = _as_table(table)
-        cats = [c for c in self.columns if c.kind == CATEGORICAL]
+        cats = [c for c in self.columns if c.kind in (CATEGORICAL, HASHED)]
         if not cats:
             return np.zeros((table.num_rows, 0), dtype=np.int64)
         return np.stack([_indices(c, table[c.name]) for c in cats], axis=1)
@@ -103,6 +127,8 @@ class Preprocessor:
                     **(
                         {"vocabulary": list(c.vocabulary)}
                         if c.kind == CATEGORICAL
+                        else {"buckets": c.buckets, "hash": "crc32"}
+                        if c.kind == HASHED
                         else {
                             "mean": c.mean,
                             "std": c.std,
@@ -126,6 +152,7 @@ class Preprocessor:
                     std=float(c.get("std", 1.0)),
                     missing_indicator=bool(c.get("missingIndicator", False)),
                     vocabulary=tuple(c.get("vocabulary", ())),
+                    buckets=int(c.get("buckets", 0)),
                 )
                 for c in state["columns"]
             )
@@ -170,8 +197,30 @@ def _numbers(column: Any) -> tuple[Any, Any]:
 
 def _indices(c: Column, column: Any) -> Any:
     text = pc.cast(column, pa.string())
+    if c.kind == HASHED:
+        return _buckets(text, c.buckets)
     found = pc.index_in(text, value_set=pa.array(list(c.vocabulary), pa.string()))
     return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64) + 1
+
+
+def bucket(text: str, buckets: int) -> int:
+    """The one-hot index of a text under the hashing trick (0 is null): crc32, not
+    Python's hash(), which differs between processes.
+
+    >>> bucket("premium", 8)
+    6
+    """
+    return 1 + zlib.crc32(text.encode()) % buckets
+
+
+def _buckets(text: Any, buckets: int) -> Any:
+    # Hash each distinct value once, then spread the codes over the rows.
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    encoded = pc.dictionary_encode(text)
+    table = np.array([bucket(v, buckets) for v in encoded.dictionary.to_pylist()] + [0])
+    codes = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    return table[np.asarray(codes, dtype=np.int64)].astype(np.int64)
 
 
 def _as_table(rows: Any) -> Any:

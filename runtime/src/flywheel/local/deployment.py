@@ -125,9 +125,8 @@ def traffic_rows(md: ModelDeployment, context: RunContext) -> list[tuple[dict[st
             "files: name one in spec.stable.trainingJobRef",
         )
     ts = trainset.load(job, context)
-    split = trainset.split(
-        ts, job.spec.split.strategy, job.spec.split.test_fraction, job.spec.split.seed
-    )
+    s = job.spec.split
+    split = trainset.split(ts, s.strategy, s.test_fraction, s.seed, s.stratify)
     table = ts.table.take(split.test)
     columns = {n: table[n].to_pylist() for n in ts.features}
     labels = table[ts.label].to_pylist()

@@ -5,6 +5,11 @@
     flywheel serve triton-repository --uri s3://ml/models/churn/versions/v1 --model churn \
         --config /etc/triton/serving.pbtxt --out /models
 
+and, beside them, batch prediction over a Dataset version:
+
+    flywheel predict --model file:///models/churn/versions/v1 --dataset events \
+        --out predictions.parquet
+
 This module imports nothing heavy; each command imports what it runs.
 """
 
@@ -19,6 +24,21 @@ from flywheel import entrypoints
 
 
 def register(sub: Any) -> None:
+    b = sub.add_parser(
+        "predict", help="score a Dataset version with a model version, into a Parquet file"
+    )
+    b.add_argument("--model", required=True, help="the model version directory (any URI)")
+    b.add_argument("--dataset", required=True, help="the Dataset's name")
+    b.add_argument("--dataset-version", help="a published version (default: the current one)")
+    b.add_argument("--namespace", default=os.environ.get(entrypoints.NAMESPACE_ENV, "default"))
+    b.add_argument(
+        "--artifact-root",
+        default=os.environ.get(entrypoints.HOME_ENV, entrypoints.DEFAULT_ARTIFACT_ROOT),
+        help="where `flywheel run` published the Dataset (default: $FLYWHEEL_HOME)",
+    )
+    b.add_argument("--out", required=True, help="the Parquet file to write (any URI)")
+    b.set_defaults(handler=cmd_predict)
+
     p = sub.add_parser("serve", help="serving: the rollout router and the v2 model server")
     ssub = p.add_subparsers(dest="serve_command", required=True, metavar="COMMAND")
 
@@ -104,6 +124,30 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     model = modelserver.ModelServer(args.name, args.version, predictor.load_predictor(args.uri))
     server.run(modelserver.app(model), args.host, args.port, 5.0, model, args.grpc_port)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flywheel.serving import batch, predictor
+    from flywheel.storage import uris
+
+    root = uris.resolve(str(Path(args.artifact_root) / "datasets" / args.namespace / args.dataset))
+    snapshot = batch.read_snapshot(root, args.dataset, args.dataset_version)
+    try:
+        model = predictor.load_predictor(args.model)
+    except (OSError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: no model version at --model {args.model}: {exc}") from None
+    try:
+        scored = batch.score_table(model, snapshot.table)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out = uris.resolve(args.out)
+    lineage = {"model": args.model, "dataset": args.dataset, "datasetVersion": snapshot.version}
+    batch.write(scored, out, lineage)
+    print(
+        f"{scored.num_rows} predictions of Dataset {args.dataset} version {snapshot.version} "
+        f"by {args.model} in {out.uri}"
+    )
     return 0
 
 

@@ -8,6 +8,8 @@ An artifact is a directory (any URI `flywheel.storage` resolves):
     preprocessing.json  optional: the transform training fitted (a registry version has it);
                         named feature columns go through it to make the model's input
     signature.json      optional: {"features": ["plan", "tenure", ...]}, the raw columns
+    calibration.json    optional: a calibrator (platt or temperature) applied to the
+                        model's probability, so the scores returned are calibrated ones
     metadata.json       optional, without the two above: {"features": [...]}, the order
                         in which numeric columns are stacked
 
@@ -24,13 +26,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from flywheel.features.preprocess import CATEGORICAL, NUMERIC, Preprocessor
+from flywheel.features.calibration import Calibrator
+from flywheel.features.preprocess import CATEGORICAL, HASHED, NUMERIC, Preprocessor
 
 EXPORTED_FILE = "model.pt2"
 SCRIPT_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
 PREPROCESSING_FILE = "preprocessing.json"
 SIGNATURE_FILE = "signature.json"
+CALIBRATION_FILE = "calibration.json"
 
 
 class Predictor(Protocol):
@@ -56,11 +60,13 @@ class TorchPredictor:
         module: Any,
         feature_names: list[str] | None = None,
         preprocessor: Preprocessor | None = None,
+        calibrator: Calibrator | None = None,
     ) -> None:
         import torch
 
         self._torch = torch
         self.module = module
+        self.calibrator = calibrator
         self.feature_names = feature_names
         self.preprocessor = preprocessor
         self.width = preprocessor.width if preprocessor else len(feature_names or []) or None
@@ -71,6 +77,8 @@ class TorchPredictor:
             # Decoded binary tensors are read-only views; torch wants a writable array.
             out = self.module(torch.from_numpy(np.require(features, np.float32, ["C", "W"])))
         scores: np.ndarray = out.detach().numpy().astype(np.float32, copy=False)
+        if self.calibrator is not None:
+            scores = self.calibrator.apply(scores)
         return scores
 
     def predict_columns(self, columns: dict[str, np.ndarray]) -> np.ndarray:
@@ -101,7 +109,7 @@ def _raw_columns(
     for n in names:
         values = np.asarray(columns[n]).reshape(-1)
         text = values.dtype == object
-        if kinds.get(n) == CATEGORICAL and not text:
+        if kinds.get(n) in (CATEGORICAL, HASHED) and not text:
             raise ValueError(f"feature {n!r} is a category in this model: give text")
         if kinds.get(n) == NUMERIC and text:
             raise ValueError(f"feature {n!r} is a number in this model: give numbers")
@@ -145,4 +153,6 @@ def load_predictor(uri: str) -> Predictor:
     names = described.get("features")
     if names is None and preprocessor is not None:
         names = [c.name for c in preprocessor.columns]
-    return TorchPredictor(module, names, preprocessor)
+    calibration = read_json(CALIBRATION_FILE)
+    calibrator = Calibrator.from_json(calibration) if calibration is not None else None
+    return TorchPredictor(module, names, preprocessor, calibrator)

@@ -1,6 +1,7 @@
 """The model card of a version: card.json for machines, card.html for people.
 
-The HTML shows the reliability diagram and the metric by slice as PNG images drawn with
+The HTML shows the reliability diagram (before and after calibration, when the job
+calibrates), recall per class, and the metric by slice as PNG images drawn with
 matplotlib (Agg: no display needed), beside intended use, lineage, the training
 configuration, metrics, gates and their outcome, and limitations.
 """
@@ -16,6 +17,8 @@ RELIABILITY_PNG = "reliability.png"
 SLICES_PNG = "slices.png"
 CARD_JSON = "card.json"
 CARD_HTML = "card.html"
+# A class recalled less often than this is named in the limitations.
+LOW_CLASS_RECALL = 0.5
 
 
 def limitations(card: dict[str, Any]) -> list[str]:
@@ -32,6 +35,12 @@ def limitations(card: dict[str, Any]) -> list[str]:
         )
     if card["evaluation"]["metrics"].get("ece", 0.0) > 0.05:
         notes.append("Probabilities are not well calibrated (ECE above 0.05).")
+    for c in card["evaluation"].get("classes") or []:
+        if c["recall"] is not None and c["recall"] < LOW_CLASS_RECALL:
+            notes.append(
+                f"Class {c['class']} ({c['rows']} test rows, {c['share']:.1%}) has a recall of "
+                f"{c['recall']:.3f} at threshold 0.5."
+            )
     return notes
 
 
@@ -55,11 +64,21 @@ def _draw(directory: Path, card: dict[str, Any]) -> list[str]:
     if bins:
         fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=80)
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+        fix = evaluation.get("calibrationFix")
+        if fix:
+            before = [b for b in fix["before"]["bins"] if b["count"]]
+            ax.plot(
+                [b["meanPredicted"] for b in before],
+                [b["observedRate"] for b in before],
+                marker="x",
+                color="tab:orange",
+                label=f"uncalibrated (ECE {fix['before']['ece']:.3f})",
+            )
         ax.plot(
             [b["meanPredicted"] for b in bins],
             [b["observedRate"] for b in bins],
             marker="o",
-            label="model",
+            label=f"{fix['method']} calibrated" if fix else "model",
         )
         ax.set_xlabel("mean predicted probability")
         ax.set_ylabel("observed rate")
@@ -103,6 +122,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _perturbation(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "<p>not measured</p>"
+    rows = [("all perturbations at once", found["flipRate"])]
+    rows += [(f"{name} only", rate) for name, rate in sorted(found["each"].items())]
+    rows.append(("declared", found["spec"]))
+    return f"<p>Share of {found['rows']} test rows whose class flips</p>{_table(rows)}"
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -116,6 +144,24 @@ def render_html(card: dict[str, Any]) -> str:
         )
         for s in e["slices"]
     ]
+    classes = [
+        (f"class {c['class']} ({c['rows']} rows, {c['share']:.1%})", c["recall"])
+        for c in e.get("classes") or []
+    ]
+    fix = e.get("calibrationFix")
+    calibrated = (
+        _table(
+            [
+                ("method", fix["method"]),
+                ("fitted on", f"{fix['fittedOn']} split ({fix['validationRows']} rows)"),
+                ("parameters", fix["parameters"]),
+                ("ECE before", fix["before"]["ece"]),
+                ("ECE after", fix["after"]["ece"]),
+            ]
+        )
+        if fix
+        else "<p>not calibrated</p>"
+    )
     images = "".join(f'<img src="{name}" alt="{name}">' for name in card.get("images", []))
     title = html.escape(f"{card['model']} {card.get('version') or ''}")
     return f"""<!doctype html>
@@ -126,6 +172,9 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <h1>Model card: {title}</h1>
 <h2>Intended use</h2><p>{html.escape(card["intendedUse"])}</p>
 <h2>Metrics (test split, {e["rows"]} rows)</h2>{_table(sorted(e["metrics"].items()))}
+<h2>Recall per class (threshold 0.5)</h2>{_table(classes) if classes else "<p>-</p>"}
+<h2>Calibration fix</h2>{calibrated}
+<h2>Perturbation sensitivity</h2>{_perturbation(e.get("perturbation"))}
 <h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
 <h2>Calibration and slices</h2>{images}
 {_table(slices) if slices else ""}

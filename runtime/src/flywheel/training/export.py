@@ -7,6 +7,9 @@
   TorchScript only, so the same module is traced once more for it. ONNX would need the
   onnx and onnxscript packages, which the runtime does not ship.
 
+With a calibrator (calibration.json), the model server applies it to model.pt2's output;
+Triton has no such hook, so its TorchScript copy carries the calibrator inside.
+
 Both take `features`, float32 [batch, width] (preprocessing.json already applied), and
 give `output__0`, float32 [batch, 1]: the probability of the positive class, or the
 predicted value. Triton's LibTorch backend names outputs `<name>__<index>`.
@@ -27,9 +30,18 @@ TRITON_MODEL_FILE = "model.pt"
 INPUT_NAME = "features"
 OUTPUT_NAME = "output__0"
 MAX_BATCH_SIZE = 1024
+EPS = 1e-7  # as flywheel.features.calibration clips probabilities
 
 
-def export(module: nn.Module, width: int, directory: Path, triton_name: str, gpu: bool) -> None:
+def export(
+    module: nn.Module,
+    width: int,
+    directory: Path,
+    triton_name: str,
+    gpu: bool,
+    calibrator: Any = None,
+) -> None:
+    """`calibrator`: a `flywheel.features.calibration.Calibrator`, put into Triton's copy."""
     module = module.eval()
     example = torch.zeros(2, width)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH_SIZE)
@@ -39,9 +51,24 @@ def export(module: nn.Module, width: int, directory: Path, triton_name: str, gpu
     (entry / "1").mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the deprecation of torch.jit
-        traced = torch.jit.trace(module, example)  # type: ignore[no-untyped-call]
+        for_triton = Calibrated(module, calibrator.a, calibrator.b) if calibrator else module
+        traced = torch.jit.trace(for_triton, example)  # type: ignore[no-untyped-call]
     traced.save(str(entry / "1" / TRITON_MODEL_FILE))
     (entry / "config.pbtxt").write_text(triton_config(triton_name, width, gpu))
+
+
+class Calibrated(nn.Module):
+    """A probability model followed by sigmoid(a * logit(p) + b): Calibrator.apply in torch."""
+
+    def __init__(self, module: nn.Module, a: float, b: float) -> None:
+        super().__init__()
+        self.module = module
+        self.a = float(a)
+        self.b = float(b)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        p = self.module(features).clamp(EPS, 1 - EPS)
+        return torch.sigmoid(self.a * torch.log(p / (1 - p)) + self.b)
 
 
 def load(path: Path | str) -> Any:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from flywheel.api.trainingjob import ModelSpec, Optimizer
-from flywheel.training import models
+from flywheel.training import imbalance, models
 from flywheel.training.errors import TrainingError
 
 STATE_FILE = "state.pt"
@@ -51,6 +51,8 @@ class LoopConfig:
     optimizer: str
     patience: int | None
     seed: int
+    pos_weight: float = 1.0  # class weights: a positive row's loss weight (imbalance.py)
+    focal_gamma: float | None = None  # the focal loss's gamma; None: plain cross-entropy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +104,7 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     wrapped = session.prepare(model)
-    loss_fn = nn.BCEWithLogitsLoss() if cfg.classification else nn.MSELoss()
+    loss_fn = _loss(cfg)
     x = torch.from_numpy(data.x_train)
     y = torch.from_numpy(data.y_train).float().reshape(-1, 1)
     xv = torch.from_numpy(data.x_val)
@@ -164,6 +166,16 @@ def finished(state: dict[str, Any], epochs: int) -> bool:
     continues when asked for more.
     """
     return bool(state.get("stopped_early") or state.get("nan_epoch") or state["epoch"] >= epochs)
+
+
+def _loss(cfg: LoopConfig) -> nn.Module:
+    """The training loss; validation uses the same one, so early stopping ranks epochs
+    by what the run optimises."""
+    if not cfg.classification:
+        return nn.MSELoss()
+    if cfg.pos_weight == 1.0 and cfg.focal_gamma is None:
+        return nn.BCEWithLogitsLoss()
+    return imbalance.WeightedLoss(cfg.pos_weight, cfg.focal_gamma)
 
 
 def _optimizer(cfg: LoopConfig, model: nn.Module) -> torch.optim.Optimizer:

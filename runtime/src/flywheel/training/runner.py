@@ -24,16 +24,36 @@ import torch
 
 from flywheel.api import conditions
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
-from flywheel.api.trainingjob import TrainingJob, TrainingJobStatus
+from flywheel.api.trainingjob import (
+    CalibrationMethod,
+    ClassWeights,
+    Loss,
+    Resampling,
+    TrainingJob,
+    TrainingJobStatus,
+)
 from flywheel.entrypoints import RunContext
-from flywheel.features.preprocess import Preprocessor
+from flywheel.features import calibration
+from flywheel.features.preprocess import CATEGORICAL, HASHED, Preprocessor
 from flywheel.storage import publish
-from flywheel.training import card, cluster, evaluate, export, loop, models, registry, trainset
+from flywheel.training import (
+    card,
+    cluster,
+    evaluate,
+    export,
+    imbalance,
+    loop,
+    models,
+    perturb,
+    registry,
+    trainset,
+)
 from flywheel.training.errors import TrainingError
 
 SUCCEEDED = "Succeeded"
 GATE_FAILED = "GateFailed"
 CODE_VERSION = "flywheel 0.1.0"
+CALIBRATION_FILE = "calibration.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +66,10 @@ class Trained:
     resumed_from: int
     lineage: dict[str, Any]
     note: str
+    calibrator: calibration.Calibrator | None = None
+    # Reliability on the test split before and after calibration (when there is one).
+    calibration_report: dict[str, Any] | None = None
+    sensitivity: dict[str, Any] | None = None  # evaluation.perturbation's flip rates
 
 
 def run_storage(job: TrainingJob, context: RunContext) -> Path:
@@ -58,12 +82,14 @@ def run_name(job: TrainingJob, lineage: dict[str, Any]) -> str:
     """One Ray Train run per generation and training data: a rerun on the same data
     continues its checkpoints; new data (a new Dataset or feature version) starts afresh.
 
-    Epochs, gates and the output are left out, so asking for more epochs continues a run.
+    Epochs, gates, calibration and the output are left out, so asking for more epochs
+    continues a run.
     """
     spec = job.spec.to_wire()
     spec["hyperparameters"].pop("epochs", None)
     spec.pop("evaluation", None)
     spec.pop("output", None)
+    spec.pop("calibration", None)  # fitted after the loop, on its result
     data = [lineage["labels"], [v.get("offlineVersion") for v in lineage["featureViews"]]]
     text = json.dumps({"spec": spec, "data": data}, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -103,7 +129,7 @@ class Prepared:
 def prepare(job: TrainingJob, ts: trainset.TrainingSet) -> Prepared:
     """Split, check the label, and fit the preprocessing on the training rows only."""
     spec = job.spec
-    parts = trainset.split(ts, spec.split.strategy, spec.split.test_fraction, spec.split.seed)
+    parts = split_of(job, ts)
     y_train = trainset.label_values(ts, parts.train)
     if len(np.unique(y_train)) < 2:
         raise TrainingError(
@@ -119,8 +145,63 @@ def prepare(job: TrainingJob, ts: trainset.TrainingSet) -> Prepared:
             "SliceColumnMissing",
             f"sliceColumns {missing} are not columns of the training set ({ts.table.column_names})",
         )
-    pre = Preprocessor.fit(ts.table.take(pa.array(parts.train)), ts.features)
+    if not classification:
+        _refuse_for_regression(job, ts.label)
+    train_rows = ts.table.take(pa.array(parts.train))
+    hashed = {h.name: h.buckets for h in spec.preprocessing.hashed}
+    pre = Preprocessor.fit(train_rows, ts.features, hashed)
+    for name in hashed:
+        if name not in ts.features:
+            raise TrainingError(
+                "HashedFeatureUnknown",
+                f"preprocessing.hashed names {name!r}, not a feature of the training set "
+                f"({ts.features})",
+            )
+        if Preprocessor.fit(train_rows, [name]).columns[0].kind != CATEGORICAL:
+            raise TrainingError(
+                "HashedFeatureNotCategorical",
+                f"preprocessing.hashed names {name!r}, a numeric feature: hash categories "
+                "only (remove it from preprocessing.hashed)",
+            )
+    if spec.evaluation.perturbation is not None:
+        if not classification:
+            raise TrainingError(
+                "NeedsClassLabel",
+                f"evaluation.perturbation counts class flips and needs a 0/1 label; "
+                f"{ts.label!r} has other values: remove it",
+            )
+        perturb.check(spec.evaluation.perturbation, ts.features, categorical_features(pre))
     return Prepared(ts, parts, pre, pre.transform(ts.table), classification)
+
+
+def categorical_features(pre: Preprocessor) -> list[str]:
+    return [c.name for c in pre.columns if c.kind in (CATEGORICAL, HASHED)]
+
+
+def split_of(job: TrainingJob, ts: trainset.TrainingSet) -> trainset.Split:
+    s = job.spec.split
+    return trainset.split(ts, s.strategy, s.test_fraction, s.seed, s.stratify)
+
+
+def _refuse_for_regression(job: TrainingJob, label: str) -> None:
+    """Imbalance and calibration settings mean nothing for a numeric label: say so."""
+    spec = job.spec
+    asked = [
+        name
+        for name, on in (
+            ("imbalance.classWeights", spec.imbalance.class_weights != ClassWeights.NONE),
+            ("imbalance.loss", spec.imbalance.loss != Loss.CROSS_ENTROPY),
+            ("imbalance.resampling", spec.imbalance.resampling != Resampling.NONE),
+            ("calibration.method", spec.calibration.method != CalibrationMethod.NONE),
+        )
+        if on
+    ]
+    if asked:
+        raise TrainingError(
+            "NeedsClassLabel",
+            f"{', '.join(asked)} need a 0/1 label; {label!r} has other values (a "
+            "regression): remove them",
+        )
 
 
 def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None) -> Trained:
@@ -129,9 +210,17 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
     p = prepare(job, ts)
     parts, pre, x, classification, table = p.parts, p.preprocessor, p.x, p.classification, ts.table
     models.build(spec.model, pre.width)  # fail before Ray on a model that cannot train
+    imb = spec.imbalance
+    y_fit = trainset.label_values(ts, parts.train)
+    # Resampling and weights see the training rows only; validation and test stay as is.
+    fit_rows = parts.train
+    if classification:
+        fit_rows = imbalance.resample(
+            parts.train, y_fit, imb.resampling, imb.target_ratio, spec.split.seed
+        )
     data = loop.Arrays(
-        x[parts.train],
-        trainset.label_values(ts, parts.train).astype(np.float32),
+        x[fit_rows],
+        trainset.label_values(ts, fit_rows).astype(np.float32),
         x[parts.validation],
         trainset.label_values(ts, parts.validation).astype(np.float32),
     )
@@ -147,6 +236,10 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         optimizer=str(h.optimizer),
         patience=h.early_stopping_patience,
         seed=spec.split.seed,
+        pos_weight=imbalance.positive_weight(data.y_train, imb.class_weights),
+        focal_gamma=(imb.focal_gamma or imbalance.DEFAULT_FOCAL_GAMMA)
+        if imb.loss == Loss.FOCAL
+        else None,
     )
     cluster.ensure_ray()
     worker = spec.scaling.resources_per_worker
@@ -168,10 +261,31 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
     with torch.no_grad():
         scores = serving(torch.from_numpy(x[parts.test])).numpy().reshape(-1)
     y_test = trainset.label_values(ts, parts.test)
+    calibrator, report = None, None
+    if spec.calibration.method != CalibrationMethod.NONE:
+        with torch.no_grad():
+            p_val = serving(torch.from_numpy(x[parts.validation])).numpy().reshape(-1)
+        calibrator, report, scores = _calibrate(
+            str(spec.calibration.method), p_val, data.y_val, y_test, scores
+        )
     test_rows = table.take(pa.array(parts.test))
     slices = {c: test_rows[c].to_pylist() for c in spec.evaluation.slice_columns}
     wanted = [str(m) for m in spec.evaluation.metrics]
     result = evaluate.evaluate(y_test, scores, classification, wanted, slices)
+    if report is not None:
+        result.metrics["ece_uncalibrated"] = report["before"]["ece"]
+    sensitivity = None
+    if spec.evaluation.perturbation is not None:
+
+        def score(rows: Any) -> Any:
+            with torch.no_grad():
+                p = serving(torch.from_numpy(pre.transform(rows))).numpy().reshape(-1)
+            return calibrator.apply(p) if calibrator is not None else p
+
+        sensitivity = perturb.sensitivity(
+            score, test_rows, categorical_features(pre), spec.evaluation.perturbation
+        )
+        result.metrics["flip_rate"] = sensitivity["flipRate"]
     lineage = {
         **ts.lineage,
         "trainingJob": job.name,
@@ -182,12 +296,52 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         "torch": torch.__version__,
         "split": {
             "strategy": str(spec.split.strategy),
+            "stratified": spec.split.stratify,
             "train": len(parts.train),
+            "trainAfterResampling": len(fit_rows),
+            "trainPositiveShare": float(data.y_train.mean()) if classification else None,
             "validation": len(parts.validation),
             "test": len(parts.test),
         },
     }
-    return Trained(serving, pre, classification, result, state, resumed_from, lineage, where.note)
+    return Trained(
+        serving,
+        pre,
+        classification,
+        result,
+        state,
+        resumed_from,
+        lineage,
+        where.note,
+        calibrator,
+        report,
+        sensitivity,
+    )
+
+
+def _calibrate(
+    method: str, p_val: Any, y_val: Any, y_test: Any, p_test: Any
+) -> tuple[calibration.Calibrator, dict[str, Any], Any]:
+    """Fit on the validation rows; measure reliability on the test rows before and after."""
+    try:
+        fitted = calibration.fit(p_val, y_val, method)
+    except ValueError as exc:
+        raise TrainingError(
+            "CalibrationFailed",
+            f"calibration.method {method}: {exc}; use more rows or split.stratify",
+        ) from None
+    after = fitted.apply(p_test)
+    ece_before, bins_before = evaluate.reliability(y_test, p_test)
+    ece_after, bins_after = evaluate.reliability(y_test, after)
+    report = {
+        "method": method,
+        "fittedOn": "validation",
+        "validationRows": len(p_val),
+        "parameters": fitted.to_json(),
+        "before": {"ece": ece_before, "bins": bins_before},
+        "after": {"ece": ece_after, "bins": bins_after},
+    }
+    return fitted, report, after
 
 
 def evaluate_version(
@@ -206,10 +360,13 @@ def evaluate_version(
     task = json.loads((local / "signature.json").read_text())["task"]
     module = export.load(local / export.MODEL_FILE)
     ts = trainset.load(job, context)
-    parts = trainset.split(ts, spec.split.strategy, spec.split.test_fraction, spec.split.seed)
+    parts = split_of(job, ts)
     test_rows = ts.table.take(pa.array(parts.test))
     with torch.no_grad():
         scores = module(torch.from_numpy(pre.transform(test_rows))).numpy().reshape(-1)
+    calibrated = local / CALIBRATION_FILE
+    if calibrated.is_file():
+        scores = calibration.Calibrator.from_json(json.loads(calibrated.read_text())).apply(scores)
     slices = {c: test_rows[c].to_pylist() for c in spec.evaluation.slice_columns}
     found = evaluate.evaluate(
         trainset.label_values(ts, parts.test),
@@ -285,9 +442,11 @@ def _write_version(
     spec = job.spec
     pre = trained.preprocessor
     gpu = spec.scaling.resources_per_worker.gpu > 0
-    export.export(trained.model, pre.width, local, spec.output.model_name, gpu)
+    export.export(trained.model, pre.width, local, spec.output.model_name, gpu, trained.calibrator)
     result = trained.evaluation
     registry.write_json(local / "preprocessing.json", pre.to_json())
+    if trained.calibrator is not None:
+        registry.write_json(local / CALIBRATION_FILE, trained.calibrator.to_json())
     registry.write_json(
         local / "signature.json",
         {
@@ -302,6 +461,9 @@ def _write_version(
         "primaryMetric": result.primary,
         "calibration": result.calibration,
         "slices": result.slices,
+        "classes": result.classes,
+        "calibrationFix": trained.calibration_report,
+        "perturbation": trained.sensitivity,
         "testRows": result.rows,
         "gates": [g.to_json() for g in gates],
         "history": trained.state["history"],
@@ -327,6 +489,9 @@ def _write_version(
                 "primaryMetric": result.primary,
                 "calibration": result.calibration,
                 "slices": result.slices,
+                "classes": result.classes,
+                "calibrationFix": trained.calibration_report,
+                "perturbation": trained.sensitivity,
                 "rows": result.rows,
             },
             "gates": [g.to_json() for g in gates],
@@ -336,6 +501,9 @@ def _write_version(
                 "hyperparameters": spec.hyperparameters.to_wire(),
                 "scaling": spec.scaling.to_wire(),
                 "split": spec.split.to_wire(),
+                "imbalance": spec.imbalance.to_wire(),
+                "preprocessing": spec.preprocessing.to_wire(),
+                "calibration": spec.calibration.to_wire(),
                 "epochsRun": trained.state["epoch"],
                 "bestEpoch": trained.state.get("best_epoch"),
                 "stoppedEarly": trained.state.get("stopped_early", False),

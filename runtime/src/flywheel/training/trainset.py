@@ -112,17 +112,33 @@ def load(job: TrainingJob, context: RunContext) -> TrainingSet:
     return TrainingSet(table, names, label.column, label.timestamp_column, lineage)
 
 
-def split(ts: TrainingSet, strategy: SplitStrategy, test_fraction: float, seed: int) -> Split:
-    """Row indices of train, validation and test; raises if any part would be empty."""
+def split(
+    ts: TrainingSet,
+    strategy: SplitStrategy,
+    test_fraction: float,
+    seed: int,
+    stratify: bool = False,
+) -> Split:
+    """Row indices of train, validation and test; raises if any part would be empty.
+
+    `stratify` (random only) splits each class on its own, so each part keeps the class
+    shares of the whole: a rare class is never missing from the test set by chance.
+    """
     n = ts.table.num_rows
-    if strategy == SplitStrategy.TIME:
-        order = np.argsort(pit.micros(ts.table[ts.time_column]), kind="stable")
+    if stratify:
+        y = label_values(ts, np.arange(n))
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise TrainingError(
+                "StratifyNeedsClasses",
+                f"split.stratify needs a 0/1 label; {ts.label!r} has other values: set "
+                "split.stratify to false",
+            )
+        groups = [np.flatnonzero(y == c) for c in (0.0, 1.0)]
     else:
-        order = np.random.default_rng(seed).permutation(n)
-    n_test = round(n * test_fraction)
-    n_fit = n - n_test
-    n_val = round(n_fit * VALIDATION_FRACTION)
-    parts = Split(order[: n_fit - n_val], order[n_fit - n_val : n_fit], order[n_fit:])
+        groups = [np.arange(n)]
+    rng = np.random.default_rng(seed)
+    pieces = [_cut(_order(ts, rows, strategy, rng), test_fraction) for rows in groups]
+    parts = Split(*(np.concatenate([p[i] for p in pieces]) for i in range(3)))
     if min(len(parts.train), len(parts.validation), len(parts.test)) == 0:
         raise TrainingError(
             "EmptyTrainingWindow",
@@ -130,6 +146,20 @@ def split(ts: TrainingSet, strategy: SplitStrategy, test_fraction: float, seed: 
             f"test fraction of {test_fraction}",
         )
     return parts
+
+
+def _order(ts: TrainingSet, rows: Any, strategy: SplitStrategy, rng: Any) -> Any:
+    if strategy == SplitStrategy.TIME:
+        times = pit.micros(ts.table[ts.time_column])[rows]
+        return rows[np.argsort(times, kind="stable")]
+    return rows[rng.permutation(len(rows))]
+
+
+def _cut(order: Any, test_fraction: float) -> tuple[Any, Any, Any]:
+    n_test = round(len(order) * test_fraction)
+    n_fit = len(order) - n_test
+    n_val = round(n_fit * VALIDATION_FRACTION)
+    return order[: n_fit - n_val], order[n_fit - n_val : n_fit], order[n_fit:]
 
 
 def label_values(ts: TrainingSet, rows: Any) -> Any:
