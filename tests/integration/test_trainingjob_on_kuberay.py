@@ -334,7 +334,7 @@ def test_a_trainingjob_trains_on_ray_and_reports_its_model_version(
     assert status["modelVersion"] == result["modelVersion"]
     assert status["metrics"] == result["metrics"] and 0.0 <= status["metrics"]["auc"] <= 1.0
     # The version is in the registry on the volume, where the Ray job wrote it.
-    registry = node.claim(CLAIM) / "models" / "churn" / status["modelVersion"]
+    registry = node.claim(CLAIM) / "models" / "churn" / "versions" / status["modelVersion"]
     assert (registry / "metrics.json").is_file(), sorted(registry.parent.glob("*"))
 
 
