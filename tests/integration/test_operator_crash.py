@@ -45,10 +45,6 @@ from tests.integration.test_operator import quickstart
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 # Pods of the played image wait for the test to end them; no PVC to wait for.
 SETTINGS = Settings(runtime_image=PLAYED_IMAGE, artifact_root="file:///var/lib/flywheel/")
-CHILD_KINDS = (
-    "Job", "CronJob", "Deployment", "Service", "ConfigMap", "PodDisruptionBudget",
-    "RayJob", "RayService", "TrainingJob",
-)  # fmt: skip
 SETTLE_SECONDS = 60
 
 Reconcile = Callable[[Context, dict[str, Any]], None]
@@ -258,6 +254,7 @@ class Scenario:
     reconcile: Reconcile
     world: World
     stages: tuple[Stage, ...]
+    children: tuple[str, ...]  # the kinds of its children (a retrain is one)
     upstream: tuple[str, ...] = ()  # scenarios whose objects must be settled first
     base: str = ""  # the quickstart object whose metadata and apiVersion are used
 
@@ -311,6 +308,7 @@ SCENARIOS: dict[str, Scenario] = {
                 ("Ready",),
             ),
         ),
+        ("Job", "CronJob"),
         base="churn-labels",
     ),
     "featureview": Scenario(
@@ -322,6 +320,7 @@ SCENARIOS: dict[str, Scenario] = {
             # No schedule: the CronJob goes.
             Stage(_spec("FeatureView", "customer-features", materialization=None), ("Ready",)),
         ),
+        ("Job", "CronJob"),
         upstream=("Dataset/customer-events",),
         base="customer-features",
     ),
@@ -331,6 +330,7 @@ SCENARIOS: dict[str, Scenario] = {
         training_world,
         # Terminal: a finished training is a record, its spec never runs again.
         (Stage(_spec("TrainingJob", "churn-mlp"), ("Succeeded",)),),
+        ("RayJob", "Job"),
         upstream=(
             "Dataset/customer-events",
             "Dataset/churn-labels",
@@ -347,6 +347,7 @@ SCENARIOS: dict[str, Scenario] = {
             # The candidate withdrawn: its Deployment, Service and ConfigMap go.
             Stage({**STABLE_ONLY, "backend": "triton"}, MD_SETTLED, phase_only),
         ),
+        ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget"),
         base="churn",
     ),
     "modeldeployment-rayserve": Scenario(
@@ -357,6 +358,7 @@ SCENARIOS: dict[str, Scenario] = {
             Stage(RAYSERVE, MD_SETTLED, phase_only),
             Stage({**RAYSERVE, "candidate": None, **STABLE_ONLY}, MD_SETTLED, phase_only),
         ),
+        ("RayService",),
         base="churn",
     ),
     "driftmonitor": Scenario(
@@ -368,6 +370,7 @@ SCENARIOS: dict[str, Scenario] = {
             Stage(_monitor_spec(), ("Ready",)),
             Stage({**_monitor_spec(), "schedule": "*/30 * * * *"}, ("Ready",)),
         ),
+        ("CronJob", "Job", "TrainingJob"),
         upstream=("Dataset/churn-labels", "ModelDeployment/churn"),
         base="churn-drift",
     ),
@@ -420,7 +423,7 @@ def end_state(kube: Kube, scenario: Scenario, ns: str, name: str) -> EndState:
     the Events of the phases the stages settle in, in order."""
     children = sorted(
         (k, item["metadata"]["name"].replace(name, "OWNER"))
-        for k in CHILD_KINDS
+        for k in scenario.children
         for item in owned(kube, k, ns, scenario.kind, name)
     )
     status = (kube.get(scenario.kind, ns, name) or {}).get("status", {})
@@ -456,7 +459,7 @@ def settle(
             return
         last = seen
         scenario.world(world, ns, name)
-        time.sleep(0.2)  # the controllers (Job, Deployment, kwok) act on what changed
+        time.sleep(0.1)  # the controllers (Job, Deployment, kwok) act on what changed
     raise AssertionError(f"{scenario.kind}/{name} never settled; last: {last}")
 
 
@@ -553,9 +556,13 @@ def test_killed_after_a_write_then_restarted(
     api_client = k8s_config.new_client_from_config(config_file=str(control_plane.kubeconfig))
     kubectl = cluster_kubectl.in_namespace(clean.namespace)
     name = f"killed-{k}"
-    got = play(api_client, kubectl, scenario, clean.namespace, name, Budget(k))
-    assert got == clean.expected, f"killed after {k} writes"
-    # No Event told twice: a restarted reconcile repeats a phase change it may have
-    # announced already, never as a second Event.
-    reasons = [e["reason"] for e in events(Kube(api_client), clean.namespace, name)]
-    assert all(a != b for a, b in itertools.pairwise(reasons)), reasons
+    try:
+        got = play(api_client, kubectl, scenario, clean.namespace, name, Budget(k))
+        assert got == clean.expected, f"killed after {k} writes"
+        # No Event told twice: a restarted reconcile repeats a phase change it may have
+        # announced already, never as a second Event.
+        reasons = [e["reason"] for e in events(Kube(api_client), clean.namespace, name)]
+        assert all(a != b for a, b in itertools.pairwise(reasons)), reasons
+    finally:
+        # Its children go with it: the fake nodes' CPU is what later cases schedule on.
+        kubectl.delete(scenario.kind.lower(), name, wait=False)
