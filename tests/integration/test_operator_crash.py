@@ -397,7 +397,7 @@ MAX_WRITES = {
     "dataset": 12,
     "featureview": 12,
     "trainingjob": 8,
-    "modeldeployment-triton": 30,
+    "modeldeployment-triton": 27,
     "modeldeployment-rayserve": 11,
     "driftmonitor": 12,
 }
