@@ -495,6 +495,37 @@ def test_without_kuberay_training_and_rayserve_say_how_to_install_it(
         )
 
 
+def test_a_child_the_api_refuses_is_apply_failed_until_it_is_allowed(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    # The namespace's quota allows no Job: the API refuses the ingest Job (403 Forbidden),
+    # as it would for a quota, an admission policy or RBAC.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    kubectl.apply(json.dumps(quota))
+    kubectl.apply(yaml.safe_dump(quickstart("Dataset", "churn-labels")))
+    obj = wait_condition(kubectl, "dataset/churn-labels", "Ready", "False")
+    cond = condition(obj, "Ready")
+    assert cond["reason"] == "ApplyFailed" and obj["status"]["phase"] == "ApplyFailed", cond
+    assert "Forbidden" in cond["message"] and "no-jobs" in cond["message"], cond
+    assert not kubectl.items("job")
+    events = kubectl.items("event", "--field-selector", "involvedObject.name=churn-labels")
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "ApplyFailed")]
+    # Not for good: once the quota goes, a resync applies the Job.
+    kubectl.delete("resourcequota", "no-jobs")
+    wait_for(lambda: kubectl.items("job"), what="the ingest Job once allowed")
+    wait_for(
+        lambda: kubectl.get("dataset", "churn-labels"),
+        lambda o: o["status"]["phase"] != "ApplyFailed",
+        what="dataset/churn-labels past ApplyFailed",
+        summary=lambda o: o.get("status"),
+    )
+
+
 @pytest.fixture
 def lenient_crds(cluster_kubectl: Kubectl) -> Iterator[None]:
     """TrainingJob and ModelDeployment CRDs whose spec takes anything, as a CRD of an older

@@ -70,7 +70,10 @@ def _roll_out_retrain(
     patch = decide.rollout_of_retrain(status, job, deployment)
     if patch is None:
         return
-    ctx.kube.merge_patch("ModelDeployment", p.namespace, name, patch)
+    # The Event first, named after the retrain: a crash before the patch repeats it as a
+    # no-op; after the patch there is nothing left to do, and nothing to tell twice.
     now = p.now.isoformat().replace("+00:00", "Z")
     message = f"tj/{status.last_retrain_job} goes out as the canary of md/{name}"
-    ctx.kube.event(p.body, "Normal", "RetrainRolledOut", message, now)
+    event = f"{resource.name}.{status.last_retrain_job}"[:253]
+    ctx.kube.event(p.body, "Normal", "RetrainRolledOut", message, now, event)
+    ctx.kube.merge_patch("ModelDeployment", p.namespace, name, patch)

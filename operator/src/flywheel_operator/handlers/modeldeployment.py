@@ -15,7 +15,7 @@ from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.kube import router_metrics
-from flywheel_operator.status import dependencies, observe
+from flywheel_operator.status import dependencies, observe, reporting
 from flywheel_operator.status import modeldeployment as decide
 from flywheel_operator.status import trainingjob as training
 
@@ -81,9 +81,11 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         measured,
         action.value if action else None,
     )
-    # Before the status, like the phase Event: a crash between them repeats, never loses.
+    # Before the status, like the phase Event: a crash between them repeats the write,
+    # which the Event's name makes a no-op; it never loses the Event.
     for event in decide.rollout_events(p.old, new):
-        ctx.kube.event(body, event.type, event.reason, event.message, stamp)
+        name = reporting.event_name(body, event.reason, p.old)
+        ctx.kube.event(body, event.type, event.reason, event.message, stamp, name)
     p.finish(new)
 
 

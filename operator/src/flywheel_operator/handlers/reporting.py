@@ -18,8 +18,10 @@ def write_status(
         return
     meta = owner["metadata"]
     # The Event first: if the process dies between the two writes, the next reconcile
-    # sees the same phase change and emits it again; the other way round it is lost.
+    # sees the same phase change and writes the same Event again, which its name makes a
+    # no-op; the other way round it is lost.
     event = reporting.phase_event(old, new)
     if event is not None:
-        kube.event(owner, event.type, event.reason, event.message, now)
+        name = reporting.event_name(owner, event.reason, old)
+        kube.event(owner, event.type, event.reason, event.message, now, name)
     kube.patch_status(owner["kind"], meta["namespace"], meta["name"], patch)

@@ -191,13 +191,25 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    def event(self, owner: dict[str, Any], type_: str, reason: str, message: str, now: str) -> None:
-        """A core/v1 Event about an owner; never fails the reconcile that reports it."""
+    def event(
+        self,
+        owner: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        now: str,
+        name: str | None = None,
+    ) -> None:
+        """A core/v1 Event about an owner; never fails the reconcile that reports it.
+
+        With a `name`, an Event of that name already there was recorded by an earlier try
+        of the same reconcile, and this one is not told twice."""
         meta = owner["metadata"]
+        naming = {"name": name} if name else {"generateName": f"{meta['name']}."}
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {**naming, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": owner["apiVersion"],
                 "kind": owner["kind"],
@@ -217,7 +229,10 @@ class Kube:
         }
         try:
             self._write("POST", path("Event", meta["namespace"]), body=body)
-        except (PermanentError, ConflictError) as exc:
+        except ConflictError:
+            if name is None:
+                log.warning("event %s for %s not recorded: conflict", reason, meta["name"])
+        except PermanentError as exc:
             key = resource_key(owner["kind"], meta["name"])
             log.warning("event %s for %s not recorded: %s", reason, key, exc)
 

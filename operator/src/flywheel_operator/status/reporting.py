@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from typing import Any
 
 from flywheel.api.common import StatusBase
@@ -62,3 +64,16 @@ def _phase_message(status: StatusBase) -> str:
         if c.message and (c.status != "True" or c.type == READY):
             return c.message
     return status.phase or ""
+
+
+def event_name(owner: dict[str, Any], reason: str, old: StatusBase) -> str:
+    """The name of the Event that reports `reason` on the way from status `old`.
+
+    A reconcile killed between an Event and its status write sees the same `old` again
+    and names the same Event, which the API then refuses as existing: each change is
+    told once, whatever the crashes. (A generated name would tell it twice.)
+    """
+    meta = owner["metadata"]
+    key = json.dumps([meta["uid"], reason, old.to_wire()], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{meta['name'][:200]}.{digest}"

@@ -170,7 +170,7 @@ def ingest(
         )
     staging = publish.new_staging(destination)
     try:
-        report = _stage(spec, files, staging)
+        report = _stage(spec, files, staging, checkpoint)
         checkpoint("staged")
         metadata = {
             "rows": report.published_rows,
@@ -219,7 +219,12 @@ class _Kept:
             self.batches.append(batch)
 
 
-def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Report:
+def _stage(
+    spec: DatasetSpec,
+    files: list[Location],
+    staging: Location,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
+) -> Report:
     kept = _Kept(PROFILE_IN_MEMORY_BYTES)
     # While the rows are kept anyway, the writer may fall behind freely.
     data = _Writer(staging.join(DATA_DIR), max_pending=64)
@@ -268,6 +273,7 @@ def _stage(spec: DatasetSpec, files: list[Location], staging: Location) -> Repor
     if unique_columns:
         _enforce_unique(report, unique_values, staging, data, policy)
     _apply_policy(report, spec)
+    checkpoint("written")  # what the store holds now is checked against what was sent
     _verify(staging.join(DATA_DIR), data.rows)
     report.published_rows = data.rows
     if profiled is None or profiled["rows"] != data.rows:

@@ -66,7 +66,9 @@ def materialize(
     except transform.FeatureError as exc:
         raise MaterializeError(str(exc), "FeatureError") from None
     check_features(features, view)  # publish only what the online side can also read
-    offline_version, offline_uri = publish_offline(view, context, features, source_version)
+    offline_version, offline_uri = publish_offline(
+        view, context, features, source_version, checkpoint
+    )
     checkpoint("offline")
     written, online_rows, watermark = 0, None, None
     if view.spec.online_store.enabled:
@@ -125,13 +127,18 @@ def check_features(features: Any, view: FeatureView) -> None:
 
 
 def publish_offline(
-    view: FeatureView, context: RunContext, features: Any, source_version: str
+    view: FeatureView,
+    context: RunContext,
+    features: Any,
+    source_version: str,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
 ) -> tuple[str, str]:
     root = stores.offline_root(view, context)
     staging = publish.new_staging(root)
     try:
         target = staging.join(stores.OFFLINE_FILE)
         pq.write_table(features, target.path, filesystem=target.filesystem)
+        checkpoint("offline-written")  # what the store holds now is checked against what was sent
         rows = pq.read_metadata(target.path, filesystem=target.filesystem).num_rows
         if rows != features.num_rows:
             raise MaterializeError(

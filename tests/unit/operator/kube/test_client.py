@@ -99,6 +99,23 @@ def test_409_goes_back_to_the_caller_and_a_create_is_idempotent(
     )
 
 
+def test_a_named_event_already_recorded_is_not_an_error(
+    api: tuple[Script, client.Kube, list[float]],
+) -> None:
+    script, kube, _ = api
+    owner = {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "d", "namespace": "ml", "uid": "u"},
+    }
+    script.answers = [(201, {}, {}), (409, {}, {"reason": "AlreadyExists"})]
+    for _ in range(2):
+        kube.event(owner, "Normal", "Ready", "version v1", "2026-05-01T12:00:00Z", "d.abc")
+    bodies = [json.loads(body) for *_, body in script.requests]
+    assert [b["metadata"] for b in bodies] == [{"name": "d.abc", "namespace": "ml"}] * 2
+    assert kube.writes == 1
+
+
 def test_other_4xx_are_permanent_with_the_reason(
     api: tuple[Script, client.Kube, list[float]],
 ) -> None:

@@ -30,3 +30,21 @@ def test_a_phase_change_is_an_event_warning_for_failures() -> None:
     assert event == reporting.PhaseEvent("Warning", "InvalidSpec", "spec.source: required")
     ready = DatasetStatus(phase="Ready")
     assert reporting.phase_event(old, ready) == reporting.PhaseEvent("Normal", "Ready", "Ready")
+
+
+def test_an_event_is_named_by_the_change_it_reports() -> None:
+    owner = {"metadata": {"name": "churn", "uid": "u-1"}}
+    ingesting, ready = DatasetStatus(phase="Ingesting"), DatasetStatus(phase="Ready")
+    name = reporting.event_name(owner, "Ready", ingesting)
+    # Told again from the same status (a reconcile killed before its status write): the
+    # same name, which the API refuses as existing.
+    assert reporting.event_name(owner, "Ready", DatasetStatus(phase="Ingesting")) == name
+    assert name.startswith("churn.")
+    others = {
+        reporting.event_name(owner, "Failed", ingesting),
+        reporting.event_name(owner, "Ready", ready),
+        reporting.event_name({"metadata": {"name": "churn", "uid": "u-2"}}, "Ready", ingesting),
+    }
+    assert name not in others and len(others) == 3
+    long = {"metadata": {"name": "x" * 253, "uid": "u-1"}}
+    assert len(reporting.event_name(long, "Ready", ingesting)) <= 253  # a valid object name
