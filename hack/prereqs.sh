@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks, in the first seconds, what the Makefile cannot install through pip or uv.
 #   hack/prereqs.sh demo   python3 >= 3.11
-#   hack/prereqs.sh test   also go (builds the local control plane), redis-server, openssl
+#   hack/prereqs.sh test   also go (builds the local control plane), redis-server, openssl,
+#                          prometheus (the canary analysis test scrapes the router with it)
 # As root with apt-get, missing Debian packages are installed; otherwise the exact
 # command to install them is printed and the script fails.
 set -euo pipefail
@@ -26,6 +27,7 @@ command -v go >/dev/null || {
 apt_packages=()
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
 command -v openssl >/dev/null || apt_packages+=(openssl)
+command -v prometheus >/dev/null || apt_packages+=(prometheus)
 [[ -z ${missing_venv:-} ]] || apt_packages+=(python3-venv)
 ((${#apt_packages[@]})) || exit 0
 
