@@ -142,8 +142,16 @@ class Kubectl:
 
     def wait(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """`kubectl wait ... --timeout`, with the object dumped on failure for context."""
-        result = self.run("wait", *args, f"--timeout={timeout:.0f}s", check=False,
-                          timeout=timeout + 15)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(deadline - time.monotonic(), 1.0)
+            result = self.run("wait", *args, f"--timeout={left:.0f}s", check=False,
+                              timeout=left + 15)  # fmt: skip
+            # kubectl wait gives up at once on an object that has no status.conditions yet
+            # (a CRD just created): that is "not yet", so ask again within the deadline.
+            if "accessor error" not in result.stderr or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         if result.returncode != 0:
             targets = [a for a in args if not a.startswith("--")]
             seen = self.run("get", *targets, "-o", "yaml", check=False)

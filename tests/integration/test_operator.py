@@ -352,9 +352,13 @@ def test_modeldeployment_on_rayserve_canary(
     svc = wait_for(lambda: kubectl.items("rayservice"), what="the RayService")[0]
     apps = {a["name"]: a for a in yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"]}
     assert sorted(apps) == ["churn", "churn-v1", "churn-v2"]  # the router, one per version
-    assert apps["churn"]["deployments"][0]["user_config"]["traffic"] == {"v1": 90.0, "v2": 10.0}
+    # The candidate's application is not RUNNING yet: it is deployed with no weight.
+    assert apps["churn"]["deployments"][0]["user_config"]["traffic"] == {"v1": 100.0, "v2": 0.0}
+    # KubeRay reports every application RUNNING: the first step's weight goes out.
+    running = {name: {"status": "RUNNING"} for name in apps}
     patch = {
         "status": {
+            "activeServiceStatus": {"applicationStatuses": running},
             "conditions": [
                 {
                     "type": "Ready",
@@ -363,7 +367,7 @@ def test_modeldeployment_on_rayserve_canary(
                     "lastTransitionTime": "2026-05-01T00:00:00Z",
                     "message": "",
                 }
-            ]
+            ],
         }
     }
     kubectl.run(
@@ -376,6 +380,12 @@ def test_modeldeployment_on_rayserve_canary(
         json.dumps(patch),
     )
     kubectl.wait("--for=condition=Ready", "md/churn", timeout=60)
+    wait_for(
+        lambda: columns(kubectl, "md")["TRAFFIC"],
+        lambda traffic: traffic == "v1=90 v2=10",
+        what="the first step's weight once the candidate runs",
+        timeout=60,
+    )
     cols = columns(kubectl, "md")
     assert {
         k: cols[k] for k in ("PHASE", "STABLE", "CANDIDATE", "STRATEGY", "TRAFFIC", "STEP")
