@@ -203,8 +203,12 @@ def rayserve_world(
     candidate_weights: list[float],
 ) -> Iterator[tuple[KubeRay, Clients]]:
     artifacts = tmp_path / "artifacts"
-    write_model(artifacts / "models" / "churn" / "v1", [0.5, -0.25, 1.0], 0.1, FEATURES)
-    write_model(artifacts / "models" / "churn" / "v2", candidate_weights, 0.1, FEATURES)
+    write_model(
+        artifacts / "models" / "churn" / "versions" / "v1", [0.5, -0.25, 1.0], 0.1, FEATURES
+    )
+    write_model(
+        artifacts / "models" / "churn" / "versions" / "v2", candidate_weights, 0.1, FEATURES
+    )
     env = {"FLYWHEEL_ROUTER_URL": serve["http"], "FLYWHEEL_ROLLOUT_SECONDS": "1"}
     # The module's tests share one Serve: each starts from no application.
     rayserve.deploy(serve["dashboard"], {"applications": [], "http_options": http_options(serve)})
