@@ -29,7 +29,7 @@ def resample(rows: Any, y: Any, method: Resampling, target_ratio: float, seed: i
     minority/majority reaches `target_ratio`; a split already at the ratio is unchanged.
 
     >>> resample(np.arange(6), np.array([0, 0, 0, 0, 1, 1]), Resampling.UNDERSAMPLE, 1.0, 0)
-    array([2, 3, 4, 5])
+    array([0, 2, 4, 5])
     """
     rows = np.asarray(rows)
     if method == Resampling.NONE:
