@@ -130,6 +130,8 @@ def traffic_rows(md: ModelDeployment, context: RunContext) -> list[tuple[dict[st
     table = ts.table.take(split.test)
     columns = {n: table[n].to_pylist() for n in ts.features}
     labels = table[ts.label].to_pylist()
+    if not labels:  # found before any server starts, and reported as the status says
+        raise Unresolved("NoTrafficSource", "the training set has no test rows to replay")
     return [
         ({n: _plain(columns[n][i]) for n in ts.features}, labels[i]) for i in range(len(labels))
     ]
@@ -336,8 +338,6 @@ class Replay:
     def __init__(
         self, url: str, name: str, rows: list[tuple[dict[str, Any], Any]], feedback: bool
     ) -> None:
-        if not rows:
-            raise Unresolved("NoTrafficSource", "the training set has no test rows to replay")
         self.client = httpx.Client(base_url=url, timeout=30)
         self.name = name
         self.rows = rows
