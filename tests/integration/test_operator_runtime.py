@@ -29,6 +29,7 @@ from tests.integration.test_operator import (
     quickstart,
     running_operator,
 )
+from tests.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 CLAIM = "flywheel-artifacts"
@@ -196,3 +197,52 @@ def test_a_crash_without_a_result_reports_the_log_tail(
     assert ready["reason"] == "MaterializationFailed", ready
     # The condition keeps the end of the log: the exception.
     assert ready["message"].endswith(runs[-1].message.strip().splitlines()[-1]), ready
+
+
+def test_an_s3_source_is_read_with_the_secret_the_job_mounts(
+    runtime_operator: Operator,
+    kubectl: Kubectl,
+    namespace: str,
+    node: Node,
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    """The ingest Pod reads an s3:// source from a real S3-compatible server with the key
+    of the Dataset's credentialsSecretRef, which only the Job's Secret volume brings."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples/quickstart/generate_data.py"), "--customers", "20",
+         "--out", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    bucket = f"raw-{namespace}"[:63]
+    store = s3_server.filesystem()
+    store.create_dir(bucket)
+    with store.open_output_stream(f"{bucket}/customer_events.csv") as f:
+        f.write((tmp_path / "customer_events.csv").read_bytes())
+    kubectl.run(
+        "create", "secret", "generic", "store-credentials",
+        f"--from-literal=credentials.json={json.dumps(s3_server.credentials())}",
+        "--from-literal=unrelated=not-for-this-pod",
+    )  # fmt: skip
+    events = quickstart("Dataset", "customer-events")
+    events["spec"]["source"]["uri"] = f"s3://{bucket}/customer_events.csv"
+    events["spec"]["source"]["credentialsSecretRef"] = {
+        "name": "store-credentials", "key": "credentials.json"}  # fmt: skip
+    kubectl.apply(yaml.safe_dump(events))
+
+    [ingest] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
+    pod = running_pod(kubectl, ingest["metadata"]["name"])
+    # The key reaches the Pod as a file, never as an env value of the Pod's spec.
+    assert s3_server.secret_key not in json.dumps(pod["spec"])
+    run = run_pod(kubectl, pod, node)
+    assert run.exit_code == 0, run.log[-3000:]
+    result = json.loads(run.message)
+    assert result["rows"] > 100, result
+    ds = wait_for(
+        lambda: kubectl.get("dataset", "customer-events"),
+        lambda o: o.get("status", {}).get("phase") == "Ready",
+        what="dataset/customer-events Ready",
+        timeout=60,
+    )
+    assert ds["status"]["version"] == result["version"]
+    assert list((node.claim(CLAIM) / "datasets").rglob("current.json"))
