@@ -22,12 +22,13 @@ import yaml
 
 from tests.cluster import ControlPlane, Kubectl, wait_for
 from tests.cluster.controlplane import PLAYED_IMAGE
-from tests.cluster.kubelet import Node, Run, run_pod, running_pod
+from tests.cluster.kubelet import Node, Run, end_pod, run_pod, running_pod
 from tests.integration.test_operator import (
     Operator,
     condition,
     quickstart,
     running_operator,
+    wait_condition,
 )
 from tests.s3server import S3Server
 
@@ -246,3 +247,44 @@ def test_an_s3_source_is_read_with_the_secret_the_job_mounts(
     )
     assert ds["status"]["version"] == result["version"]
     assert list((node.claim(CLAIM) / "datasets").rglob("current.json"))
+
+
+def test_a_failing_monitor_run_is_retried_then_reported_as_check_failed(
+    runtime_operator: Operator, kubectl: Kubectl, node: Node
+) -> None:
+    """A DriftMonitor whose reference Dataset reports a version that is not on the volume:
+    each run of the monitor's Job fails with the runtime's error, as many times as the
+    CronJob's Job template allows, and the monitor reports CheckFailed with that error."""
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
+    dm = quickstart("DriftMonitor", "churn-drift")
+    dm["spec"]["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    kubectl.apply(yaml.safe_dump_all([quickstart("Dataset", "churn-labels"), md, dm]))
+    [ingest] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
+    # The ingest's end is played: it reports a version, and publishes nothing.
+    end_pod(kubectl, running_pod(kubectl, ingest["metadata"]["name"]), {"version": "v1", "rows": 1})
+    [cron] = wait_for(lambda: kubectl.items("cronjob"), what="the monitor CronJob")
+    kubectl.wait("--for=condition=Ready", "dm/churn-drift", timeout=60)
+
+    name = cron["metadata"]["name"]
+    kubectl.run("create", "job", f"{name}-manual", f"--from=cronjob/{name}")
+    job = kubectl.get("job", f"{name}-manual")
+    # As many runs as the builder allows: the first and backoffLimit retries.
+    assert job["spec"]["backoffLimit"] == cron["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 1
+    runs = [run_job(kubectl, job, node) for _ in range(job["spec"]["backoffLimit"] + 1)]
+    for run in runs:
+        assert run.exit_code != 0, run.log[-2000:]
+        error = json.loads(run.message)["error"]  # the runtime's result, not the log tail
+        assert error.startswith("ReferenceNotReady: ") and "no snapshot" in error, error
+    assert len(kubectl.items("pod", "-l", f"batch.kubernetes.io/job-name={name}-manual")) == 2
+    failed = wait_for(
+        lambda: kubectl.get("job", f"{name}-manual"),
+        lambda j: condition(j, "Failed").get("status") == "True",
+        what="the monitor Job failed",
+    )
+    assert condition(failed, "Failed")["reason"] == "BackoffLimitExceeded"
+    dm_obj = wait_condition(kubectl, "dm/churn-drift", "Ready", status="False")
+    ready = condition(dm_obj, "Ready")
+    assert ready["reason"] == "CheckFailed", ready
+    # The runtime's own words, after its reason.
+    assert error.split(": ", 1)[1][:60] in ready["message"], (ready, error)
