@@ -120,7 +120,10 @@ def moto_python() -> Path:
     with (venv.parent / f"moto-{MOTO_VERSION}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists():
-            subprocess.run([str(uv), "venv", "-q", "--python", "python3", str(venv)], check=True)
+            # --clear: what an interrupted install left is made anew.
+            subprocess.run(
+                [str(uv), "venv", "-q", "--clear", "--python", "python3", str(venv)], check=True
+            )
             subprocess.run(
                 [str(uv), "pip", "install", "-q", "--python", str(python),
                  f"moto[server]=={MOTO_VERSION}"],
