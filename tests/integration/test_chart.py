@@ -233,6 +233,7 @@ def conditions(kubectl: Kubectl, ref: str) -> list[dict[str, Any]]:
 
 
 def test_operator_runs_with_only_the_charts_rbac(
+    flywheel_crds: list[str],
     install: Callable[..., Release],
     cluster_kubectl: Kubectl,
     kubectl: Kubectl,
@@ -241,7 +242,8 @@ def test_operator_runs_with_only_the_charts_rbac(
 ) -> None:
     """The operator, started with the args and env of the chart's Deployment and the
     chart's ServiceAccount token, joins its peering and reconciles the quickstart: no
-    request of it is forbidden."""
+    request of it is forbidden. (The session's CRDs are there before the install, so the
+    install's clean-up leaves them, with the objects made here, as they were.)"""
     release = install("--set", f"watchNamespaces={{{namespace}}}")
     (container,) = kubectl.get("deployment", release.fullname)["spec"]["template"]["spec"][
         "containers"
@@ -369,6 +371,7 @@ def test_service_monitor_without_the_prometheus_operator_is_refused(
 
 
 def test_every_kind_reconciles_to_its_end_with_only_the_charts_rbac(
+    flywheel_crds: list[str],
     install: Callable[..., Release],
     control_plane: ControlPlane,
     cluster_kubectl: Kubectl,
