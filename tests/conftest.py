@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import s3server
+
 RAY_CPUS = 2
 
 
@@ -82,3 +84,11 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield {"dashboard": f"http://127.0.0.1:{dashboard_port}"}
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3Server]:
+    """A real S3-compatible server (moto, in its own venv) on 127.0.0.1, for the session;
+    it refuses requests not signed with its one access key (tests/s3server.py)."""
+    with s3server.running(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server

@@ -8,6 +8,7 @@ these tests check objects, admission and authorization, not the operator's behav
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -23,8 +24,11 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import config as k8s_config
 
-from tests.cluster import Helm, Kubectl, wait_for
+from flywheel_operator.kube.client import Kube
+from tests.cluster import ControlPlane, Helm, Kubectl, wait_for
+from tests.integration import test_operator_crash as crash
 
 pytestmark = pytest.mark.integration
 
@@ -229,6 +233,7 @@ def conditions(kubectl: Kubectl, ref: str) -> list[dict[str, Any]]:
 
 
 def test_operator_runs_with_only_the_charts_rbac(
+    flywheel_crds: list[str],
     install: Callable[..., Release],
     cluster_kubectl: Kubectl,
     kubectl: Kubectl,
@@ -237,7 +242,8 @@ def test_operator_runs_with_only_the_charts_rbac(
 ) -> None:
     """The operator, started with the args and env of the chart's Deployment and the
     chart's ServiceAccount token, joins its peering and reconciles the quickstart: no
-    request of it is forbidden."""
+    request of it is forbidden. (The session's CRDs are there before the install, so the
+    install's clean-up leaves them, with the objects made here, as they were.)"""
     release = install("--set", f"watchNamespaces={{{namespace}}}")
     (container,) = kubectl.get("deployment", release.fullname)["spec"]["template"]["spec"][
         "containers"
@@ -362,3 +368,64 @@ def test_service_monitor_without_the_prometheus_operator_is_refused(
     )  # fmt: skip
     assert result.returncode != 0
     assert "needs the Prometheus Operator CRDs" in result.stderr, result.stderr
+
+
+def test_every_kind_reconciles_to_its_end_with_only_the_charts_rbac(
+    flywheel_crds: list[str],
+    install: Callable[..., Release],
+    control_plane: ControlPlane,
+    cluster_kubectl: Kubectl,
+    kubectl: Kubectl,
+    namespace: str,
+    kuberay_crds: None,
+    tmp_path: Path,
+) -> None:
+    """The reconciles of all five kinds call the API with the chart's ServiceAccount token
+    only, through whole scenarios: ingests and materializations with their CronJobs, the
+    TrainingJob's RayJob, a ModelDeployment's RayService and its Triton children, the
+    DriftMonitor's retrain TrainingJob, spec updates and the prunes they cause. The world
+    (KubeRay's status, the Pods' ends) is played as the admin, as the crash test plays it.
+    No call is refused. (The operator process itself, its watches and its peering, runs
+    under the same token in test_operator_runs_with_only_the_charts_rbac.)"""
+    release = install("--set", f"watchNamespaces={{{namespace}}}")
+    admin = k8s_config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    as_operator = k8s_config.new_client_from_config(
+        config_file=str(token_kubeconfig(cluster_kubectl, release, tmp_path / "kubeconfig"))
+    )
+    calls: list[tuple[str, str, int]] = []
+    call_api = as_operator.call_api
+
+    def recorded(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = call_api(method, url, *args, **kwargs)
+        calls.append((method, url.split("?")[0], response.status))
+        return response
+
+    as_operator.call_api = recorded
+    for ref, (scenario, spec) in crash.UPSTREAM.items():
+        name = ref.split("/")[1]
+        kubectl.apply(yaml.safe_dump(scenario.manifest(name, spec)))
+        stage = dataclasses.replace(scenario.stages[0], spec=spec)
+        crash.settle(admin, scenario, stage, namespace, name, lambda: Kube(as_operator))
+    for key, scenario in crash.SCENARIOS.items():
+        children, status, _ = crash.play(
+            admin, kubectl, scenario, namespace, f"chain-{key}", crash.Budget(10**6), as_operator
+        )
+        assert children, key
+        assert json.loads(status)["phase"] in scenario.stages[-1].settled, (key, status)
+
+    refused = [c for c in calls if c[2] in (401, 403)]
+    assert not refused, refused
+    # Every kind of write the chain needs was made under the token, and allowed.
+    writes = {(m, url.split("/namespaces/")[-1].split("/")[1]) for m, url, _ in calls
+              if m != "GET" and "/namespaces/" in url}  # fmt: skip
+    for expected in [
+        ("PATCH", "jobs"), ("PATCH", "cronjobs"), ("DELETE", "jobs"), ("DELETE", "cronjobs"),
+        ("PATCH", "rayjobs"), ("PATCH", "rayservices"),
+        ("PATCH", "deployments"), ("PATCH", "services"), ("PATCH", "configmaps"),
+        ("PATCH", "poddisruptionbudgets"),
+        ("DELETE", "deployments"), ("DELETE", "services"), ("DELETE", "configmaps"),
+        ("POST", "trainingjobs"), ("POST", "events"),
+        *[("PATCH", kind) for kind in
+          ("datasets", "featureviews", "trainingjobs", "modeldeployments", "driftmonitors")],
+    ]:  # fmt: skip
+        assert expected in writes, (expected, sorted(writes))

@@ -464,10 +464,18 @@ def settle(
 
 
 def play(
-    api_client: Any, kubectl: Kubectl, scenario: Scenario, ns: str, name: str, budget: Budget
+    api_client: Any,
+    kubectl: Kubectl,
+    scenario: Scenario,
+    ns: str,
+    name: str,
+    budget: Budget,
+    as_operator: Any = None,
 ) -> EndState:
     """Every stage in order, by a process killed once its budget is spent and then by a
-    new one."""
+    new one. The world is played with `api_client`; the reconciles call the API with
+    `as_operator` (by default the same)."""
+    op = as_operator or api_client
     killed = False
     for stage in scenario.stages:
         kubectl.apply(yaml.safe_dump(scenario.manifest(name, stage.spec)))
@@ -478,11 +486,11 @@ def play(
                 stage,
                 ns,
                 name,
-                (lambda: Kube(api_client)) if killed else (lambda: KilledAfter(api_client, budget)),
+                (lambda: Kube(op)) if killed else (lambda: KilledAfter(op, budget)),
             )
         except Killed:
             killed = True
-            settle(api_client, scenario, stage, ns, name, lambda: Kube(api_client))
+            settle(api_client, scenario, stage, ns, name, lambda: Kube(op))
     return end_state(Kube(api_client), scenario, ns, name)
 
 

@@ -22,13 +22,15 @@ import yaml
 
 from tests.cluster import ControlPlane, Kubectl, wait_for
 from tests.cluster.controlplane import PLAYED_IMAGE
-from tests.cluster.kubelet import Node, Run, run_pod, running_pod
+from tests.cluster.kubelet import Node, Run, end_pod, run_pod, running_pod
 from tests.integration.test_operator import (
     Operator,
     condition,
     quickstart,
     running_operator,
+    wait_condition,
 )
+from tests.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 CLAIM = "flywheel-artifacts"
@@ -196,3 +198,93 @@ def test_a_crash_without_a_result_reports_the_log_tail(
     assert ready["reason"] == "MaterializationFailed", ready
     # The condition keeps the end of the log: the exception.
     assert ready["message"].endswith(runs[-1].message.strip().splitlines()[-1]), ready
+
+
+def test_an_s3_source_is_read_with_the_secret_the_job_mounts(
+    runtime_operator: Operator,
+    kubectl: Kubectl,
+    namespace: str,
+    node: Node,
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    """The ingest Pod reads an s3:// source from a real S3-compatible server with the key
+    of the Dataset's credentialsSecretRef, which only the Job's Secret volume brings."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples/quickstart/generate_data.py"), "--customers", "20",
+         "--out", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    bucket = f"raw-{namespace}"[:63]
+    store = s3_server.filesystem()
+    store.create_dir(bucket)
+    with store.open_output_stream(f"{bucket}/customer_events.csv") as f:
+        f.write((tmp_path / "customer_events.csv").read_bytes())
+    kubectl.run(
+        "create", "secret", "generic", "store-credentials",
+        f"--from-literal=credentials.json={json.dumps(s3_server.credentials())}",
+        "--from-literal=unrelated=not-for-this-pod",
+    )  # fmt: skip
+    events = quickstart("Dataset", "customer-events")
+    events["spec"]["source"]["uri"] = f"s3://{bucket}/customer_events.csv"
+    events["spec"]["source"]["credentialsSecretRef"] = {
+        "name": "store-credentials", "key": "credentials.json"}  # fmt: skip
+    kubectl.apply(yaml.safe_dump(events))
+
+    [ingest] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
+    pod = running_pod(kubectl, ingest["metadata"]["name"])
+    # The key reaches the Pod as a file, never as an env value of the Pod's spec.
+    assert s3_server.secret_key not in json.dumps(pod["spec"])
+    run = run_pod(kubectl, pod, node)
+    assert run.exit_code == 0, run.log[-3000:]
+    result = json.loads(run.message)
+    assert result["rows"] > 100, result
+    ds = wait_for(
+        lambda: kubectl.get("dataset", "customer-events"),
+        lambda o: o.get("status", {}).get("phase") == "Ready",
+        what="dataset/customer-events Ready",
+        timeout=60,
+    )
+    assert ds["status"]["version"] == result["version"]
+    assert list((node.claim(CLAIM) / "datasets").rglob("current.json"))
+
+
+def test_a_failing_monitor_run_is_retried_then_reported_as_check_failed(
+    runtime_operator: Operator, kubectl: Kubectl, node: Node
+) -> None:
+    """A DriftMonitor whose reference Dataset reports a version that is not on the volume:
+    each run of the monitor's Job fails with the runtime's error, as many times as the
+    CronJob's Job template allows, and the monitor reports CheckFailed with that error."""
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
+    dm = quickstart("DriftMonitor", "churn-drift")
+    dm["spec"]["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    kubectl.apply(yaml.safe_dump_all([quickstart("Dataset", "churn-labels"), md, dm]))
+    [ingest] = wait_for(lambda: kubectl.items("job"), what="the ingest Job")
+    # The ingest's end is played: it reports a version, and publishes nothing.
+    end_pod(kubectl, running_pod(kubectl, ingest["metadata"]["name"]), {"version": "v1", "rows": 1})
+    [cron] = wait_for(lambda: kubectl.items("cronjob"), what="the monitor CronJob")
+    kubectl.wait("--for=condition=Ready", "dm/churn-drift", timeout=60)
+
+    name = cron["metadata"]["name"]
+    kubectl.run("create", "job", f"{name}-manual", f"--from=cronjob/{name}")
+    job = kubectl.get("job", f"{name}-manual")
+    # As many runs as the builder allows: the first and backoffLimit retries.
+    assert job["spec"]["backoffLimit"] == cron["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 1
+    runs = [run_job(kubectl, job, node) for _ in range(job["spec"]["backoffLimit"] + 1)]
+    for run in runs:
+        assert run.exit_code != 0, run.log[-2000:]
+        error = json.loads(run.message)["error"]  # the runtime's result, not the log tail
+        assert error.startswith("ReferenceNotReady: ") and "no snapshot" in error, error
+    assert len(kubectl.items("pod", "-l", f"batch.kubernetes.io/job-name={name}-manual")) == 2
+    failed = wait_for(
+        lambda: kubectl.get("job", f"{name}-manual"),
+        lambda j: condition(j, "Failed").get("status") == "True",
+        what="the monitor Job failed",
+    )
+    assert condition(failed, "Failed")["reason"] == "BackoffLimitExceeded"
+    dm_obj = wait_condition(kubectl, "dm/churn-drift", "Ready", status="False")
+    ready = condition(dm_obj, "Ready")
+    assert ready["reason"] == "CheckFailed", ready
+    # The runtime's own words, after its reason.
+    assert error.split(": ", 1)[1][:60] in ready["message"], (ready, error)

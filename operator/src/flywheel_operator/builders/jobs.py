@@ -87,6 +87,7 @@ def _pod_template(
     )
     spec = pods.runtime_pod_spec([container], settings.runtime_service_account)
     claims = pods.claims_in(settings.artifact_root, owner["spec"], inputs)
+    pods.mount_secrets(spec, pods.secret_refs(owner["spec"]))
     return {
         "metadata": {"labels": labels.common_labels(owner, component)},
         "spec": pods.mount_claims(spec, claims, settings.pvc_root),

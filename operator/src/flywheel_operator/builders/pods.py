@@ -213,3 +213,56 @@ def mount_claims(pod_spec: dict[str, Any], claims: list[str], root: str) -> dict
             if not any(e["name"] == entrypoints.PVC_ROOT_ENV for e in env):
                 env.append({"name": entrypoints.PVC_ROOT_ENV, "value": root})
     return pod_spec
+
+
+def secret_refs(spec: Any) -> list[tuple[str, str]]:
+    """Every `...SecretRef` ({name, key}) in a spec, as (name, key), in order, once.
+
+    >>> secret_refs({"source": {"credentialsSecretRef": {"name": "s3", "key": "creds"}}})
+    [('s3', 'creds')]
+    """
+    found: list[tuple[str, str]] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k.endswith("SecretRef") and isinstance(v, dict) and "name" in v and "key" in v:
+                    if (v["name"], v["key"]) not in found:
+                        found.append((v["name"], v["key"]))
+                else:
+                    walk(v)
+        elif isinstance(obj, list):
+            for item in obj:
+                walk(item)
+
+    walk(spec)
+    return found
+
+
+def mount_secrets(pod_spec: dict[str, Any], refs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Mount each referenced Secret key read-only at `<secrets dir>/<name>/<key>` in every
+    container: where the runtime looks for it (FLYWHEEL_SECRETS_DIR). Only the named key
+    is projected; the operator itself never reads the Secret."""
+    containers = pod_spec["containers"] + pod_spec.get("initContainers", [])
+    names = sorted({name for name, _ in refs})
+    for name in names:
+        volume = f"secret-{name}"[:63].rstrip("-.")
+        keys = [key for n, key in refs if n == name]
+        pod_spec["volumes"].append({
+            "name": volume,
+            "secret": {"secretName": name, "items": [{"key": k, "path": k} for k in keys]},
+        })  # fmt: skip
+        for c in containers:
+            c.setdefault("volumeMounts", []).append({
+                "name": volume,
+                "mountPath": f"{entrypoints.DEFAULT_SECRETS_DIR}/{name}",
+                "readOnly": True,
+            })  # fmt: skip
+    if names:
+        for c in containers:
+            env = c.setdefault("env", [])
+            if not any(e["name"] == entrypoints.SECRETS_DIR_ENV for e in env):
+                env.append(
+                    {"name": entrypoints.SECRETS_DIR_ENV, "value": entrypoints.DEFAULT_SECRETS_DIR}
+                )
+    return pod_spec

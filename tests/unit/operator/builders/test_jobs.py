@@ -60,3 +60,28 @@ def test_a_job_gets_the_manifests_of_its_inputs_beside_their_statuses(
     [manifest] = json.loads(env[entrypoints.INPUT_MANIFESTS_ENV])
     assert manifest["kind"] == "Dataset" and "status" not in manifest
     assert manifest["spec"] == found["Dataset/customer-events"]["spec"]
+
+
+def test_a_secret_the_spec_names_is_mounted_where_the_runtime_reads_it(
+    settings: Settings,
+) -> None:
+    owner = owners()["Dataset/customer-events"]
+    owner = {**owner, "spec": {**owner["spec"], "source": {
+        **owner["spec"]["source"], "uri": "s3://raw/events.csv",
+        "credentialsSecretRef": {"name": "store", "key": "creds.json"}}}}  # fmt: skip
+    job = jobs.runtime_job(owner, "x-ingest", "ingest", ["dataset", "ingest"], settings)
+    spec = job["spec"]["template"]["spec"]
+    [c] = spec["containers"]
+    # Only the named key, read-only, at $FLYWHEEL_SECRETS_DIR/<secret>/<key>.
+    assert {"name": "secret-store", "secret": {
+        "secretName": "store", "items": [{"key": "creds.json", "path": "creds.json"}]}
+    } in spec["volumes"]  # fmt: skip
+    assert {
+        "name": "secret-store", "mountPath": "/var/run/secrets/flywheel/store", "readOnly": True
+    } in c["volumeMounts"]  # fmt: skip
+    assert {"name": "FLYWHEEL_SECRETS_DIR", "value": "/var/run/secrets/flywheel"} in c["env"]
+    # The same in a scheduled refresh; none where no secret is named.
+    cron = jobs.runtime_cronjob(owner, "r", "ingest", "@daily", ["dataset", "ingest"], settings)
+    assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"] == spec["volumes"]
+    plain = jobs.runtime_job(owners()["Dataset/customer-events"], "y", "ingest", [], settings)
+    assert not any("secret" in v for v in plain["spec"]["template"]["spec"]["volumes"])
