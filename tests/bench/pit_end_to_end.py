@@ -4,9 +4,10 @@
     python tests/bench/pit_end_to_end.py duckdb TTL_SECONDS FEATURES LABELS OUT
 
 flywheel: the offline table (sorted by entity then time) and the labels are read as
-`flywheel.features.stores` reads them, the training set is computed by
-`flywheel.features.asof` and written. duckdb: the same files
-are read by DuckDB, joined with ASOF JOIN (the ttl as a CASE) and written by DuckDB.
+`flywheel.features.stores` reads them for a training set (the offline columns one at a
+time, as they are used), the training set is computed by `flywheel.features.asof` and
+written as `flywheel features training-set` writes it. duckdb: the same files are read
+by DuckDB, joined with ASOF JOIN (the ttl as a CASE) and written by DuckDB.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ import sys
 
 
 def flywheel(spec_file: str, features: str, labels: str, out: str) -> None:
-    import pyarrow.parquet as pq
-
     from flywheel.api.featureview import FeatureViewSpec
     from flywheel.features import asof, stores
     from flywheel.storage import uris
 
     with open(spec_file) as f:
         spec = FeatureViewSpec.model_validate_json(f.read())
-    offline = stores.read_table(uris.resolve(features))
+    offline = stores.read_columns(uris.resolve(features))
     table = asof.training_set(stores.read_table(uris.resolve(labels)), offline, spec, "t")
-    pq.write_table(table, out)
+    stores.write_table(table, out)
 
 
 def duckdb(ttl_seconds: str, features: str, labels: str, out: str) -> None:

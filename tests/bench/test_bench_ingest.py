@@ -135,6 +135,7 @@ def measure(fmt: str, path: Path, bare: Callable[[Path], Any], out: Path) -> lis
     ]
 
 
+@pytest.mark.timeout(3600)  # scale 1 on a busy machine; CI runs it at 0.01
 def test_ingest_throughput(tmp_path: Path) -> None:
     rows = scaled(2_000_000)
     table = make_table(rows)

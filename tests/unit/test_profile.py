@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -81,3 +82,30 @@ def test_any_float_column_profiles(values: list[float]) -> None:
     assert p["nan"] == sum(v != v for v in values)
     if finite:
         assert sum(p["histogram"]["counts"]) == len(finite)
+
+
+RANGES = {"int8": (-128, 127), "int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+RANGES["uint64"] = (0, 2**64 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-3, 3), min_size=1, max_size=60),
+    st.sampled_from([0, 2**53 - 2, 2**63 - 2, -(2**63)]),
+    st.sampled_from(sorted(RANGES)),
+)
+def test_narrow_integers_are_counted_as_arrow_computes_them(
+    small: list[int], offset: int, type_name: str
+) -> None:
+    """Integers of a narrow range are profiled by counting each value; the quantiles and
+    histogram are exactly those of Arrow's sort and numpy's binning."""
+    low, high = RANGES[type_name]
+    values = [min(max(v + offset, low), high) for v in small]
+    array = pa.array(values, pa.type_for_alias(type_name))
+    p = profile.profile_column(pa.chunked_array([array]))
+    as_float = array.cast(pa.float64(), safe=False)
+    want = pc.quantile(as_float, q=list(profile.QUANTILES), interpolation="linear")
+    assert [p["quantiles"][str(q)] for q in profile.QUANTILES] == want.to_pylist()
+    edges = np.array(p["histogram"]["edges"])
+    bins = np.clip(np.searchsorted(edges, as_float.to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    assert p["histogram"]["counts"] == np.bincount(bins, minlength=len(edges) - 1).tolist()

@@ -34,6 +34,8 @@ from flywheel.storage.uris import Location
 
 # Parts of this many rows are encoded in parallel; small snapshots are one file.
 ROWS_PER_PART = 1_000_000
+# Row groups of up to this many rows (pyarrow's default size): small ones encode slowly.
+ROWS_PER_GROUP = 1 << 20
 MAX_EXAMPLES = 20
 # Published rows up to this size stay in memory for the profile (no read back).
 PROFILE_IN_MEMORY_BYTES = 1 << 30
@@ -90,21 +92,30 @@ class Result:
 class _Writer:
     """Parquet parts in a directory: part-00000.parquet, part-00001.parquet, ...
 
-    A new part starts after `rows_per_part` rows. Each part is encoded on its own thread
-    (Arrow releases the GIL), so consecutive parts encode in parallel, and validating the
-    next batch overlaps with writing this one. Row order is the order of the part names.
+    A new part starts after `rows_per_part` rows. Batches are gathered into row groups
+    of up to `group_rows` rows before they are encoded: one large row group costs far
+    less to encode than many small ones. Each part is encoded on its own thread (Arrow
+    releases the GIL), so consecutive parts encode in parallel, and validating the next
+    batch overlaps with writing this one. Row order is the order of the part names.
     All batches are cast to the first one's schema; errors surface at the next call.
     """
 
     def __init__(
-        self, directory: Location, rows_per_part: int | None = None, max_pending: int = 2
+        self,
+        directory: Location,
+        rows_per_part: int | None = None,
+        max_pending: int = 2,
+        group_rows: int | None = None,
     ) -> None:
         self.directory = directory
         self.rows_per_part = rows_per_part or ROWS_PER_PART
+        self.group_rows = group_rows or ROWS_PER_GROUP
         self.max_pending = max_pending
         self.schema: Any = None
         self.rows = 0
         self._part_rows = 0
+        self._group: list[Any] = []  # batches of the row group being gathered
+        self._group_rows = 0
         self._parts: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
 
@@ -118,15 +129,27 @@ class _Writer:
             batch = batch.cast(self.schema)
         if not self._parts or self._part_rows >= self.rows_per_part:
             self._next_part()
-        writer, pool = self._parts[-1]
         self._part_rows += batch.num_rows
         self.rows += batch.num_rows
+        self._group.append(batch)
+        self._group_rows += batch.num_rows
+        if self._group_rows >= self.group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the gathered batches to the current part's thread as one row group."""
+        if not self._group:
+            return
+        group = pa.Table.from_batches(self._group, schema=self.schema)
+        self._group, self._group_rows = [], 0
+        writer, pool = self._parts[-1]
         while len(self._pending) >= self.max_pending:
             self._pending.popleft().result()
-        self._pending.append(pool.submit(writer.write_batch, batch))
+        self._pending.append(pool.submit(writer.write_table, group, row_group_size=len(group)))
 
     def _next_part(self) -> None:
         if self._parts:  # the finished part closes on its own thread, after its writes
+            self._flush()
             writer, pool = self._parts[-1]
             self._pending.append(pool.submit(writer.close))
         path = self.directory.join(f"part-{len(self._parts):05d}.parquet").path
@@ -140,6 +163,7 @@ class _Writer:
     def close(self) -> None:
         try:
             if self._parts:
+                self._flush()
                 writer, pool = self._parts[-1]
                 self._pending.append(pool.submit(writer.close))
             while self._pending:
@@ -255,7 +279,7 @@ def _stage(
                 if bad.true_count:
                     _record_bad(report, conformed, bad, rows, file.path, quarantine)
                     if policy != OnError.WARN:
-                        good = good.filter(pc.invert(bad))
+                        good = _keep(good, pc.invert(bad))
                 for name in unique_columns:
                     unique_values[name].append(good.column(name))
                 _write_kept(data, kept, good)
@@ -281,6 +305,13 @@ def _stage(
     publish.write_atomic(staging.join(PROFILE_FILE), publish.dumps(profiled))
     publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
     return report
+
+
+def _keep(batch: Any, mask: Any) -> Any:
+    """The rows of `batch` where `mask` is true. Column by column: a record batch's own
+    filter turns the mask into indices and takes them, several times slower for text."""
+    columns = [column.filter(mask) for column in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
 def _same_schema(batch: Any, schema: Any, file: str) -> Any:

@@ -74,7 +74,8 @@ def column_kind(arrow_type: Any) -> str:
 
 def numeric_profile(column: Any) -> dict[str, Any]:
     # Arrow kernels for the moments and exact quantiles (no sort of a numpy copy); numpy
-    # only for the histogram.
+    # for the histogram. Integers of a narrow range are counted value by value instead:
+    # the same quantiles and bins from one pass.
     values = column.drop_null()
     nan = 0
     if pa.types.is_floating(values.type):
@@ -92,12 +93,14 @@ def numeric_profile(column: Any) -> dict[str, Any]:
     as_float = (
         values if pa.types.is_float64(values.type) else pc.cast(values, pa.float64(), safe=False)
     )
-    quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
-    array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
     edges = histogram_edges(low, high)
-    # Bins are [edge, next edge), the last one closed, as numpy's histogram.
-    bins = np.searchsorted(edges, array.to_numpy(), side="right") - 1
-    counts = np.bincount(np.clip(bins, 0, len(edges) - 2), minlength=len(edges) - 1)
+    narrow = exact[1] - exact[0] < len(values) // 2 and exact[1] < 2**63  # fits an int64
+    if pa.types.is_integer(values.type) and narrow:
+        quantiles, counts = _counted(values, exact[0], exact[1], edges)
+    else:
+        quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
+        array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
+        counts = np.bincount(histogram_bins(array.to_numpy(), edges), minlength=len(edges) - 1)
     return out | {
         "min": exact[0],
         "max": exact[1],
@@ -106,6 +109,42 @@ def numeric_profile(column: Any) -> dict[str, Any]:
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
     }
+
+
+def histogram_bins(values: Any, edges: Any) -> Any:
+    """The bin of each value: bins are [edge, next edge), the last one closed, as numpy's
+    histogram; values outside the edges go to the nearest bin.
+
+    >>> histogram_bins(np.array([0.0, 0.5, 1.0, 2.0]), np.array([0.0, 1.0, 2.0])).tolist()
+    [0, 0, 1, 1]
+    """
+    bins = np.searchsorted(edges, values, side="right") - 1
+    return np.clip(bins, 0, len(edges) - 2)
+
+
+def _counted(values: Any, low: int, high: int, edges: Any) -> tuple[list[float], Any]:
+    """Quantiles (linear interpolation, as Arrow's) and histogram counts of integers
+    between low and high, from the count of each value."""
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    offsets = array.cast(pa.int64()).to_numpy() - np.int64(low)
+    per_value = np.bincount(offsets, minlength=high - low + 1)
+    ranks = np.cumsum(per_value)
+    n = int(ranks[-1])
+
+    def at(rank: int) -> float:  # the value at this 0-based position in sorted order
+        return float(np.int64(low) + np.searchsorted(ranks, rank, side="right"))
+
+    quantiles = []
+    for q in QUANTILES:
+        index = q * (n - 1)
+        below = int(np.floor(index))
+        fraction = index - below
+        lower, higher = at(below), at(min(below + 1, n - 1))
+        quantiles.append(fraction * higher + (1 - fraction) * lower)
+    value_of = (np.arange(high - low + 1, dtype=np.int64) + np.int64(low)).astype(np.float64)
+    bins = histogram_bins(value_of, edges)
+    counts = np.bincount(bins, weights=per_value, minlength=len(edges) - 1).astype(np.int64)
+    return quantiles, counts
 
 
 def histogram_edges(low: float, high: float) -> Any:

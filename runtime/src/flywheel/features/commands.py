@@ -83,11 +83,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_training_set(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
     from flywheel.data import runner as datasets
     from flywheel.data import snapshots
-    from flywheel.features import runner
+    from flywheel.features import runner, stores
 
     view, context = _view(args)
     labels_ds = context.input_resource("Dataset", args.labels)
@@ -118,7 +116,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
+    stores.write_table(table, out)
     print(f"wrote {table.num_rows} rows x {table.num_columns} columns to {args.out}")
     return 0
 

@@ -18,6 +18,7 @@ import fractions
 import itertools
 import os
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -271,7 +272,9 @@ class Gather:
     """column[rows] for many columns, null where rows is -1.
 
     Numbers without nulls are gathered by numpy (several times faster than Arrow's
-    general take) and share one validity bitmap, computed once.
+    general take) and share one validity bitmap, computed once. A column in several
+    chunks (one per Parquet row group) is gathered chunk by chunk, in place: joining
+    the chunks first would copy every row of it to keep a few.
     """
 
     def __init__(self, rows: Int64s) -> None:
@@ -281,16 +284,39 @@ class Gather:
         self.safe_rows = np.where(missing, 0, rows) if self.null_count else rows
         self.validity = pa.array(~missing).buffers()[1] if self.null_count else None
         self.indices = pa.array(rows, mask=missing if self.null_count else None)
+        self._by_chunk: dict[tuple[int, ...], list[tuple[Int64s, Int64s]]] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, column: Any) -> Any:
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
         n = len(self.rows)
         if len(column) == 0:
             return pa.nulls(n, column.type)
         fixed = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
         if not fixed or column.null_count:
-            return column.take(self.indices)
-        values = np.ascontiguousarray(np.take(column.to_numpy(), self.safe_rows))
+            return _combined(column).take(self.indices)
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        if len(chunks) == 1:
+            values = np.ascontiguousarray(np.take(chunks[0].to_numpy(), self.safe_rows))
+        else:
+            values = np.empty(n, dtype=column.type.to_pandas_dtype())
+            for chunk, (where, local) in zip(chunks, self._split(chunks), strict=True):
+                if len(where):
+                    values[where] = np.take(chunk.to_numpy(), local)
         buffers = [self.validity, pa.py_buffer(values)]
         return pa.Array.from_buffers(column.type, n, buffers, null_count=self.null_count)
+
+    def _split(self, chunks: list[Any]) -> list[tuple[Int64s, Int64s]]:
+        """Per chunk: the output positions its rows go to, and those rows in the chunk.
+        Computed once per chunk layout; the columns of one table share theirs."""
+        lengths = tuple(len(c) for c in chunks)
+        with self._lock:
+            if lengths not in self._by_chunk:
+                starts = np.cumsum((0, *lengths), dtype=np.int64)
+                chunk_of = np.searchsorted(starts, self.safe_rows, side="right") - 1
+                order = np.argsort(chunk_of, kind="stable")
+                bounds = np.searchsorted(chunk_of[order], np.arange(len(lengths) + 1))
+                self._by_chunk[lengths] = [
+                    (where, self.safe_rows[where] - starts[k])
+                    for k, where in enumerate(np.split(order, bounds[1:-1]))
+                ]
+            return self._by_chunk[lengths]

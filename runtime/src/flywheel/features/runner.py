@@ -83,7 +83,7 @@ def training_set(
     keys, or in `label_entity_columns` (in join-key order), as a TrainingJob's
     `label.entityColumns` names them.
     """
-    offline = stores.read_offline(view, context)
+    offline = stores.open_offline(view, context)
     if offline is None:
         raise LookupError(f"FeatureView {view.name!r} has no offline version; materialize it")
     _, features = offline
