@@ -15,9 +15,10 @@ from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.kube import router_metrics
-from flywheel_operator.status import dependencies, observe, reporting
+from flywheel_operator.status import aliases, dependencies, observe, reporting
 from flywheel_operator.status import modeldeployment as decide
 from flywheel_operator.status import trainingjob as training
+from flywheel_operator.status.conditions import set_status_condition
 
 RAYSERVICE_CRD = "rayservices.ray.io"
 KUBERAY_HINT = (
@@ -41,8 +42,11 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         return p.block("KubeRayNotInstalled", KUBERAY_HINT)
     succeeded = dependencies.condition_true(training.SUCCEEDED)
     jobs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), succeeded)
-    versions = decide.resolve_versions(spec, jobs, ctx.settings.artifact_root)
-    if versions is None:
+    trainings, moves = _alias_moves(ctx, p, resource)
+    versions = decide.resolve_versions(spec, jobs, ctx.settings.artifact_root, moves)
+    if versions is None and spec.stable.alias is not None:
+        waiting = waiting or [decide.waiting_for_alias(spec)]
+    elif versions is None:
         waiting = waiting or ["waiting for trained model versions"]
     if p.wait_for(waiting):
         return
@@ -81,12 +85,45 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         measured,
         action.value if action else None,
     )
+    found = decide.candidate_condition(spec, stable, candidate, trainings)
+    if found is not None:
+        set_status_condition(new, decide.CANDIDATE_AVAILABLE, *found, p.now)
     # Before the status, like the phase Event: a crash between them repeats the write,
     # which the Event's name makes a no-op; it never loses the Event.
     for event in decide.rollout_events(p.old, new):
         name = reporting.event_name(body, event.reason, p.old)
         ctx.kube.event(body, event.type, event.reason, event.message, stamp, name)
+    move = decide.champion_move(spec, plan.decision, candidate, moves, resource.name)
+    if move is not None:
+        _move_alias(ctx, p, move, stamp)
     p.finish(new)
+
+
+def _alias_moves(
+    ctx: Context, p: Pass[ModelDeploymentStatus], resource: ModelDeployment
+) -> tuple[list[dict[str, Any]], list[aliases.Assignment]]:
+    """The namespace's TrainingJobs and the alias moves they and the alias Jobs record,
+    when the deployment names a version by alias (else none: nothing to read)."""
+    if not aliases.follows_aliases(resource.spec):
+        return [], []
+    trainings = ctx.kube.select("TrainingJob", p.namespace, {})
+    component = {"app.kubernetes.io/component": labels.ALIAS_COMPONENT}
+    moved = ctx.kube.select("Job", p.namespace, component)
+    return trainings, aliases.from_training_jobs(trainings) + aliases.from_alias_jobs(moved)
+
+
+def _move_alias(
+    ctx: Context, p: Pass[ModelDeploymentStatus], move: decide.AliasMove, stamp: str
+) -> None:
+    """A promotion moves `champion` in the registry, through a Job running the runtime's
+    `flywheel registry alias set` (the operator has no storage access). Created once;
+    its completion is the move the next passes resolve the alias from."""
+    job = build.alias_job(p.body, ctx.settings, move.alias, move.version, move.reason)
+    if ctx.kube.create(job) is None:
+        return  # made by an earlier pass: under way, or done and read back next pass
+    message = f"{move.model}@{move.alias} -> {move.version.version} (job/{job['metadata']['name']})"
+    name = reporting.event_name(p.body, "AliasMoving", p.old)
+    ctx.kube.event(p.body, "Normal", "AliasMoving", message, stamp, name)
 
 
 def _candidate_running(
