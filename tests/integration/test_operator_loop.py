@@ -13,39 +13,21 @@ termination message). The Job that moves the `champion` alias runs its real comm
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from flywheel.storage import uris
 from flywheel.training import registry
-from tests.cluster import ControlPlane, Kubectl, wait_for
-from tests.cluster.controlplane import PLAYED_IMAGE
+from tests.cluster import Kubectl, wait_for
 from tests.cluster.kubelet import ARTIFACT_CLAIM, Node, run_pod, running_pod
-from tests.integration.test_operator import (
-    Operator,
-    columns,
-    condition,
-    quickstart,
-    running_operator,
-)
+from tests.integration.test_operator import Operator, columns, condition, quickstart
+from tests.integration.test_operator_runtime import runtime_operator  # noqa: F401 (fixture)
 
 CLAIM = ARTIFACT_CLAIM
 MODELS = f"pvc://{CLAIM}/models/churn"
-
-
-@pytest.fixture
-def loop_operator(
-    control_plane: ControlPlane, namespace: str, flywheel_crds: list[str], tmp_path: Path
-) -> Iterator[Operator]:
-    with running_operator(
-        control_plane, namespace, tmp_path / "operator.log", f"pvc://{CLAIM}/", PLAYED_IMAGE
-    ) as op:
-        yield op
 
 
 def registered_versions(node: Node, tmp_path: Path) -> tuple[str, str]:
@@ -137,7 +119,11 @@ def spec_writers(obj: dict[str, Any]) -> list[str]:
 
 
 def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
-    loop_operator: Operator, kubectl: Kubectl, node: Node, kuberay_crds: None, tmp_path: Path
+    runtime_operator: Operator,  # noqa: F811
+    kubectl: Kubectl,
+    node: Node,
+    kuberay_crds: None,
+    tmp_path: Path,
 ) -> None:
     v1, v2 = registered_versions(node, tmp_path)
     inputs_ready(kubectl)

@@ -12,7 +12,7 @@ import pytest
 
 from flywheel import entrypoints, manifests, plan
 from flywheel.api import conditions
-from flywheel.api.common import ConditionStatus, StatusBase
+from flywheel.api.common import ConditionStatus, ObjectMeta, StatusBase
 from flywheel.api.driftmonitor import DriftEvent, DriftMonitor, DriftMonitorStatus
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.api.trainingjob import TrainingJob, TrainingJobStatus
@@ -188,3 +188,20 @@ def test_an_alert_action_retrains_nothing() -> None:
     status = DriftMonitorStatus()
     status.conditions = conditions.set_condition([], loop.DRIFT_DETECTED, True, "Checked", "", NOW)
     assert not loop.wants_retrain(monitor, status)
+
+
+def test_a_deployment_resolves_aliases_in_the_registry_and_says_which_is_missing(
+    steps: list[plan.Step], tmp_path: Path
+) -> None:
+    md = next(s.resource for s in steps if s.key == "ModelDeployment/churn")
+    assert isinstance(md, ModelDeployment)
+    context = RunContext(artifact_root=tmp_path, resources={s.key: s.resource for s in steps})
+    with pytest.raises(deployment.Unresolved, match=r"^spec.stable.alias: no version of model"):
+        deployment.resolve(md.spec.stable, "spec.stable", context)
+    # A version an earlier run promoted, by a training not in these files: its traffic
+    # comes from a training of the same model that is.
+    trainings = [s.resource for s in steps if isinstance(s.resource, TrainingJob)]
+    runner(trainings[0].model_copy(update={"metadata": ObjectMeta(name="old-retrain")}), context)
+    stable = deployment.resolve(md.spec.stable, "spec.stable", context)
+    assert deployment.resolve_candidate(md, stable, context) is None  # no candidate yet
+    assert deployment._trained_by(stable, context) == "churn-logistic"

@@ -173,13 +173,22 @@ def traffic_rows(
 
 
 def _trained_by(version: ServedVersion | None, context: RunContext) -> str | None:
-    """The TrainingJob that registered a version, as the registry's index records it."""
+    """The TrainingJob that registered a version, as the registry's index records it; if
+    it is not in this run's files (a version an earlier run promoted), one that trains
+    the same model here: its labelled rows are the same kind of traffic."""
     if version is None:
         return None
     root = uris.resolve(str(context.artifact_root / "models" / version.model_name))
     entry = registry.read_index(root)["versions"].get(version.version) or {}
     found = entry.get("trainingJob")
-    return str(found) if found else None
+    if found and context.input_resource("TrainingJob", str(found)) is not None:
+        return str(found)
+    same = (
+        r.name
+        for r in context.resources.values()
+        if isinstance(r, TrainingJob) and r.spec.output.model_name == version.model_name
+    )
+    return next(same, None)
 
 
 def _plain(value: Any) -> Any:
