@@ -42,7 +42,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         return p.block("KubeRayNotInstalled", KUBERAY_HINT)
     succeeded = dependencies.condition_true(training.SUCCEEDED)
     jobs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), succeeded)
-    trainings, moves = _alias_moves(ctx, p, resource)
+    trainings, moves, movers = _alias_moves(ctx, p, resource)
     versions = decide.resolve_versions(spec, jobs, ctx.settings.artifact_root, moves)
     if versions is None and spec.stable.alias is not None:
         waiting = waiting or [decide.waiting_for_alias(spec)]
@@ -95,35 +95,45 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         ctx.kube.event(body, event.type, event.reason, event.message, stamp, name)
     move = decide.champion_move(spec, plan.decision, candidate, moves, resource.name)
     if move is not None:
-        _move_alias(ctx, p, move, stamp)
+        _move_alias(ctx, p, move, movers, stamp)
     p.finish(new)
 
 
 def _alias_moves(
     ctx: Context, p: Pass[ModelDeploymentStatus], resource: ModelDeployment
-) -> tuple[list[dict[str, Any]], list[aliases.Assignment]]:
-    """The namespace's TrainingJobs and the alias moves they and the alias Jobs record,
-    when the deployment names a version by alias (else none: nothing to read)."""
+) -> tuple[list[dict[str, Any]], list[aliases.Assignment], set[str]]:
+    """The namespace's TrainingJobs, the alias moves they and the alias Jobs record, and
+    the names of the alias Jobs, when the deployment names a version by alias (else
+    none: nothing to read)."""
     if not aliases.follows_aliases(resource.spec):
-        return [], []
+        return [], [], set()
     trainings = ctx.kube.select("TrainingJob", p.namespace, {})
     component = {"app.kubernetes.io/component": labels.ALIAS_COMPONENT}
-    moved = ctx.kube.select("Job", p.namespace, component)
-    return trainings, aliases.from_training_jobs(trainings) + aliases.from_alias_jobs(moved)
+    movers = ctx.kube.select("Job", p.namespace, component)
+    moves = aliases.from_training_jobs(trainings) + aliases.from_alias_jobs(movers)
+    return trainings, moves, {j["metadata"]["name"] for j in movers}
 
 
 def _move_alias(
-    ctx: Context, p: Pass[ModelDeploymentStatus], move: decide.AliasMove, stamp: str
+    ctx: Context,
+    p: Pass[ModelDeploymentStatus],
+    move: decide.AliasMove,
+    movers: set[str],
+    stamp: str,
 ) -> None:
     """A promotion moves `champion` in the registry, through a Job running the runtime's
-    `flywheel registry alias set` (the operator has no storage access). Created once;
-    its completion is the move the next passes resolve the alias from."""
+    `flywheel registry alias set` (the operator has no storage access). Made once; its
+    completion is the move later passes resolve the alias from."""
     job = build.alias_job(p.body, ctx.settings, move.alias, move.version, move.reason)
-    if ctx.kube.create(job) is None:
-        return  # made by an earlier pass: under way, or done and read back next pass
-    message = f"{move.model}@{move.alias} -> {move.version.version} (job/{job['metadata']['name']})"
-    name = reporting.event_name(p.body, "AliasMoving", p.old)
-    ctx.kube.event(p.body, "Normal", "AliasMoving", message, stamp, name)
+    name = job["metadata"]["name"]
+    if name in movers:
+        return  # under way (or failed: its Pods and Events say why)
+    # The Event first, named after the Job: a crash before the create tells it again as
+    # a no-op, and the next pass creates the Job.
+    message = f"{move.model}@{move.alias} -> {move.version.version} (job/{name})"
+    event = f"{p.body['metadata']['name']}.{name}"[:253]
+    ctx.kube.event(p.body, "Normal", "AliasMoving", message, stamp, event)
+    ctx.kube.create(job)
 
 
 def _candidate_running(
