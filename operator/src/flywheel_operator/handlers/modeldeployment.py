@@ -85,7 +85,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         measured,
         action.value if action else None,
     )
-    found = decide.candidate_condition(spec, stable, candidate, trainings)
+    found = decide.candidate_condition(spec, stable, candidate, trainings, moves)
     if found is not None:
         set_status_condition(new, decide.CANDIDATE_AVAILABLE, *found, p.now)
     # Before the status, like the phase Event: a crash between them repeats the write,

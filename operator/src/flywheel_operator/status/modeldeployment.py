@@ -126,6 +126,7 @@ def candidate_condition(
     stable: ServedVersion,
     candidate: ServedVersion | None,
     training_jobs: Iterable[dict[str, Any]],
+    moves: Iterable[aliases.Assignment] = (),
 ) -> tuple[bool, str, str] | None:
     """(status, reason, message) of CandidateAvailable for a candidate named by alias:
     which version holds the alias, or why none does (a failed retrain says so, and that
@@ -151,7 +152,11 @@ def candidate_condition(
         return False, "RetrainFailed", message[:1024]
     if newest is not None and status.get("phase") != "Succeeded":
         return False, "Training", f"tj/{newest['metadata']['name']} is training; {keeps}"
-    return False, "NoCandidate", f"{ref.describe()} names {stable.version}, or nothing; {keeps}"
+    held = aliases.resolve(ref.model_name, ref.alias, moves)
+    if held is not None:  # the version that serves: a promotion made it champion
+        return False, "NoCandidate", f"{ref.describe()} is {held.version}, the stable version"
+    message = f"no version of model {ref.model_name!r} has the alias {ref.alias!r}; {keeps}"
+    return False, "NoCandidate", message
 
 
 @dataclasses.dataclass(frozen=True)

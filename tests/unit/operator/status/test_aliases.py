@@ -136,4 +136,15 @@ def test_a_failed_retrain_leaves_stable_serving_and_the_deployment_says_so() -> 
     assert modeldeployment.candidate_condition(SPEC, v1, v2, [FIRST, RETRAIN]) == (
         True, "AliasResolved", "churn@candidate is v2",
     )  # fmt: skip
-    assert modeldeployment.candidate_condition(SPEC, v1, None, [FIRST])[1] == "NoCandidate"  # type: ignore[index]
+    assert modeldeployment.candidate_condition(SPEC, v1, None, [FIRST]) == (
+        False,
+        "NoCandidate",
+        "no version of model 'churn' has the alias 'candidate'; stable v1 keeps serving",
+    )
+    # After the promotion: the candidate is the version that serves.
+    moved = aliases.from_training_jobs([FIRST, RETRAIN]) + aliases.from_alias_jobs(
+        [alias_job("v2")]
+    )
+    assert modeldeployment.candidate_condition(SPEC, v2, None, [FIRST, RETRAIN], moved) == (
+        False, "NoCandidate", "churn@candidate is v2, the stable version",
+    )  # fmt: skip
