@@ -28,6 +28,8 @@ from tests.integration.test_operator_runtime import runtime_operator  # noqa: F4
 
 CLAIM = ARTIFACT_CLAIM
 MODELS = f"pvc://{CLAIM}/models/churn"
+# The operator resyncs every second; a busy shared machine can take a while to get there.
+WAIT = 90.0
 
 
 def registered_versions(node: Node, tmp_path: Path) -> tuple[str, str]:
@@ -70,6 +72,7 @@ def train(kubectl: Kubectl, name: str, version: str, aliases: list[str]) -> None
     which got `aliases`."""
     [rayjob] = wait_for(
         lambda: kubectl.items("rayjob", "-l", f"flywheel.dev/trainingjob={name}"),
+        timeout=WAIT,
         what=f"the RayJob of tj/{name}",
     )
     job = rayjob["metadata"]["name"]
@@ -97,12 +100,14 @@ def inputs_ready(kubectl: Kubectl) -> None:
     ingests = wait_for(
         lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=ingest"),
         lambda jobs: len(jobs) == 2,
+        timeout=WAIT,
         what="the ingest Jobs",
     )
     for job in ingests:
         finish(kubectl, job["metadata"]["name"], {"version": "v1", "rows": 10})
     [materialize] = wait_for(
         lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=materialize"),
+        timeout=WAIT,
         what="the materialization Job",
     )
     finish(kubectl, materialize["metadata"]["name"], {"lastMaterialized": "2026-05-01T00:00:00Z"})
@@ -147,12 +152,13 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
             o.get("status", {}).get("stableVersion") == v1
             and condition(o, "CandidateAvailable").get("reason") == "NoCandidate"
         ),
+        timeout=WAIT,
         what="md/churn serving the champion alone",
     )
     written = (md_obj["metadata"]["generation"], spec_writers(md_obj))
 
     # A monitor run finds drift: one retrain, naming the drift event that caused it.
-    wait_for(lambda: kubectl.items("cronjob"), what="the monitor CronJob")
+    wait_for(lambda: kubectl.items("cronjob"), timeout=WAIT, what="the monitor CronJob")
     kubectl.wait("--for=condition=Ready", "dm/churn-drift", timeout=60)
     kubectl.run("create", "job", "churn-drift-manual", "--from=cronjob/churn-drift-monitor")
     finish(kubectl, "churn-drift-manual", {
@@ -162,7 +168,7 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
                     "threshold": 0.01, "drifted": True}],
     })  # fmt: skip
     [retrain] = wait_for(lambda: kubectl.items("trainingjob", "-l", "flywheel.dev/driftmonitor"),
-                         what="the retrain TrainingJob")  # fmt: skip
+                         timeout=WAIT, what="the retrain TrainingJob")  # fmt: skip
     assert retrain["metadata"]["name"] == "churn-drift-retrain-1"
     cause = json.loads(retrain["metadata"]["annotations"]["flywheel.dev/drift-event"])
     assert cause == {"monitor": "churn-drift", "time": "2026-05-01T00:10:00Z",
@@ -176,6 +182,7 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
     md_obj = wait_for(
         lambda: kubectl.get("md", "churn"),
         lambda o: o.get("status", {}).get("candidateVersion") == v2,
+        timeout=WAIT,
         what="md/churn canarying the retrained version",
     )
     assert condition(md_obj, "CandidateAvailable")["message"] == f"churn@candidate is {v2}"
@@ -183,6 +190,7 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
     dm_obj = wait_for(
         lambda: kubectl.get("dm", "churn-drift"),
         lambda o: condition(o, "RetrainPromoted").get("reason") == "Canary",
+        timeout=WAIT,
         what="dm/churn-drift following the canary",
     )
     assert dm_obj["status"]["lastRetrainVersion"] == v2
@@ -194,6 +202,7 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
     # The promotion moves `champion`: a Job runs the registry command, on the claim.
     [move] = wait_for(
         lambda: kubectl.items("job", "-l", "app.kubernetes.io/component=alias"),
+        timeout=WAIT,
         what="the Job moving champion",
     )
     assert move["metadata"]["annotations"]["flywheel.dev/version"] == v2
@@ -212,12 +221,14 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
             and o["status"].get("candidateVersion") is None
             and condition(o, "Progressing").get("reason") == "NoCandidate"
         ),
+        timeout=WAIT,
         what="md/churn serving the new champion",
     )
     assert condition(md_obj, "Promoted")["status"] == "True"
     dm_obj = wait_for(
         lambda: kubectl.get("dm", "churn-drift"),
         lambda o: condition(o, "RetrainPromoted").get("status") == "True",
+        timeout=WAIT,
         what="dm/churn-drift RetrainPromoted",
     )
     reasons = {e["reason"] for e in kubectl.items("event")}
