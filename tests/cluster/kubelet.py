@@ -40,6 +40,8 @@ from .kubectl import Kubectl, wait_for
 MAX_MESSAGE_BYTES = 4096  # the kubelet's limit for one container's termination message
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # FallbackToLogsOnError takes this tail
 IMAGE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The PersistentVolumeClaim the integration tests' operators use as their artifact root.
+ARTIFACT_CLAIM = "flywheel-artifacts"
 
 
 @dataclass(frozen=True)

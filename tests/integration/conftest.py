@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -35,6 +36,7 @@ from tests.cluster import (  # noqa: E402
     kuberay,
     wait_for,
 )
+from tests.cluster.kubelet import ARTIFACT_CLAIM, Node  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CRDS_DIR = REPO_ROOT / "crds"
@@ -155,6 +157,34 @@ def namespace(cluster_kubectl: Kubectl, request: pytest.FixtureRequest) -> Itera
 def kubectl(cluster_kubectl: Kubectl, namespace: str) -> Kubectl:
     """kubectl bound to the test's namespace."""
     return cluster_kubectl.in_namespace(namespace)
+
+
+@pytest.fixture
+def node(cluster_kubectl: Kubectl, namespace: str) -> Iterator[Node]:
+    """A node-local directory as the volume of the claim ARTIFACT_CLAIM, bound in the
+    namespace: where the Pods tests.cluster.kubelet runs read and write the artifacts."""
+    node = Node.create()
+    pv = f"{namespace}-{ARTIFACT_CLAIM}"[:63]
+    cluster_kubectl.create(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "", "hostPath": {"path": str(node.claim(ARTIFACT_CLAIM))},
+            "claimRef": {"namespace": namespace, "name": ARTIFACT_CLAIM},
+        },
+    }))  # fmt: skip
+    cluster_kubectl.in_namespace(namespace).create(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": ARTIFACT_CLAIM},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))  # fmt: skip
+    try:
+        yield node
+    finally:
+        cluster_kubectl.delete("pv", pv, wait=False)  # cluster-wide: never left behind
+        node.remove()
 
 
 @pytest.fixture(scope="session")

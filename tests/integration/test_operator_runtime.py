@@ -22,7 +22,7 @@ import yaml
 
 from tests.cluster import ControlPlane, Kubectl, wait_for
 from tests.cluster.controlplane import PLAYED_IMAGE
-from tests.cluster.kubelet import Node, Run, end_pod, run_pod, running_pod
+from tests.cluster.kubelet import ARTIFACT_CLAIM, Node, Run, end_pod, run_pod, running_pod
 from tests.integration.test_operator import (
     Operator,
     condition,
@@ -33,34 +33,7 @@ from tests.integration.test_operator import (
 from tests.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
-CLAIM = "flywheel-artifacts"
-
-
-@pytest.fixture
-def node(cluster_kubectl: Kubectl, namespace: str) -> Iterator[Node]:
-    """A node-local directory as the volume of the claim CLAIM, bound in the namespace."""
-    node = Node.create()
-    pv = f"{namespace}-{CLAIM}"[:63]
-    cluster_kubectl.create(json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-        "spec": {
-            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "", "hostPath": {"path": str(node.claim(CLAIM))},
-            "claimRef": {"namespace": namespace, "name": CLAIM},
-        },
-    }))  # fmt: skip
-    cluster_kubectl.in_namespace(namespace).create(json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": CLAIM},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }))  # fmt: skip
-    try:
-        yield node
-    finally:
-        cluster_kubectl.delete("pv", pv, wait=False)  # cluster-wide: never left behind
-        node.remove()
+CLAIM = ARTIFACT_CLAIM
 
 
 @pytest.fixture

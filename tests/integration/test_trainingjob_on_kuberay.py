@@ -39,7 +39,6 @@ from tests.cluster.kubelet import Node, Run, run_pod, running_pod
 from tests.integration.test_operator import Operator, condition, quickstart
 from tests.integration.test_operator_runtime import (  # noqa: F401 (fixtures)
     CLAIM,
-    node,
     run_job,
     runtime_operator,
 )
@@ -135,7 +134,7 @@ class RayHead:
 
 
 @pytest.fixture
-def ray_head(node: Node) -> Iterator[RayHead]:  # noqa: F811
+def ray_head(node: Node) -> Iterator[RayHead]:
     began = time.monotonic()
     head = RayHead(node)
     print(f"Ray head ready in {time.monotonic() - began:.1f}s")
@@ -239,7 +238,7 @@ class KubeRay:
         self.status(jobDeploymentStatus="", jobStatus="", jobId="", dashboardURL="")
 
 
-def prepare_inputs(kubectl: Kubectl, node: Node) -> None:  # noqa: F811
+def prepare_inputs(kubectl: Kubectl, node: Node) -> None:
     """Data on the volume, both Datasets ingested and the FeatureView materialized by
     their real runtime Pods."""
     subprocess.run(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from flywheel.api.driftmonitor import DRIFT_EVENT_ANNOTATION, DriftEvent
 from flywheel.entrypoints import RunContext
 from flywheel.storage import publish, uris
 from flywheel.training import export, registry, runner
@@ -24,6 +25,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
+
+CAUSE = DriftEvent.model_validate(
+    {"monitor": "churn-drift", "time": "2026-05-01T00:10:00Z", "driftedFeatures": ["plan"]}
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +63,7 @@ def test_training_beats_the_base_rate_and_registers_a_version(
     assert status.primary_metric == f"auc={metrics['auc']:.4f}"
     assert status.progress == "epoch 3/3"
     assert status.model_name == "churn" and status.model_version == version.name
+    assert status.aliases == ["champion"]  # the model's first version
     for name in [
         "model.pt2",
         "preprocessing.json",
@@ -80,6 +86,7 @@ def test_training_beats_the_base_rate_and_registers_a_version(
     card = json.loads((version / "card.json").read_text())
     assert {s["value"] for s in card["evaluation"]["slices"]} == {"basic", "premium", "standard"}
     assert card["limitations"]
+    assert card["cause"] is None and "no drift event" in (version / "card.html").read_text()
     found = index(world_context)
     assert found["aliases"]["champion"]["version"] == version.name
     assert found["versions"][version.name]["state"] == "registered"
@@ -104,7 +111,10 @@ def test_the_exported_version_gives_the_runs_metrics(
 def resumed(first: dict[str, Any], world_context: RunContext) -> Any:
     """The first job rerun with more epochs, before any other 5-epoch run: it resumes from
     the first run's last checkpoint (tests run in random order, fixtures do not)."""
-    status = runner.run_trainingjob(world.job(hyperparameters={"epochs": 5}), world_context)
+    job = world.job(hyperparameters={"epochs": 5})
+    # As a DriftMonitor's retrain: it names the drift event that caused it.
+    job.metadata.annotations[DRIFT_EVENT_ANNOTATION] = CAUSE.to_annotation()
+    status = runner.run_trainingjob(job, world_context)
     # With the registry as this run left it: later tests register versions of their own.
     return {"status": status, "index": index(world_context)}
 
@@ -122,7 +132,16 @@ def test_a_rerun_resumes_from_the_last_checkpoint(
         == json.loads((local(first["status"].artifact_uri) / "metrics.json").read_text())["history"]
     )
     found = resumed["index"]
+    assert status.aliases == ["candidate"]
     assert found["aliases"]["candidate"]["version"] == status.model_version
+    # The drift event that caused it is in its lineage and its model card.
+    version = local(status.artifact_uri)
+    cause = CAUSE.to_wire()
+    assert json.loads((version / "lineage.json").read_text())["driftEvent"] == cause
+    assert json.loads((version / "card.json").read_text())["cause"] == cause
+    assert "retrain by DriftMonitor churn-drift: drift in plan at 2026-05-01T00:10:00Z" in (
+        (version / "card.html").read_text()
+    )
     assert found["aliases"]["champion"]["version"] == first["status"].model_version
 
 

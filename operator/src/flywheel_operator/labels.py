@@ -12,6 +12,14 @@ FIELD_MANAGER = "flywheel-operator"
 MANAGED_BY = "flywheel-operator"
 PART_OF = "flywheel"
 
+# A Job that moves a registry alias (`flywheel registry alias set`): its component, and
+# its annotations, which say what it sets; the operator reads them back once it completed.
+ALIAS_COMPONENT = "alias"
+MODEL_ANNOTATION = f"{GROUP}/model"
+ALIAS_ANNOTATION = f"{GROUP}/alias"
+VERSION_ANNOTATION = f"{GROUP}/version"
+ARTIFACT_ANNOTATION = f"{GROUP}/artifact-uri"
+
 
 def owner_label(kind: str) -> str:
     """The label naming the owner: `flywheel.dev/dataset: <name>`."""

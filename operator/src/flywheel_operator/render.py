@@ -95,6 +95,9 @@ def assumed_inputs(resource: Resource) -> dict[str, Any]:
 
 
 def served_version(ref: ModelRef, artifact_root: str) -> ServedVersion:
+    if ref.alias is not None:  # resolved in the cluster; rendered under the alias's name
+        model = ref.model_name or ref.alias
+        return ServedVersion(model, ref.alias, f"{artifact_root.rstrip('/')}/models/{model}")
     if ref.training_job_ref is None:
         return md_status.resolve(ref, {}, artifact_root) or _unreachable(ref)
     job = ref.training_job_ref.name

@@ -154,6 +154,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "dataset": "flywheel.data.commands:register",
     "features": "flywheel.features.commands:register",
     "train": "flywheel.training.commands:register",
+    "registry": "flywheel.training.commands:register_registry",
     "serve": "flywheel.serving.commands:register",
     "drift": "flywheel.drift.commands:register",
 }

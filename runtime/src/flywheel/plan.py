@@ -40,7 +40,8 @@ def order(items: list[Loaded]) -> tuple[list[Step], list[ManifestError]]:
     deps: dict[str, list[str]] = {}
     errors = problems(items)
     for key, item in by_key.items():
-        wanted = list(dict.fromkeys(f"{k}/{n}" for k, n in item.resource.references()))
+        refs = item.resource.references() + _alias_trainings(item.resource, items)
+        wanted = list(dict.fromkeys(f"{k}/{n}" for k, n in refs))
         deps[key] = [r for r in wanted if r in by_key and r != key]
     if errors:
         return [], errors
@@ -72,6 +73,20 @@ def order(items: list[Loaded]) -> tuple[list[Step], list[ManifestError]]:
             ManifestError(first.source, cycle[0], "", "reference cycle: " + " -> ".join(cycle))
         )
     return steps, errors
+
+
+def _alias_trainings(resource: Resource, items: list[Loaded]) -> list[tuple[str, str]]:
+    """A deployment naming a version by registry alias runs after the trainings of that
+    model in the same files: they are what give the aliases."""
+    if not isinstance(resource, api.ModelDeployment):
+        return []
+    spec = resource.spec
+    models = {r.model_name for r in (spec.stable, spec.candidate) if r is not None and r.alias}
+    return [
+        ("TrainingJob", i.resource.name)
+        for i in items
+        if isinstance(i.resource, api.TrainingJob) and i.resource.spec.output.model_name in models
+    ]
 
 
 def problems(items: list[Loaded]) -> list[ManifestError]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from flywheel.api import DriftMonitor
 from flywheel.api.common import API_VERSION
+from flywheel.api.driftmonitor import DRIFT_EVENT_ANNOTATION, DriftEvent
 from flywheel_operator import labels
 from flywheel_operator.builders import jobs
 from flywheel_operator.settings import Settings
@@ -36,17 +37,20 @@ def build(
     ]
 
 
-def retrain_job(owner: dict[str, Any], resource: DriftMonitor, number: int) -> dict[str, Any]:
-    """The n-th retrain: a TrainingJob from the template, owned by the monitor."""
+def retrain_job(
+    owner: dict[str, Any], resource: DriftMonitor, number: int, cause: DriftEvent
+) -> dict[str, Any]:
+    """The n-th retrain: a TrainingJob from the template, owned by the monitor, naming
+    the drift event that caused it (its model card and lineage will)."""
     retrain = resource.spec.action.retrain
     assert retrain is not None, "only called for action retrain"
+    metadata = labels.child_metadata(
+        owner, labels.child_name(owner["metadata"]["name"], f"retrain-{number}"), "retrain"
+    )
+    metadata["annotations"] = {DRIFT_EVENT_ANNOTATION: cause.to_annotation()}
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainingJob",
-        "metadata": labels.child_metadata(
-            owner,
-            labels.child_name(owner["metadata"]["name"], f"retrain-{number}"),
-            "retrain",
-        ),
+        "metadata": metadata,
         "spec": retrain.template.spec.to_wire(),
     }

@@ -20,7 +20,7 @@ from flywheel.api.modeldeployment import Backend, TritonOptions
 from flywheel.serving import rayserve
 from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
-from flywheel_operator.builders import pods, raycluster
+from flywheel_operator.builders import jobs, pods, raycluster
 from flywheel_operator.settings import Settings
 
 ROUTER = "router"
@@ -53,6 +53,46 @@ def build(
     if resource.spec.backend == Backend.RAYSERVE:
         return [rayservice(owner, resource, settings, versions, traffic)]
     return triton(owner, resource, settings, versions, traffic)
+
+
+def alias_job(
+    owner: dict[str, Any], settings: Settings, alias: str, version: ServedVersion, reason: str
+) -> dict[str, Any]:
+    """A Job running `flywheel registry alias set`: the registry moves the alias (with its
+    reason, in the model's index), and the Job's annotations tell the operator, which
+    reads no storage, where it moved once the Job completes (`status.aliases`)."""
+    suffix = f"{alias}-{version.key}"
+    args = ["registry", "alias", "set", "--model-root", model_root(version, settings.artifact_root)]
+    args += ["--alias", alias, "--version", version.version, "--reason", reason]
+    name = labels.child_name(owner["metadata"]["name"], suffix)
+    job = jobs.runtime_job(owner, name, labels.ALIAS_COMPONENT, args, settings, backoff_limit=3)
+    # The registry may sit on a claim of its own (spec.output.registryUri): mount it too.
+    pod = job["spec"]["template"]["spec"]
+    mounted = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+               if "persistentVolumeClaim" in v}  # fmt: skip
+    claims = [c for c in pods.claims_in(args) if c not in mounted]
+    pods.mount_claims(pod, claims, settings.pvc_root)
+    job["metadata"]["annotations"] = {
+        labels.MODEL_ANNOTATION: version.model_name,
+        labels.ALIAS_ANNOTATION: alias,
+        labels.VERSION_ANNOTATION: version.version,
+        labels.ARTIFACT_ANNOTATION: version.artifact_uri,
+    }
+    return job
+
+
+def model_root(version: ServedVersion, artifact_root: str) -> str:
+    """The registry directory of a version's model: its URI up to `/versions/<version>`
+    (the registry layout), else the model's directory under the artifact root.
+
+    >>> model_root(ServedVersion("churn", "v2", "pvc://a/models/churn/versions/v2"), "/x")
+    'pvc://a/models/churn'
+    """
+    tail = f"/versions/{version.version}"
+    uri = version.artifact_uri.rstrip("/")
+    if uri.endswith(tail):
+        return uri[: -len(tail)]
+    return f"{artifact_root.rstrip('/')}/models/{version.model_name}"
 
 
 def url(resource: ModelDeployment, namespace: str) -> str:

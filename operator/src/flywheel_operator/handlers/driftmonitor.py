@@ -12,7 +12,7 @@ from flywheel_operator.builders import pods
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.kube import runs
-from flywheel_operator.status import dependencies, observe, results
+from flywheel_operator.status import dependencies, observe, reporting, results
 from flywheel_operator.status import driftmonitor as decide
 
 CHILD_KINDS = ("CronJob",)
@@ -50,30 +50,29 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, job_pods), p.now)
     retrain = decide.retrain(resource, new, p.now)
     if retrain is not None:
-        job = build.retrain_job(body, resource, retrain.number)
+        cause = decide.drift_event(resource, new)
+        job = build.retrain_job(body, resource, retrain.number, cause)
         ctx.kube.create(job)  # create, not apply: a TrainingJob is a record once made
         new = decide.record_retrain(new, retrain, job["metadata"]["name"], p.now)
-    _roll_out_retrain(ctx, p, resource, new)
+    new = _follow_retrain(ctx, p, resource, new)
     p.finish(new)
 
 
-def _roll_out_retrain(
+def _follow_retrain(
     ctx: Context, p: Pass[DriftMonitorStatus], resource: DriftMonitor, status: DriftMonitorStatus
-) -> None:
-    """The loop's last step: a retrain that registered a version becomes the deployment's
-    canary. Idempotent: once the deployment names the retrain, nothing more is written."""
+) -> DriftMonitorStatus:
+    """The loop's last steps, as RetrainPromoted tells them: the retrain trains, gets the
+    alias candidate, the deployment canaries it (by alias) and promotes or rolls it back.
+    Only read: the deployment's spec is the user's."""
     if not status.last_retrain_job:
-        return
+        return status
     job = ctx.kube.get("TrainingJob", p.namespace, status.last_retrain_job)
-    name = resource.spec.deployment_ref.name
-    deployment = ctx.kube.get("ModelDeployment", p.namespace, name)
-    patch = decide.rollout_of_retrain(status, job, deployment)
-    if patch is None:
-        return
-    # The Event first, named after the retrain: a crash before the patch repeats it as a
-    # no-op; after the patch there is nothing left to do, and nothing to tell twice.
-    now = p.now.isoformat().replace("+00:00", "Z")
-    message = f"tj/{status.last_retrain_job} goes out as the canary of md/{name}"
-    event = f"{resource.name}.{status.last_retrain_job}"[:253]
-    ctx.kube.event(p.body, "Normal", "RetrainRolledOut", message, now, event)
-    ctx.kube.merge_patch("ModelDeployment", p.namespace, name, patch)
+    deployment = ctx.kube.get("ModelDeployment", p.namespace, resource.spec.deployment_ref.name)
+    new = decide.follow_retrain(status, decide.retrain_outcome(status, job, deployment), p.now)
+    event = decide.retrain_event(p.old, new)
+    if event is not None:
+        # Before the status, named after it: a crash between them tells it once.
+        stamp = p.now.isoformat().replace("+00:00", "Z")
+        name = reporting.event_name(p.body, event[1], p.old)
+        ctx.kube.event(p.body, *event, stamp, name)
+    return new

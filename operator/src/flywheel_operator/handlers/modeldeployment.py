@@ -15,9 +15,10 @@ from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import Context, Pass
 from flywheel_operator.kube import router_metrics
-from flywheel_operator.status import dependencies, observe, reporting
+from flywheel_operator.status import aliases, dependencies, observe, reporting
 from flywheel_operator.status import modeldeployment as decide
 from flywheel_operator.status import trainingjob as training
+from flywheel_operator.status.conditions import set_status_condition
 
 RAYSERVICE_CRD = "rayservices.ray.io"
 KUBERAY_HINT = (
@@ -41,8 +42,11 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         return p.block("KubeRayNotInstalled", KUBERAY_HINT)
     succeeded = dependencies.condition_true(training.SUCCEEDED)
     jobs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), succeeded)
-    versions = decide.resolve_versions(spec, jobs, ctx.settings.artifact_root)
-    if versions is None:
+    trainings, moves, movers = _alias_moves(ctx, p, resource)
+    versions = decide.resolve_versions(spec, jobs, ctx.settings.artifact_root, moves)
+    if versions is None and spec.stable.alias is not None:
+        waiting = waiting or [decide.waiting_for_alias(spec)]
+    elif versions is None:
         waiting = waiting or ["waiting for trained model versions"]
     if p.wait_for(waiting):
         return
@@ -81,12 +85,55 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         measured,
         action.value if action else None,
     )
+    found = decide.candidate_condition(spec, stable, candidate, trainings, moves)
+    if found is not None:
+        set_status_condition(new, decide.CANDIDATE_AVAILABLE, *found, p.now)
     # Before the status, like the phase Event: a crash between them repeats the write,
     # which the Event's name makes a no-op; it never loses the Event.
     for event in decide.rollout_events(p.old, new):
         name = reporting.event_name(body, event.reason, p.old)
         ctx.kube.event(body, event.type, event.reason, event.message, stamp, name)
+    move = decide.champion_move(spec, plan.decision, candidate, moves, resource.name)
+    if move is not None:
+        _move_alias(ctx, p, move, movers, stamp)
     p.finish(new)
+
+
+def _alias_moves(
+    ctx: Context, p: Pass[ModelDeploymentStatus], resource: ModelDeployment
+) -> tuple[list[dict[str, Any]], list[aliases.Assignment], set[str]]:
+    """The namespace's TrainingJobs, the alias moves they and the alias Jobs record, and
+    the names of the alias Jobs, when the deployment names a version by alias (else
+    none: nothing to read)."""
+    if not aliases.follows_aliases(resource.spec):
+        return [], [], set()
+    trainings = ctx.kube.select("TrainingJob", p.namespace, {})
+    component = {"app.kubernetes.io/component": labels.ALIAS_COMPONENT}
+    movers = ctx.kube.select("Job", p.namespace, component)
+    moves = aliases.from_training_jobs(trainings) + aliases.from_alias_jobs(movers)
+    return trainings, moves, {j["metadata"]["name"] for j in movers}
+
+
+def _move_alias(
+    ctx: Context,
+    p: Pass[ModelDeploymentStatus],
+    move: decide.AliasMove,
+    movers: set[str],
+    stamp: str,
+) -> None:
+    """A promotion moves `champion` in the registry, through a Job running the runtime's
+    `flywheel registry alias set` (the operator has no storage access). Made once; its
+    completion is the move later passes resolve the alias from."""
+    job = build.alias_job(p.body, ctx.settings, move.alias, move.version, move.reason)
+    name = job["metadata"]["name"]
+    if name in movers:
+        return  # under way (or failed: its Pods and Events say why)
+    # The Event first, named after the Job: a crash before the create tells it again as
+    # a no-op, and the next pass creates the Job.
+    message = f"{move.model}@{move.alias} -> {move.version.version} (job/{name})"
+    event = f"{p.body['metadata']['name']}.{name}"[:253]
+    ctx.kube.event(p.body, "Normal", "AliasMoving", message, stamp, event)
+    ctx.kube.create(job)
 
 
 def _candidate_running(

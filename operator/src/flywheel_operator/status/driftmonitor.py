@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.api.common import ConditionStatus, duration_seconds
-from flywheel.api.driftmonitor import ActionType, DriftMonitor, DriftMonitorStatus, Verdict
+from flywheel.api.driftmonitor import (
+    ActionType,
+    DriftEvent,
+    DriftMonitor,
+    DriftMonitorStatus,
+    Verdict,
+)
 from flywheel_operator.status import jobrun
 from flywheel_operator.status.conditions import READY, set_status_condition
 from flywheel_operator.status.observe import Run, RunState
@@ -88,35 +94,128 @@ def record_retrain(
     return recorded
 
 
-def rollout_of_retrain(
-    status: DriftMonitorStatus, job: dict[str, Any] | None, deployment: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """The merge patch of the ModelDeployment's spec that rolls out the latest retrain as a
-    canary against the version now serving, or None (not trained yet, failed its gates,
-    already rolled out, or the deployment serves nothing yet).
+def drift_event(resource: DriftMonitor, status: DriftMonitorStatus) -> DriftEvent:
+    """The drift a retrain answers: this monitor, its latest run, what drifted."""
+    return DriftEvent(
+        monitor=resource.name, time=status.last_run, drifted_features=status.drifted_features
+    )
 
-    The same change `flywheel run` makes on one machine: stable becomes the serving
-    version by name, the retrain's TrainingJob the candidate; the deployment's own rollout
-    spec then guards it.
-    """
+
+RETRAIN_PROMOTED = "RetrainPromoted"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainOutcome:
+    """Where the latest retrain stands, as RetrainPromoted says it."""
+
+    status: ConditionStatus
+    reason: str
+    message: str
+    version: str | None = None
+
+    @property
+    def event_type(self) -> str:
+        return "Warning" if self.status == ConditionStatus.FALSE else "Normal"
+
+
+def retrain_outcome(
+    status: DriftMonitorStatus,
+    job: dict[str, Any] | None,
+    deployment: dict[str, Any] | None,
+) -> RetrainOutcome | None:
+    """The fate of the latest retrain, read from its TrainingJob and the deployment:
+    training, failed, registered as `candidate`, in its canary, promoted or rolled back.
+    None before the first retrain. Nothing here writes anything: the deployment picks
+    the retrain up by alias (`{modelName, alias: candidate}`), never by a spec change."""
     name = status.last_retrain_job
-    if not name or job is None or deployment is None:
+    if not name:
         return None
+    unknown, false = ConditionStatus.UNKNOWN, ConditionStatus.FALSE
+    md_status = (deployment or {}).get("status") or {}
+    stable = md_status.get("stableVersion")
+    keeps = f"stable {stable} keeps serving" if stable else "stable keeps serving"
+    if job is None:
+        return RetrainOutcome(unknown, "TrainingJobNotFound", f"tj/{name} not found")
     trained = job.get("status") or {}
+    phase = trained.get("phase")
+    if phase == "Failed":
+        reason, why = _failure(trained)
+        message = f"tj/{name} failed: {why}; {keeps}"
+        return RetrainOutcome(false, reason, message[:1024], trained.get("modelVersion"))
     version = trained.get("modelVersion")
-    if trained.get("phase") != "Succeeded" or not version:
-        return None
-    spec = deployment.get("spec") or {}
-    if ((spec.get("candidate") or {}).get("trainingJobRef") or {}).get("name") == name:
-        return None
-    serving = (deployment.get("status") or {}).get("stableVersion")
-    if not serving or serving == version:
-        return None
+    if phase != "Succeeded" or not version:
+        return RetrainOutcome(unknown, "Training", f"tj/{name} is training; {keeps}")
     model = trained.get("modelName") or job["spec"]["output"]["modelName"]
-    return {
-        "spec": {
-            # null removes the other way of naming a version (merge patch, RFC 7386).
-            "stable": {"modelName": model, "version": serving, "trainingJobRef": None},
-            "candidate": {"trainingJobRef": {"name": name}, "modelName": None, "version": None},
-        }
-    }
+    if "candidate" not in (trained.get("aliases") or []):
+        message = f"tj/{name} registered {version} without the alias candidate; {keeps}"
+        return RetrainOutcome(false, "NotACandidate", message, version)
+    if deployment is None:
+        return RetrainOutcome(unknown, "DeploymentNotFound", "the deployment is missing", version)
+    md = f"md/{deployment['metadata']['name']}"
+    ref = (deployment.get("spec") or {}).get("candidate") or {}
+    if ref.get("alias") != "candidate" or ref.get("modelName") != model:
+        message = (
+            f"{md} names no {model}@candidate in spec.candidate: {version} waits in the "
+            f"registry as candidate; {keeps}"
+        )
+        return RetrainOutcome(false, "NotFollowed", message, version)
+    if stable == version and _true(md_status, "Promoted"):
+        return RetrainOutcome(ConditionStatus.TRUE, "Promoted", f"{md} promoted {version}", version)
+    if md_status.get("candidateVersion") == version:
+        if md_status.get("phase") == "RolledBack":
+            why = _message(md_status, "RolledBack")
+            message = f"{md} rolled {version} back ({why}); {keeps}"
+            return RetrainOutcome(false, "RolledBack", message[:1024], version)
+        traffic = md_status.get("trafficSummary") or ""
+        return RetrainOutcome(unknown, "Canary", f"{md} rolls {version} out: {traffic}", version)
+    message = f"{version} has the alias candidate; waiting for {md} to pick it up"
+    return RetrainOutcome(unknown, "Registered", message, version)
+
+
+def _true(status: dict[str, Any], type_: str) -> bool:
+    return any(
+        c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+
+
+def _message(status: dict[str, Any], type_: str) -> str:
+    for c in status.get("conditions") or []:
+        if c.get("type") == type_:
+            return str(c.get("message") or "")
+    return ""
+
+
+def _failure(trained: dict[str, Any]) -> tuple[str, str]:
+    """(reason, message) of a failed training's Succeeded condition (GateFailed, ...)."""
+    for c in trained.get("conditions") or []:
+        if c.get("type") == "Succeeded":
+            return str(c.get("reason") or "TrainingFailed"), str(c.get("message") or "")
+    return "TrainingFailed", "the run reported no reason"
+
+
+def follow_retrain(
+    status: DriftMonitorStatus, outcome: RetrainOutcome | None, now: datetime
+) -> DriftMonitorStatus:
+    """The status with RetrainPromoted (and the version the retrain registered)."""
+    if outcome is None:
+        return status
+    followed = status.model_copy(deep=True)
+    followed.last_retrain_version = outcome.version
+    set_status_condition(
+        followed, RETRAIN_PROMOTED, outcome.status, outcome.reason, outcome.message, now
+    )
+    return followed
+
+
+def retrain_event(old: DriftMonitorStatus, new: DriftMonitorStatus) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event telling a new step of the retrain, or None."""
+    before = next((c for c in old.conditions if c.type == RETRAIN_PROMOTED), None)
+    after = next((c for c in new.conditions if c.type == RETRAIN_PROMOTED), None)
+    if after is None or (
+        before is not None and (before.reason, before.message) == (after.reason, after.message)
+    ):
+        return None
+    if before is not None and before.reason == after.reason and after.reason in ("Canary",):
+        return None  # a canary's traffic changes are the deployment's own Events
+    type_ = "Warning" if after.status == ConditionStatus.FALSE else "Normal"
+    return type_, f"Retrain{after.reason}", after.message

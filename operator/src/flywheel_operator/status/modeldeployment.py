@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from flywheel.api.modeldeployment import (
 )
 from flywheel.serving import rollout
 from flywheel.serving.versions import ServedVersion
-from flywheel_operator.status import observe
+from flywheel_operator.status import aliases, observe
 from flywheel_operator.status.conditions import PROGRESSING, READY, set_status_condition
 
 PROMOTED = "Promoted"
@@ -28,11 +29,16 @@ ROLLED_BACK = "RolledBack"
 
 
 def resolve(
-    ref: ModelRef, upstream: dict[str, dict[str, Any]], artifact_root: str
+    ref: ModelRef,
+    upstream: dict[str, dict[str, Any]],
+    artifact_root: str,
+    moves: Iterable[aliases.Assignment] = (),
 ) -> ServedVersion | None:
-    """A model reference -> the version it names, or None while its training runs.
+    """A model reference -> the version it names, or None while its training runs (or,
+    for an alias, while no version holds it).
 
-    `upstream`: the referenced TrainingJobs, keyed "TrainingJob/<name>".
+    `upstream`: the referenced TrainingJobs, keyed "TrainingJob/<name>"; `moves`: every
+    alias move seen in the namespace (`aliases.from_training_jobs`, `from_alias_jobs`).
     """
     if ref.training_job_ref is not None:
         job = upstream.get(resource_key("TrainingJob", ref.training_job_ref.name)) or {}
@@ -42,21 +48,115 @@ def resolve(
         # A status written before it recorded the model name: the spec names the model.
         name = status.get("modelName") or job["spec"]["output"]["modelName"]
         return ServedVersion(name, status["modelVersion"], status["artifactUri"])
-    assert ref.model_name is not None and ref.version is not None
+    assert ref.model_name is not None
+    if ref.alias is not None:
+        found = aliases.resolve(ref.model_name, ref.alias, moves)
+        return found.served() if found else None
+    assert ref.version is not None
     # The registry layout (runtime/README.md): <root>/models/<name>/versions/<version>.
     uri = f"{artifact_root.rstrip('/')}/models/{ref.model_name}/versions/{ref.version}"
     return ServedVersion(ref.model_name, ref.version, uri)
 
 
 def resolve_versions(
-    spec: ModelDeploymentSpec, upstream: dict[str, dict[str, Any]], artifact_root: str
+    spec: ModelDeploymentSpec,
+    upstream: dict[str, dict[str, Any]],
+    artifact_root: str,
+    moves: Iterable[aliases.Assignment] = (),
 ) -> tuple[ServedVersion, ServedVersion | None] | None:
-    """(stable, candidate), or None while a referenced training has not produced its model."""
-    stable = resolve(spec.stable, upstream, artifact_root)
-    candidate = resolve(spec.candidate, upstream, artifact_root) if spec.candidate else None
-    if stable is None or (spec.candidate is not None and candidate is None):
+    """(stable, candidate), or None while a referenced training has not produced its model
+    or no version holds the stable's alias yet. A candidate named by alias that no version
+    holds, or that names the stable version (after a promotion moved `champion` to it),
+    is no candidate: stable serves alone."""
+    stable = resolve(spec.stable, upstream, artifact_root, moves)
+    candidate = resolve(spec.candidate, upstream, artifact_root, moves) if spec.candidate else None
+    if stable is None:
+        return None
+    if spec.candidate is not None and spec.candidate.alias is not None:
+        if candidate is not None and candidate.version == stable.version:
+            candidate = None
+        return stable, candidate
+    if spec.candidate is not None and candidate is None:
         return None
     return stable, candidate
+
+
+def waiting_for_alias(spec: ModelDeploymentSpec) -> str:
+    """What an unresolved deployment waits for, when its stable is named by alias."""
+    return (
+        f"no version of model {spec.stable.model_name!r} has the alias "
+        f"{spec.stable.alias!r} yet (a TrainingJob of the model gives it on success)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasMove:
+    """An alias to move in the registry, as a promotion asks."""
+
+    model: str
+    alias: str
+    version: ServedVersion
+    reason: str
+
+
+def champion_move(
+    spec: ModelDeploymentSpec,
+    decision: rollout.Decision,
+    candidate: ServedVersion | None,
+    moves: Iterable[aliases.Assignment],
+    name: str,
+) -> AliasMove | None:
+    """A promotion of a deployment that follows aliases moves `champion` to the promoted
+    version, once: None when nothing was promoted or champion names it already."""
+    model = aliases.model_of_deployment(spec)
+    if model is None or candidate is None or decision.state.outcome != AnalysisDecision.PROMOTE:
+        return None
+    champion = aliases.resolve(model, aliases.CHAMPION, moves)
+    if champion is not None and champion.version == candidate.version:
+        return None
+    reason = f"promoted by md/{name}: {decision.message}"[:256]
+    return AliasMove(model, aliases.CHAMPION, candidate, reason)
+
+
+CANDIDATE_AVAILABLE = "CandidateAvailable"
+
+
+def candidate_condition(
+    spec: ModelDeploymentSpec,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+    training_jobs: Iterable[dict[str, Any]],
+    moves: Iterable[aliases.Assignment] = (),
+) -> tuple[bool, str, str] | None:
+    """(status, reason, message) of CandidateAvailable for a candidate named by alias:
+    which version holds the alias, or why none does (a failed retrain says so, and that
+    stable keeps serving). None when the candidate is not named by alias."""
+    ref = spec.candidate
+    if ref is None or ref.alias is None or ref.model_name is None:
+        return None
+    if candidate is not None:
+        return True, "AliasResolved", f"{ref.describe()} is {candidate.version}"
+    keeps = f"stable {stable.version} keeps serving"
+    newest = aliases.newest_training(ref.model_name, training_jobs)
+    status = (newest or {}).get("status") or {}
+    if newest is not None and status.get("phase") == "Failed":
+        why = next(
+            (
+                f"{c.get('reason')}: {c.get('message')}"
+                for c in status.get("conditions") or []
+                if c.get("type") == "Succeeded"
+            ),
+            "failed",
+        )
+        message = f"tj/{newest['metadata']['name']} failed ({why}); {keeps}"
+        return False, "RetrainFailed", message[:1024]
+    if newest is not None and status.get("phase") != "Succeeded":
+        return False, "Training", f"tj/{newest['metadata']['name']} is training; {keeps}"
+    held = aliases.resolve(ref.model_name, ref.alias, moves)
+    if held is not None:  # the version that serves: a promotion made it champion
+        return False, "NoCandidate", f"{ref.describe()} is {held.version}, the stable version"
+    message = f"no version of model {ref.model_name!r} has the alias {ref.alias!r}; {keeps}"
+    return False, "NoCandidate", message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,7 +410,12 @@ def status(
         status.phase = "Promoted"
     elif state.outcome == AnalysisDecision.ROLLBACK and candidate:
         set_status_condition(
-            status, ROLLED_BACK, True, "AnalysisFailed", f"{candidate}: {decision.message}", now
+            status,
+            ROLLED_BACK,
+            True,
+            "AnalysisFailed",
+            f"{candidate}: {decision.message}; stable {stable} keeps serving",
+            now,
         )
         set_status_condition(status, PROMOTED, False, "RolledBack", "", now)
         set_status_condition(status, PROGRESSING, False, "RolloutFinished", "", now)

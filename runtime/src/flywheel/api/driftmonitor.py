@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
@@ -319,6 +320,36 @@ class RunWindow(FlywheelModel):
     end: datetime | None = None
 
 
+# On a retrain TrainingJob: the drift event that caused it, as JSON (`DriftEvent`). The
+# training runner copies it into the new version's model card and lineage.
+DRIFT_EVENT_ANNOTATION = "flywheel.dev/drift-event"
+
+
+class DriftEvent(FlywheelModel):
+    """The drift that caused a retrain: which monitor, the run that saw it, what drifted."""
+
+    monitor: common.ObjectName
+    time: datetime | None = Field(default=None, description="The monitor run that saw it.")
+    drifted_features: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=list, max_length=256
+    )
+
+    def to_annotation(self) -> str:
+        return json.dumps(self.to_wire(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_annotations(cls, annotations: dict[str, str]) -> DriftEvent | None:
+        """The event in an object's annotations, or None (not a retrain, or unreadable:
+        a model card without its cause beats a training that fails over a note)."""
+        text = annotations.get(DRIFT_EVENT_ANNOTATION)
+        if not text:
+            return None
+        try:
+            return cls.model_validate_json(text)
+        except ValueError:
+            return None
+
+
 class DriftMonitorStatus(common.StatusBase):
     last_run: datetime | None = None
     verdict: Verdict | None = Field(
@@ -352,6 +383,9 @@ class DriftMonitorStatus(common.StatusBase):
     retrains_triggered: int = Field(default=0, ge=0)
     last_retrain: datetime | None = None
     last_retrain_job: common.ShortText | None = None
+    last_retrain_version: common.ShortText | None = Field(
+        default=None, description="The model version the last retrain registered, if any."
+    )
 
 
 class DriftMonitor(common.Resource):

@@ -23,35 +23,61 @@ ModelVersion = Annotated[
 ]
 
 
+# A registry alias: `candidate` (a version that passed its gates, the retrain's) and
+# `champion` (the version a promotion made stable) are the ones Flywheel moves.
+Alias = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+]
+
+REF_EXACTLY_ONE = "give exactly one of trainingJobRef, version or alias"
+REF_MODEL_NAME = "modelName goes with version or alias, and not with trainingJobRef"
+
+
 class ModelRef(FlywheelModel):
-    """A model version: a registry name + version, or the output of a TrainingJob."""
+    """A model version: the output of a TrainingJob, a registry name + version, or a
+    registry name + alias (`{modelName: churn, alias: candidate}`), which the operator
+    resolves to the version that holds the alias now."""
 
     model_name: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
     version: ModelVersion | None = None
+    alias: Alias | None = Field(
+        default=None,
+        description="A registry alias of modelName: `candidate` names the newest version "
+        "that passed its gates (a retrain's), `champion` the version promoted last.",
+    )
     training_job_ref: common.LocalObjectReference | None = None
 
     model_config = common.with_cel(
         {
-            "rule": "has(self.trainingJobRef) != (has(self.modelName) && has(self.version))",
-            "message": "give either trainingJobRef, or modelName and version",
+            "rule": "[has(self.trainingJobRef), has(self.version), has(self.alias)]"
+            ".filter(x, x).size() == 1",
+            "message": REF_EXACTLY_ONE,
         },
         {
-            "rule": "has(self.modelName) == has(self.version)",
-            "message": "modelName and version go together",
+            "rule": "has(self.modelName) == (has(self.version) || has(self.alias))",
+            "message": REF_MODEL_NAME,
         },
     )
 
     @model_validator(mode="after")
     def _one_way_to_name_it(self) -> Self:
-        if (self.model_name is None) != (self.version is None):
-            raise ValueError("modelName and version go together")
-        if (self.training_job_ref is not None) == (self.model_name is not None):
-            raise ValueError("give either trainingJobRef, or modelName and version")
+        given = [self.training_job_ref, self.version, self.alias]
+        if sum(v is not None for v in given) != 1:
+            raise ValueError(REF_EXACTLY_ONE)
+        if (self.model_name is not None) != (self.version is not None or self.alias is not None):
+            raise ValueError(REF_MODEL_NAME)
         return self
 
     def describe(self) -> str:
+        """How status and messages name the reference.
+
+        >>> ModelRef(model_name="churn", alias="candidate").describe()
+        'churn@candidate'
+        """
         if self.training_job_ref is not None:
             return f"tj/{self.training_job_ref.name}"
+        if self.alias is not None:
+            return f"{self.model_name}@{self.alias}"
         return f"{self.model_name}:{self.version}"
 
 
@@ -264,7 +290,11 @@ class ModelDeploymentSpec(FlywheelModel):
             "(has(self.candidate.modelName) && has(self.stable.modelName) && "
             "has(self.candidate.version) && has(self.stable.version) && "
             "self.candidate.modelName == self.stable.modelName && "
-            "self.candidate.version == self.stable.version))",
+            "self.candidate.version == self.stable.version) || "
+            "(has(self.candidate.modelName) && has(self.stable.modelName) && "
+            "has(self.candidate.alias) && has(self.stable.alias) && "
+            "self.candidate.modelName == self.stable.modelName && "
+            "self.candidate.alias == self.stable.alias))",
             "message": "the candidate must differ from stable",
             "fieldPath": ".candidate",
         },

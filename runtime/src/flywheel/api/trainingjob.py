@@ -340,6 +340,13 @@ class TrainingJobStatus(common.StatusBase):
         default=None, description="The registry name of the model (spec.output.modelName)."
     )
     model_version: common.ShortText | None = None
+    aliases: list[common.ShortText] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Registry aliases the version got when it was registered: `champion` "
+        "for a model's first version, `candidate` for a later one that passed its gates. "
+        "The operator resolves a ModelDeployment's alias references from these.",
+    )
     artifact_uri: common.ReportedURI | None = None
     model_card_uri: common.ReportedURI | None = None
 

@@ -46,7 +46,8 @@ from flywheel.serving import modelserver, predictor, rollout, routerapp
 from flywheel.serving.router import Router
 from flywheel.serving.state import StateStore
 from flywheel.serving.versions import ServedVersion
-from flywheel.training import trainset
+from flywheel.storage import uris
+from flywheel.training import registry, trainset
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -70,10 +71,8 @@ def run_modeldeployment(md: ModelDeployment, context: RunContext) -> ModelDeploy
     status = ModelDeploymentStatus(observed_generation=md.metadata.generation)
     try:
         stable = resolve(md.spec.stable, "spec.stable", context)
-        candidate = (
-            resolve(md.spec.candidate, "spec.candidate", context) if md.spec.candidate else None
-        )
-        rows = traffic_rows(md, context)
+        candidate = resolve_candidate(md, stable, context)
+        rows = traffic_rows(md, context, stable)
     except Unresolved as exc:
         status.phase = "Failed"
         status.conditions = conditions.set_condition(
@@ -101,6 +100,8 @@ def resolve(ref: ModelRef, field: str, context: RunContext) -> ServedVersion:
             )
         uri = job.artifact_uri or ""
         return ServedVersion(job.model_name or "", job.model_version, uri)
+    if ref.alias is not None:
+        return by_alias(ref, field, context)
     assert ref.model_name is not None and ref.version is not None
     directory = context.artifact_root / "models" / ref.model_name / "versions" / ref.version
     if not (directory / "manifest.json").is_file():
@@ -112,12 +113,46 @@ def resolve(ref: ModelRef, field: str, context: RunContext) -> ServedVersion:
     return ServedVersion(ref.model_name, ref.version, str(directory))
 
 
-def traffic_rows(md: ModelDeployment, context: RunContext) -> list[tuple[dict[str, Any], Any]]:
+def by_alias(ref: ModelRef, field: str, context: RunContext) -> ServedVersion:
+    """The version that holds a registry alias now (the registry under the artifact root)."""
+    assert ref.model_name is not None and ref.alias is not None
+    root = context.artifact_root / "models" / ref.model_name
+    version = registry.alias(uris.resolve(str(root)), ref.alias)
+    if version is None:
+        raise Unresolved(
+            "AliasNotFound",
+            f"{field}.alias: no version of model {ref.model_name!r} has the alias "
+            f"{ref.alias!r} under {root}",
+        )
+    return ServedVersion(ref.model_name, version, str(root / "versions" / version))
+
+
+def resolve_candidate(
+    md: ModelDeployment, stable: ServedVersion, context: RunContext
+) -> ServedVersion | None:
+    """The candidate; one named by alias that no version holds, or that names the stable
+    version (a promotion moved champion to it), is none: stable serves alone."""
+    ref = md.spec.candidate
+    if ref is None:
+        return None
+    if ref.alias is None:
+        return resolve(ref, "spec.candidate", context)
+    try:
+        found = by_alias(ref, "spec.candidate", context)
+    except Unresolved:
+        return None
+    return None if found.version == stable.version else found
+
+
+def traffic_rows(
+    md: ModelDeployment, context: RunContext, stable: ServedVersion | None = None
+) -> list[tuple[dict[str, Any], Any]]:
     """(feature row, label) pairs to replay: the stable version's newest labelled rows."""
     ref = md.spec.stable.training_job_ref or (
         md.spec.candidate.training_job_ref if md.spec.candidate else None
     )
-    job = context.input_resource("TrainingJob", ref.name) if ref else None
+    name = ref.name if ref else _trained_by(stable, context)
+    job = context.input_resource("TrainingJob", name) if name else None
     if not isinstance(job, TrainingJob):
         raise Unresolved(
             "NoTrafficSource",
@@ -135,6 +170,25 @@ def traffic_rows(md: ModelDeployment, context: RunContext) -> list[tuple[dict[st
     return [
         ({n: _plain(columns[n][i]) for n in ts.features}, labels[i]) for i in range(len(labels))
     ]
+
+
+def _trained_by(version: ServedVersion | None, context: RunContext) -> str | None:
+    """The TrainingJob that registered a version, as the registry's index records it; if
+    it is not in this run's files (a version an earlier run promoted), one that trains
+    the same model here: its labelled rows are the same kind of traffic."""
+    if version is None:
+        return None
+    root = uris.resolve(str(context.artifact_root / "models" / version.model_name))
+    entry = registry.read_index(root)["versions"].get(version.version) or {}
+    found = entry.get("trainingJob")
+    if found and context.input_resource("TrainingJob", str(found)) is not None:
+        return str(found)
+    same = (
+        r.name
+        for r in context.resources.values()
+        if isinstance(r, TrainingJob) and r.spec.output.model_name == version.model_name
+    )
+    return next(same, None)
 
 
 def _plain(value: Any) -> Any:

@@ -20,6 +20,7 @@ from flywheel.api.trainingjob import TrainingJobStatus
 from flywheel.entrypoints import RunContext
 from flywheel.local import loop
 from flywheel.plan import Step
+from flywheel.training import registry
 
 
 @dataclasses.dataclass
@@ -73,6 +74,8 @@ def _execute(
             outcomes.append(Outcome(step, None, f"{type(exc).__name__}: {exc}"))
             continue
         statuses[step.key] = status
+        if isinstance(step.resource, ModelDeployment):
+            loop.promote(step.resource, status, step_context)  # champion moves
         if status.phase == "Failed":
             failed.add(step.key)
         outcomes.append(Outcome(step, status))
@@ -116,7 +119,8 @@ class _Run:
 
 
 def _close_loop(monitor: DriftMonitor, origin: Step, run: _Run) -> list[Outcome]:
-    """Drift found: retrain from the monitor's template, then canary what it registered."""
+    """Drift found: retrain from the monitor's template; a deployment that names the
+    alias `candidate` then runs again as written, and canaries what the retrain got."""
     name = monitor.spec.deployment_ref.name
     deployment = run.resources.get(resource_key("ModelDeployment", name))
     serving = run.statuses.get(resource_key("ModelDeployment", name))
@@ -126,13 +130,22 @@ def _close_loop(monitor: DriftMonitor, origin: Step, run: _Run) -> list[Outcome]
         return []
     if not serving.stable_version:
         return []
-    job = loop.retrain_job(monitor)
+    dm_status = run.statuses.get(origin.key)
+    job = loop.retrain_job(monitor, 1, loop.drift_event(monitor, dm_status))
     trained = run.step(job, origin.source, (origin.key,))
     outcomes = [trained]
     status = trained.status
-    if isinstance(status, TrainingJobStatus) and status.model_version and status.phase != "Failed":
-        canary = loop.rollout_of(deployment, serving, job)
-        outcomes.append(run.step(canary, origin.source, (trained.step.key,)))
+    if (
+        isinstance(status, TrainingJobStatus)
+        and status.phase != "Failed"
+        and registry.CANDIDATE in status.aliases
+        and loop.follows_candidate(deployment, job)
+    ):
+        canary = run.step(deployment, origin.source, (trained.step.key,))
+        outcomes.append(canary)
+        loop.promote(deployment, canary.status, run.context)
+        serving = canary.status if canary.status is not None else serving
+    loop.report(dm_status, job, status, loop.retrain_outcome(job, status, deployment, serving))
     return outcomes
 
 

@@ -131,6 +131,23 @@ def _perturbation(found: dict[str, Any] | None) -> str:
     return f"<p>Share of {found['rows']} test rows whose class flips</p>{_table(rows)}"
 
 
+def cause(card: dict[str, Any]) -> str:
+    """What caused the training, in words: the drift event of a retrain, if any.
+
+    >>> cause({"cause": {"monitor": "churn-drift", "time": "2026-05-01T00:10:00Z",
+    ...                  "driftedFeatures": ["plan", "tenure"]}})
+    'retrain by DriftMonitor churn-drift: drift in plan, tenure at 2026-05-01T00:10:00Z'
+    >>> cause({})
+    'trained from its manifest (no drift event)'
+    """
+    event = card.get("cause")
+    if not event:
+        return "trained from its manifest (no drift event)"
+    features = ", ".join(event.get("driftedFeatures") or []) or "the prediction"
+    when = f" at {event['time']}" if event.get("time") else ""
+    return f"retrain by DriftMonitor {event['monitor']}: drift in {features}{when}"
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -171,6 +188,7 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <body>
 <h1>Model card: {title}</h1>
 <h2>Intended use</h2><p>{html.escape(card["intendedUse"])}</p>
+<h2>Why it was trained</h2><p>{html.escape(cause(card))}</p>
 <h2>Metrics (test split, {e["rows"]} rows)</h2>{_table(sorted(e["metrics"].items()))}
 <h2>Recall per class (threshold 0.5)</h2>{_table(classes) if classes else "<p>-</p>"}
 <h2>Calibration fix</h2>{calibrated}

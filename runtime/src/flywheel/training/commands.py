@@ -3,6 +3,9 @@
 flywheel train run      -f manifests/ --name churn-logistic --result out.json
 flywheel train submit   --result /dev/termination-log    # the RayJob's submitter
 flywheel train evaluate -f manifests/ --name churn-logistic [--version V]
+
+flywheel registry alias set --model-root ROOT --alias champion --version V --reason R
+flywheel registry alias get --model-root ROOT --alias candidate
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flywheel import entrypoints
@@ -88,4 +93,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     job, context = _job(args)
     found = runner.evaluate_version(job, context, args.version)
     print(json.dumps(found, indent=2, sort_keys=True))
+    return 0
+
+
+def register_registry(sub: Any) -> None:
+    p = sub.add_parser("registry", help="the model registry: read and move aliases")
+    rsub = p.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+    a = rsub.add_parser("alias", help="a model's aliases (champion, candidate)")
+    asub = a.add_subparsers(dest="alias_command", required=True, metavar="COMMAND")
+
+    s = asub.add_parser("set", help="point an alias at a registered version")
+    _alias_arguments(s)
+    s.add_argument("--version", required=True, help="a registered version of the model")
+    s.add_argument("--reason", default="", help="why it moves, kept in the model's index")
+    s.add_argument("--result", type=Path, help="write the alias entry here as JSON")
+    s.set_defaults(handler=cmd_alias_set)
+
+    g = asub.add_parser("get", help="the version an alias names")
+    _alias_arguments(g)
+    g.set_defaults(handler=cmd_alias_get)
+
+
+def _alias_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-root",
+        required=True,
+        help="the model's registry directory: <registry>/models/<name> (path, pvc://, s3://)",
+    )
+    p.add_argument("--alias", required=True, help="e.g. champion or candidate")
+    p.add_argument(
+        "--artifact-root", help="accepted for the operator's Jobs; --model-root says where"
+    )
+
+
+def cmd_alias_set(args: argparse.Namespace) -> int:
+    from flywheel.storage import uris
+    from flywheel.training import registry
+
+    root = uris.resolve(args.model_root)
+    try:
+        moved = registry.set_alias(root, args.alias, args.version, args.reason, datetime.now(UTC))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result = {"model": root.path.rsplit("/", 1)[-1], "alias": args.alias, **moved}
+    text = json.dumps(result, separators=(",", ":"), sort_keys=True)
+    if args.result is None:
+        print(text)
+    else:
+        with open(args.result, "w") as f:  # the termination log: written in place
+            f.write(text + "\n")
+    print(f"{result['model']}@{args.alias} -> {args.version}", file=sys.stderr)
+    return 0
+
+
+def cmd_alias_get(args: argparse.Namespace) -> int:
+    from flywheel.storage import uris
+    from flywheel.training import registry
+
+    version = registry.alias(uris.resolve(args.model_root), args.alias)
+    if version is None:
+        print(f"error: no version has the alias {args.alias!r} under {args.model_root}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(version)
     return 0

@@ -132,6 +132,40 @@ def _register(
     return version, version_location(root, version), given
 
 
+def set_alias(
+    root: Location,
+    name: str,
+    version: str,
+    reason: str,
+    now: datetime,
+    checkpoint: publish.Checkpoint = publish.no_checkpoint,
+) -> dict[str, Any]:
+    """Point alias `name` at a registered version (a promotion moves `champion`); returns
+    the alias entry. The previous entry is kept in `history`, so the index is the lineage
+    of every move. Setting the alias it already has changes nothing (a retried Job)."""
+    with publish.exclusive(root.join(INDEX)):
+        index = read_index(root)
+        entry = index["versions"].get(version)
+        if entry is None or entry.get("state") != REGISTERED:
+            known = sorted(v for v, e in index["versions"].items() if e.get("state") == REGISTERED)
+            raise ValueError(
+                f"--version: {version!r} is not a registered version of model "
+                f"{index['model']!r} under {root.uri} (registered: {', '.join(known) or 'none'})"
+            )
+        aliases = index["aliases"]
+        current = aliases.get(name)
+        if current is not None and current["version"] == version:
+            return dict(current)
+        moved: dict[str, Any] = {"version": version, "setAt": now.isoformat(), "reason": reason}
+        if current is not None:
+            moved["previous"] = current["version"]
+        aliases[name] = moved
+        index.setdefault("history", []).append({"alias": name, **moved})
+        publish.write_atomic(root.join(INDEX), publish.dumps(index))
+        checkpoint("indexed")
+        return moved
+
+
 def reject(root: Location, local: Path, entry: dict[str, Any], now: datetime) -> str:
     """Record a version that failed its gates: in the index only, with no alias."""
     staging = stage(root, local)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import torch
 
 from flywheel.api import conditions
+from flywheel.api.driftmonitor import DriftEvent
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.api.trainingjob import (
     CalibrationMethod,
@@ -292,6 +293,7 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         "namespace": job.metadata.namespace or context.namespace,
         "generation": job.metadata.generation,
         "code": CODE_VERSION,
+        **_cause(job),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "split": {
@@ -416,6 +418,7 @@ def publish_version(
             return _failed(status, GATE_FAILED, message, started)
         version, location, aliases = registry.register(root, local, entry, now, checkpoint)
     status.model_version = version
+    status.aliases = sorted(aliases)
     status.artifact_uri = location.uri
     status.model_card_uri = location.join(card.CARD_HTML).uri
     status.completion_time = datetime.now(UTC)
@@ -495,6 +498,7 @@ def _write_version(
                 "rows": result.rows,
             },
             "gates": [g.to_json() for g in gates],
+            "cause": trained.lineage.get("driftEvent"),
             "lineage": trained.lineage,
             "config": {
                 "model": spec.model.to_wire(),
@@ -510,6 +514,13 @@ def _write_version(
             },
         },
     )
+
+
+def _cause(job: TrainingJob) -> dict[str, Any]:
+    """The drift event that caused this training, for lineage and the model card: a
+    DriftMonitor's retrain names it in an annotation."""
+    event = DriftEvent.from_annotations(job.metadata.annotations)
+    return {"driftEvent": event.to_wire()} if event is not None else {}
 
 
 def _baseline(job: TrainingJob, context: RunContext) -> dict[str, Any] | None:

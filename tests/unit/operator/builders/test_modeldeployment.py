@@ -9,6 +9,7 @@ import yaml
 
 from flywheel.serving import config as router_config
 from flywheel.serving import rayserve
+from flywheel.serving.versions import ServedVersion
 from flywheel_operator.builders import modeldeployment
 from flywheel_operator.settings import Settings
 from tests.unit.operator.children import V1, V2
@@ -200,3 +201,25 @@ def test_clients_reach_the_router_service() -> None:
     assert modeldeployment.url(model(body), "ml") == "http://churn-serve-serve-svc.ml.svc:8000"
     body["spec"]["backend"] = "triton"
     assert modeldeployment.url(model(body), "ml") == "http://churn.ml.svc"
+
+
+def test_a_promotion_moves_champion_through_a_runtime_job(settings: Settings) -> None:
+    body = owners()["ModelDeployment/churn"]
+    v2 = ServedVersion("churn", "V2_x", "pvc://art/models/churn/versions/V2_x")
+    job = modeldeployment.alias_job(body, settings, "champion", v2, "promoted by md/churn")
+    assert job["kind"] == "Job" and job["metadata"]["name"] == "churn-champion-v2-x"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "alias"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert job["metadata"]["annotations"] == {
+        "flywheel.dev/model": "churn",
+        "flywheel.dev/alias": "champion",
+        "flywheel.dev/version": "V2_x",
+        "flywheel.dev/artifact-uri": "pvc://art/models/churn/versions/V2_x",
+    }
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:11] == [
+        "registry", "alias", "set", "--model-root", "pvc://art/models/churn",
+        "--alias", "champion", "--version", "V2_x", "--reason", "promoted by md/churn",
+    ]  # fmt: skip
+    # The model root's claim is mounted, as for any runtime Job.
+    assert {"name": "pvc-art", "mountPath": "/mnt/pvc/art"} in container.get("volumeMounts", [])

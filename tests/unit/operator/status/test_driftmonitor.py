@@ -65,46 +65,109 @@ def test_the_verdict_decides_drift_and_insufficient_is_neither() -> None:
     assert conds(s)["DriftDetected"] == ("False", "NoDrift")
 
 
-def _retrained(phase: str = "Succeeded", version: str | None = "v3") -> dict[str, object]:
-    status = {
-        "phase": phase,
-        "modelName": "churn",
-        **({"modelVersion": version} if version else {}),
-    }
+def _retrained(
+    phase: str = "Succeeded", version: str | None = "v3", aliases: tuple[str, ...] = ("candidate",)
+) -> dict[str, object]:
+    status: dict[str, object] = {"phase": phase, "modelName": "churn", "aliases": list(aliases)}
+    if version:
+        status["modelVersion"] = version
+    if phase == "Failed":
+        status["conditions"] = [
+            {"type": "Succeeded", "status": "False", "reason": "GateFailed",
+             "message": "auc 0.55 < 0.60", "lastTransitionTime": "2026-05-01T00:00:00Z"},
+        ]  # fmt: skip
     return {"spec": {"output": {"modelName": "churn"}}, "status": status}
 
 
-def _serving(stable: str | None = "v2", candidate: object = None) -> dict[str, object]:
-    spec: dict[str, object] = {"stable": {"trainingJobRef": {"name": "churn-mlp"}}}
-    if candidate is not None:
-        spec["candidate"] = candidate
-    return {"spec": spec, "status": {"stableVersion": stable} if stable else {}}
-
-
-def test_a_retrained_version_goes_out_as_the_canary_of_what_serves() -> None:
-    s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
-    patch = driftmonitor.rollout_of_retrain(s, _retrained(), _serving())
-    assert patch == {
-        "spec": {
-            "stable": {"modelName": "churn", "version": "v2", "trainingJobRef": None},
-            "candidate": {
-                "trainingJobRef": {"name": "churn-drift-retrain-1"},
-                "modelName": None,
-                "version": None,
-            },
-        }
+def _deployment(
+    candidate: object = None, stable: str = "v2", **status: object
+) -> dict[str, object]:
+    spec: dict[str, object] = {"stable": {"modelName": "churn", "alias": "champion"}}
+    spec["candidate"] = candidate or {"modelName": "churn", "alias": "candidate"}
+    return {
+        "metadata": {"name": "churn"},
+        "spec": spec,
+        "status": {"stableVersion": stable, **status},
     }
 
 
-def test_nothing_rolls_out_before_success_or_twice() -> None:
+def _promoted() -> list[dict[str, str]]:
+    return [{"type": "Promoted", "status": "True", "reason": "AnalysisPassed", "message": "ok"}]
+
+
+def _rolled_back() -> list[dict[str, str]]:
+    return [{"type": "RolledBack", "status": "True", "reason": "AnalysisFailed",
+             "message": "v3: error rate 0.2 > 0.01"}]  # fmt: skip
+
+
+def test_the_retrain_is_followed_through_training_canary_and_promotion() -> None:
     s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
-    assert driftmonitor.rollout_of_retrain(DriftMonitorStatus(), _retrained(), _serving()) is None
-    assert driftmonitor.rollout_of_retrain(s, None, _serving()) is None
-    assert driftmonitor.rollout_of_retrain(s, _retrained("Running", None), _serving()) is None
-    # A failed gate registers no version: nothing to roll out.
-    assert driftmonitor.rollout_of_retrain(s, _retrained("Failed", None), _serving()) is None
-    assert driftmonitor.rollout_of_retrain(s, _retrained(), _serving(stable=None)) is None
-    # Already the candidate, or already promoted.
-    named = {"trainingJobRef": {"name": "churn-drift-retrain-1"}}
-    assert driftmonitor.rollout_of_retrain(s, _retrained(), _serving(candidate=named)) is None
-    assert driftmonitor.rollout_of_retrain(s, _retrained(), _serving(stable="v3")) is None
+    outcome = driftmonitor.retrain_outcome
+    assert outcome(DriftMonitorStatus(), _retrained(), _deployment()) is None  # no retrain yet
+    training = outcome(s, _retrained("Running", None, ()), _deployment())
+    assert training is not None and (training.status, training.reason) == ("Unknown", "Training")
+    registered = outcome(s, _retrained(), _deployment())
+    assert registered is not None and registered.reason == "Registered"
+    assert registered.version == "v3"
+    canary = outcome(
+        s, _retrained(), _deployment(candidateVersion="v3", trafficSummary="v2=90 v3=10")
+    )
+    assert canary is not None and (canary.status, canary.reason) == ("Unknown", "Canary")
+    assert canary.message == "md/churn rolls v3 out: v2=90 v3=10"
+    promoted = outcome(s, _retrained(), _deployment(stable="v3", conditions=_promoted()))
+    assert promoted is not None and (promoted.status, promoted.reason) == ("True", "Promoted")
+
+
+def test_a_failed_retrain_or_a_rolled_back_one_leaves_stable_serving_and_says_so() -> None:
+    s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
+    failed = driftmonitor.retrain_outcome(s, _retrained("Failed", None, ()), _deployment())
+    assert failed is not None and (failed.status, failed.reason) == ("False", "GateFailed")
+    assert failed.message == (
+        "tj/churn-drift-retrain-1 failed: auc 0.55 < 0.60; stable v2 keeps serving"
+    )
+    back = driftmonitor.retrain_outcome(
+        s,
+        _retrained(),
+        _deployment(candidateVersion="v3", phase="RolledBack", conditions=_rolled_back()),
+    )
+    assert back is not None and (back.status, back.reason) == ("False", "RolledBack")
+    assert back.message.endswith("; stable v2 keeps serving") and "error rate" in back.message
+    followed = driftmonitor.follow_retrain(s, back, T0)
+    assert conds(followed)["RetrainPromoted"] == ("False", "RolledBack")
+    assert followed.last_retrain_version == "v3"
+
+
+def test_a_deployment_that_does_not_name_the_candidate_alias_is_told_not_patched() -> None:
+    s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
+    pinned = {"trainingJobRef": {"name": "churn-mlp"}}
+    found = driftmonitor.retrain_outcome(s, _retrained(), _deployment(candidate=pinned))
+    assert found is not None and (found.status, found.reason) == ("False", "NotFollowed")
+    assert "v3 waits in the registry as candidate" in found.message
+    same = driftmonitor.retrain_outcome(s, _retrained(aliases=()), _deployment())
+    assert same is not None and same.reason == "NotACandidate"
+
+
+def test_each_step_of_the_retrain_is_told_once() -> None:
+    s = DriftMonitorStatus(last_retrain_job="churn-drift-retrain-1")
+    registered = driftmonitor.retrain_outcome(s, _retrained(), _deployment())
+    new = driftmonitor.follow_retrain(s, registered, T0)
+    assert driftmonitor.retrain_event(s, new) == (
+        "Normal",
+        "RetrainRegistered",
+        "v3 has the alias candidate; waiting for md/churn to pick it up",
+    )
+    assert driftmonitor.retrain_event(new, driftmonitor.follow_retrain(new, registered, T0)) is None
+    failed = driftmonitor.retrain_outcome(s, _retrained("Failed", None, ()), _deployment())
+    told = driftmonitor.retrain_event(new, driftmonitor.follow_retrain(new, failed, T0))
+    assert told is not None and told[:2] == ("Warning", "RetrainGateFailed")
+
+
+def test_the_drift_event_names_the_monitor_run_and_features() -> None:
+    body = owners()["DriftMonitor/churn-drift"]
+    s = driftmonitor.status(DriftMonitorStatus(), 1, Run("j", RunState.SUCCEEDED, DRIFTED), T0)
+    event = driftmonitor.drift_event(model(body), s)
+    assert event.to_wire() == {
+        "monitor": "churn-drift",
+        "time": "2026-05-01T00:00:00Z",
+        "driftedFeatures": ["plan"],
+    }
