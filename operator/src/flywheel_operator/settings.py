@@ -40,6 +40,8 @@ class Settings:
     router_url: str | None = None
     # How often a rollout under way is analysed, whatever the resync interval.
     rollout_seconds: float = 5.0
+    # How often a running training's progress is read from the Ray dashboard.
+    progress_seconds: float = 60.0
 
     @property
     def ray_cluster_image(self) -> str:
@@ -61,4 +63,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         prometheus_url=env.get("FLYWHEEL_PROMETHEUS_URL") or None,
         router_url=env.get("FLYWHEEL_ROUTER_URL") or None,
         rollout_seconds=float(env.get("FLYWHEEL_ROLLOUT_SECONDS", defaults.rollout_seconds)),
+        progress_seconds=float(env.get("FLYWHEEL_PROGRESS_SECONDS", defaults.progress_seconds)),
     )

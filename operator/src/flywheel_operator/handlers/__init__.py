@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -67,8 +68,13 @@ def context() -> Context:
     global _context
     if _context is None:
         kube = Kube.from_config(cache=STORE, connections=OPERATOR_SETTINGS.workers)
-        _context = Context(kube, OPERATOR_SETTINGS, router_metrics=_metrics())
+        _context = Context(kube, OPERATOR_SETTINGS, router_metrics=_metrics(), wake_at=_wake_at)
     return _context
+
+
+def _wake_at(body: dict[str, Any], when: datetime) -> None:
+    seconds = (when - datetime.now(UTC)).total_seconds()
+    QUEUE.add_after(cache.key_of(body), max(seconds, 0.0) + 1.0)  # status times are whole s
 
 
 def _metrics() -> router_metrics.RouterMetrics:
