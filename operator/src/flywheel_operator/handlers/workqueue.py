@@ -58,6 +58,10 @@ class WorkQueue(Generic[K]):
             thread.start()
             self._threads.append(thread)
 
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
+
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
