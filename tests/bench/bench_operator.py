@@ -1,25 +1,37 @@
-"""Operator speed on the real local control plane.
+"""Operator capacity on the real local control plane, this checkout beside an earlier one.
 
-    python tests/bench/bench_operator.py [--latency-objects 200] [--throughput 100,1000]
+    python tests/bench/bench_operator.py [--before DIR] [--after DIR]
+        [--rates 5,20,50,100,150,200] [--seconds 5] [--idle-objects 1000] [--idle-seconds 120]
 
-Prints, for Datasets (each reconcile applies a Job and writes status):
-- create -> first status write latency, p50/p99, against kopf's 0.1 s batching floor and
-  the Kubernetes 1 s mutating-call SLO (ratios: below 1.0 beats the anchor);
-- objects reconciled per minute with N objects created at once;
-- operator memory (RSS) against the number of objects it watches.
+`--before DIR`: a checkout of an earlier commit (`git worktree add --detach DIR <commit>`);
+`--after DIR`: the checkout compared with it (default: this one). Its operator runs
+against the same control plane, phase by phase alternating with the other's, so both see
+the same machine load. Prints, for Datasets (each reconcile applies
+a Job and writes status), one column per operator:
+- create -> first status write, p50/p99, with Datasets arriving at each rate for
+  `--seconds`; the knee is the highest rate whose p99 stays under the 1 s mutating-call SLO
+  (an operator whose p99 passed 5 s is not driven at higher rates);
+- `--idle-objects` created at once: reconciled per second;
+- a restart over those objects, every one of them reconciled with nothing to change: API
+  calls per such reconcile (the operator's own requests, from its metrics);
+- idle over them for `--idle-seconds` with a 60 s resync (both operators reconcile each
+  object once a minute): CPU (share of one core), API calls, RSS.
+The load average is printed beside each phase: the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +43,13 @@ from kubernetes import watch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.common import scaled  # noqa: E402
+from tests.bench.common import report, scaled  # noqa: E402
 from tests.cluster import ControlPlane, find_tools  # noqa: E402
 
-KOPF_BATCH_FLOOR_S = 0.1
 MUTATING_SLO_S = 1.0
+GIVE_UP_P99_S = 5.0
+IDLE_RESYNC_S = 60
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def dataset(name: str) -> dict[str, Any]:
@@ -53,35 +67,79 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def operator_means(metrics_port: int) -> list[str]:
-    """Mean reconcile and API request time, from the operator's own /metrics."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read()
-    sums: dict[str, float] = {}
-    for line in text.decode().splitlines():
-        if line.startswith("flywheel_") and ("_sum{" in line or "_count{" in line):
-            key, value = line.rsplit(" ", 1)
-            sums[key] = float(value)
-    out = []
-    for key, total in sums.items():
-        if "_sum{" in key:
-            count = sums.get(key.replace("_sum{", "_count{"), 0)
-            if count:
-                out.append(
-                    f"{key.replace('_sum', '')}: {total / count * 1000:.1f} ms x {count:.0f}"
-                )
-    return out
+def load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+class Operator:
+    """`python -m flywheel_operator` of one checkout, watching one namespace."""
+
+    def __init__(self, src: Path | None, kubeconfig: Path, namespace: str, resync: int) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "FLYWHEEL_RESYNC_SECONDS": str(resync),
+            "FLYWHEEL_ARTIFACT_ROOT": "file:///var/lib/flywheel/",  # Pods schedule: no PVC
+        }
+        if src is not None:  # the earlier checkout's packages come first on the path
+            env["PYTHONPATH"] = f"{src / 'operator' / 'src'}{os.pathsep}{src / 'runtime' / 'src'}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flywheel_operator", "--standalone", "-n", namespace,
+             f"--metrics-port={self.port}", "--metrics-address=127.0.0.1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def metrics(self) -> dict[str, float]:
+        """Reconciles and API requests so far, from the operator's own /metrics."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
+        while True:
+            try:
+                text = urllib.request.urlopen(url, timeout=5).read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        out = {"reconciles": 0.0, "api": 0.0}
+        for line in text.splitlines():
+            if line.startswith("flywheel_reconcile_seconds_count"):
+                out["reconciles"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("flywheel_api_request_seconds_count"):
+                out["api"] += float(line.rsplit(" ", 1)[1])
+        return out
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def running(src: Path | None, kubeconfig: Path, ns: str, resync: int) -> Iterator[Operator]:
+    op = Operator(src, kubeconfig, ns, resync)
+    try:
+        yield op
+    finally:
+        op.stop()
 
 
 class StatusWatch:
-    """Records when each Dataset first shows a status written by the operator."""
+    """Records when each Dataset of a namespace first shows a status the operator wrote."""
 
     def __init__(self, api: k8s.CustomObjectsApi, namespace: str) -> None:
         self.seen: dict[str, float] = {}
@@ -100,37 +158,135 @@ class StatusWatch:
                 if self._stop.is_set():
                     w.stop()
 
+    def wait(self, names: list[str], timeout: float) -> float:
+        """When the last of `names` got its status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(n in self.seen for n in names):
+                return max(self.seen[n] for n in names)
+            time.sleep(0.05)
+        missing = [n for n in names if n not in self.seen]
+        raise TimeoutError(f"{len(missing)} objects without status after {timeout}s")
+
     def stop(self) -> None:
         self._stop.set()
 
 
-def run_batch(
-    api: k8s.CustomObjectsApi, ns: str, prefix: str, count: int, spaced: float
-) -> dict[str, float]:
-    """Create `count` Datasets; return name -> create time (monotonic)."""
-    created: dict[str, float] = {}
-    for i in range(count):
+def create_at(
+    api: k8s.CustomObjectsApi, ns: str, prefix: str, count: int, rate: float | None
+) -> tuple[dict[str, float], float]:
+    """Create `count` Datasets, `rate` per second (None: as fast as the API takes them);
+    name -> when its create was sent, and the rate achieved."""
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+
+    def create(i: int) -> None:
         name = f"{prefix}-{i}"
-        created[name] = time.monotonic()
-        api.create_namespaced_custom_object(
-            "flywheel.dev", "v1alpha1", ns, "datasets", dataset(name)
-        )
-        if spaced:
-            time.sleep(spaced)
-    return created
+        sent[name] = time.monotonic()
+        api.create_namespaced_custom_object("flywheel.dev", "v1alpha1", ns, "datasets",
+                                            dataset(name))  # fmt: skip
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = []
+        for i in range(count):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            futures.append(pool.submit(create, i))
+        for f in futures:
+            f.result()
+    span = max(sent.values()) - start
+    return sent, (count - 1) / span if span > 0 else float("inf")
 
 
-def wait_all(seen: dict[str, float], names: list[str], timeout: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def wait_reconciles(op: Operator, count: float, timeout: float) -> dict[str, float]:
+    """The metrics once `count` reconciles are done (the resync goes on reconciling, and
+    an earlier operator makes API calls at each one: neither ever stops)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(n in seen for n in names):
-            return max(seen[n] for n in names)
-        time.sleep(0.05)
-    missing = [n for n in names if n not in seen]
-    raise TimeoutError(f"{len(missing)} objects without status after {timeout}s")
+    now = op.metrics()
+    while time.monotonic() < deadline and now["reconciles"] < count:
+        time.sleep(0.5)
+        now = op.metrics()
+    return now
 
 
-def main(latency_objects: int, throughput: list[int]) -> None:
+def namespace(kubectl: list[str], name: str) -> str:
+    subprocess.run([*kubectl, "create", "namespace", name], check=True, capture_output=True)
+    return name
+
+
+def latency(
+    api: k8s.CustomObjectsApi, kubectl: list[str], kubeconfig: Path, src: Path | None,
+    label: str, rates: list[int], seconds: float,
+) -> dict[int, tuple[float, float, float]]:  # fmt: skip
+    """rate -> (achieved rate, p50, p99) of create -> first status write."""
+    ns = namespace(kubectl, f"lat-{label}")
+    out: dict[int, tuple[float, float, float]] = {}
+    watcher = StatusWatch(api, ns)
+    try:
+        with running(src, kubeconfig, ns, 600):
+            watcher.wait(list(create_at(api, ns, "warmup", 1, None)[0]), 120)
+            for rate in rates:
+                if out and max(p99 for _, _, p99 in out.values()) > GIVE_UP_P99_S:
+                    break  # far past the knee: a higher rate only queues longer
+                sent, achieved = create_at(api, ns, f"r{rate}", max(20, int(rate * seconds)), rate)
+                watcher.wait(list(sent), 600)
+                lat = [watcher.seen[n] - t for n, t in sent.items()]
+                out[rate] = (achieved, percentile(lat, 0.5), percentile(lat, 0.99))
+                print(f"  {label:6s} {rate:4d}/s: p50 {out[rate][1] * 1000:7.1f} ms, "
+                      f"p99 {out[rate][2] * 1000:7.1f} ms  ({load()})", flush=True)  # fmt: skip
+    finally:
+        watcher.stop()
+    return out
+
+
+def idle(
+    api: k8s.CustomObjectsApi, kubectl: list[str], kubeconfig: Path, src: Path | None,
+    label: str, objects: int, idle_seconds: float,
+) -> dict[str, float]:  # fmt: skip
+    """Objects created at once, reconciled; then a restart over them; then idle."""
+    ns = namespace(kubectl, f"idle-{label}-{objects}")
+    result: dict[str, float] = {}
+    watcher = StatusWatch(api, ns)
+    try:
+        with running(src, kubeconfig, ns, 600) as op:
+            watcher.wait(list(create_at(api, ns, "warmup", 1, None)[0]), 300)  # started
+            start = time.monotonic()
+            sent, _ = create_at(api, ns, "d", objects - 1, None)
+            end = watcher.wait(list(sent), 1800)
+            result["at_once_per_s"] = (objects - 1) / (end - start)
+            time.sleep(10)  # the Pods' and Jobs' own changes settle
+    finally:
+        watcher.stop()
+    with running(src, kubeconfig, ns, IDLE_RESYNC_S) as op:
+        # The restart reconciles every object; none has anything to change.
+        started = op.metrics()
+        settled = wait_reconciles(op, objects, 600)
+        result["restart_reconciles"] = settled["reconciles"] - started["reconciles"]
+        result["calls_per_noop"] = (settled["api"] - started["api"]) / max(
+            1.0, result["restart_reconciles"]
+        )
+        cpu0, before = op.cpu_seconds(), op.metrics()
+        time.sleep(idle_seconds)
+        after = op.metrics()
+        result["idle_core_share"] = (op.cpu_seconds() - cpu0) / idle_seconds
+        result["idle_reconciles"] = after["reconciles"] - before["reconciles"]
+        result["idle_calls"] = after["api"] - before["api"]
+        result["rss_mib"] = op.rss_mib()
+    print(f"  {label:6s} idle over {objects}: {result}  ({load()})", flush=True)
+    return result
+
+
+def main(
+    before: Path | None, after: Path | None, rates: list[int], seconds: float,
+    idle_objects: list[int], idle_seconds: float,
+) -> None:  # fmt: skip
     tools = find_tools()
     cp = ControlPlane(ROOT / ".cluster" / "bench", tools=tools, tie_to_parent=True)
     cp.up(timeout=120)
@@ -139,86 +295,88 @@ def main(latency_objects: int, throughput: list[int]) -> None:
         for args in (
             ["apply", "--server-side", "-f", str(ROOT / "crds")],
             ["wait", "--for=condition=Established", "crd", "--all"],
-            ["create", "namespace", "bench"],
         ):
             subprocess.run([*kubectl, *args], check=True, capture_output=True)
-        kubeconfig = str(cp.kubeconfig)
-        api_client = k8s_config.new_client_from_config(config_file=kubeconfig)
-        api = k8s.CustomObjectsApi(api_client)
-        ns = "bench"
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(cp.kubeconfig),
-            "FLYWHEEL_RESYNC_SECONDS": "600",
-            "FLYWHEEL_ARTIFACT_ROOT": "file:///var/lib/flywheel/",  # Pods schedule: no PVC
-        }
-        metrics_port = free_port()
-        op = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flywheel_operator",
-                "--standalone",
-                "-n",
-                ns,
-                f"--metrics-port={metrics_port}",
-                "--metrics-address=127.0.0.1",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        watcher = StatusWatch(api, ns)
-        try:
-            # Measure from the moment the operator answers: one object through first.
-            wait_all(watcher.seen, list(run_batch(api, ns, "warmup", 1, 0)), 120)
-            memory = [(1, rss_mib(op.pid))]
-            # Latency: objects arrive one at a time, 50 ms apart.
-            created = run_batch(api, ns, "lat", latency_objects, 0.05)
-            wait_all(watcher.seen, list(created), 120)
-            lat = sorted(watcher.seen[n] - t for n, t in created.items())
-            p50 = statistics.median(lat)
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            print(f"\ncreate -> first status write over {len(lat)} Datasets:")
-            floor, slo = p50 / KOPF_BATCH_FLOOR_S, p99 / MUTATING_SLO_S
-            print(f"  p50 {p50 * 1000:7.1f} ms = {floor:5.2f}x kopf's 0.1 s batching floor")
-            print(f"  p99 {p99 * 1000:7.1f} ms = {slo:5.2f}x the 1 s mutating-call SLO")
-            total = 1 + latency_objects
-            for n in throughput:
-                start = time.monotonic()
-                created = run_batch(api, ns, f"tp{n}", n, 0)
-                end = wait_all(watcher.seen, list(created), 600)
-                per_min = n / (end - start) * 60
-                total += n
-                memory.append((total, rss_mib(op.pid)))
-                print(
-                    f"  {n:5d} objects at once: {per_min:8.0f} reconciled/min ({end - start:.1f} s)"
-                )
-            print("inside the operator (means):")
-            for line in operator_means(metrics_port):
-                print(f"  {line}")
-            print("operator RSS vs objects watched:")
-            for count, mib in memory:
-                print(f"  {count:5d} objects: {mib:6.1f} MiB")
-        finally:
-            watcher.stop()
-            op.terminate()
-            op.wait(timeout=30)
+        api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(cp.kubeconfig)))
+        sides: list[tuple[str, Path | None]] = [("after", after)]
+        if before is not None:
+            sides.insert(0, ("before", before))
+        print(f"\nlatency phases ({load()}):", flush=True)
+        lat = {label: latency(api, kubectl, cp.kubeconfig, src, label, rates, seconds)
+               for label, src in sides}  # fmt: skip
+        idles: dict[int, dict[str, dict[str, float]]] = {}
+        for n in idle_objects:
+            print(f"\nidle phases, {n} objects ({load()}):", flush=True)
+            idles[n] = {label: idle(api, kubectl, cp.kubeconfig, src, label, n, idle_seconds)
+                        for label, src in sides}  # fmt: skip
+        print_tables(sides, lat, idles, idle_seconds)
     finally:
         cp.down(keep_logs=True)
 
 
+def print_tables(
+    sides: list[tuple[str, Path | None]],
+    lat: dict[str, dict[int, tuple[float, float, float]]],
+    idles: dict[int, dict[str, dict[str, float]]],
+    idle_seconds: float,
+) -> None:
+    labels = [label for label, _ in sides]
+    rows = []
+    for rate in sorted({r for by_rate in lat.values() for r in by_rate}):
+        row = [f"{rate}/s"]
+        for label in labels:
+            if rate not in lat[label]:
+                row.append(f"not run (p99 past {GIVE_UP_P99_S:.0f} s at a lower rate)")
+                continue
+            achieved, p50, p99 = lat[label][rate]
+            row.append(f"{p50 * 1000:.0f} / {p99 * 1000:.0f} ms (sent {achieved:.0f}/s)")
+        both = len(labels) == 2 and all(rate in lat[label] for label in labels)
+        if len(labels) == 2:
+            row.append(f"{lat['before'][rate][2] / lat['after'][rate][2]:.1f}x" if both else "")
+        rows.append(row)
+    knees = ["knee (highest rate, p99 < 1 s)"]
+    for label in labels:
+        ok = [r for r, (_, _, p99) in lat[label].items() if p99 < MUTATING_SLO_S]
+        knees.append(f">= {max(ok)}/s" if ok else "below the lowest rate")
+    rows.append(knees + ([""] if len(labels) == 2 else []))
+    ratio = ["p99 before/after"] if len(labels) == 2 else []
+    report("create -> first status write, p50 / p99", ["rate", *labels, *ratio], rows)
+    for n, by_label in idles.items():
+        rows = []
+        for key, what in (
+            ("at_once_per_s", f"{n} created at once: reconciled per second"),
+            ("calls_per_noop", "API calls per no-op reconcile (restart)"),
+            ("idle_core_share", f"idle CPU, share of one core ({IDLE_RESYNC_S} s resync)"),
+            ("idle_reconciles", f"reconciles in {idle_seconds:.0f} s idle"),
+            ("idle_calls", f"API calls in {idle_seconds:.0f} s idle"),
+            ("rss_mib", "RSS, MiB"),
+        ):
+            rows.append([what, *(f"{by_label[label][key]:.3g}" for label in labels)])
+        report(f"{n} Datasets", ["", *labels], rows)
+    print(f"\n{load()}")
+
+
 @pytest.mark.bench
 def test_operator_bench() -> None:
-    """Sizes scale with FLYWHEEL_BENCH_SCALE unless given."""
-    default = str(scaled(100))
-    sizes = [int(s) for s in os.environ.get("FLYWHEEL_BENCH_THROUGHPUT", default).split(",")]
-    main(int(os.environ.get("FLYWHEEL_BENCH_LATENCY_OBJECTS", str(scaled(200)))), sizes)
+    """Sizes scale with FLYWHEEL_BENCH_SCALE; the earlier checkout only when named."""
+    before = os.environ.get("FLYWHEEL_BENCH_BEFORE")
+    main(Path(before) if before else None, None, [5, 20], 1.0, [scaled(1000)], scaled(120))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency-objects", type=int, default=200)
-    parser.add_argument("--throughput", default="100,1000")
+    parser.add_argument("--before", type=Path, default=None)
+    parser.add_argument("--after", type=Path, default=None)
+    parser.add_argument("--rates", default="5,20,50,100,150,200")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--idle-objects", default="1000")
+    parser.add_argument("--idle-seconds", type=float, default=120.0)
     args = parser.parse_args()
-    main(args.latency_objects, [int(s) for s in args.throughput.split(",")])
+    main(
+        args.before,
+        args.after,
+        [int(s) for s in args.rates.split(",")],
+        args.seconds,
+        [int(s) for s in args.idle_objects.split(",")],
+        args.idle_seconds,
+    )

@@ -54,6 +54,15 @@ class Operator:
         return sum(int(float(line[len(prefix) :])) for line in text.splitlines()
                    if line.startswith(prefix))  # fmt: skip
 
+    def api_calls(self) -> int:
+        """Requests the operator made to the API server so far (reads and writes)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        prefix = "flywheel_api_request_seconds_count{"
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+                   if line.startswith(prefix))  # fmt: skip
+
     def wait_for_reconciles(self, kind: str, count: int, timeout: float = 60) -> None:
         """Until `count` more reconciles of `kind` have finished than now."""
         start = self.reconciles(kind)
@@ -234,6 +243,23 @@ def test_dataset_job_result_status_and_garbage_collection(
     wait_for(
         lambda: kubectl.items("job"), lambda j: not j, what="the Job garbage-collected", timeout=90
     )
+
+
+def test_a_reconcile_with_nothing_to_change_makes_no_api_call(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    """Owners and children come from the watches; a child that carries its desired hash
+    is not applied again, an unchanged status is not written: the resyncs (every second
+    here) of a settled Dataset read nothing from the API and write nothing."""
+    kubectl.apply(yaml.safe_dump(quickstart("Dataset", "churn-labels")))
+    job = wait_for(lambda: kubectl.items("job"), lambda j: len(j) == 1, what="the ingest Job")[0]
+    report(kubectl, job["metadata"]["name"], {"version": "v1", "rows": 10})
+    kubectl.wait("--for=condition=Ready", "dataset/churn-labels", timeout=60)
+    kubectl.wait("--for=condition=Complete", f"job/{job['metadata']['name']}", timeout=60)
+    operator.wait_for_reconciles("Dataset", 1)  # whatever the Job's completion caused
+    calls = operator.api_calls()
+    operator.wait_for_reconciles("Dataset", 3)
+    assert operator.api_calls() == calls
 
 
 def test_featureview_waits_for_its_dataset_then_materializes(

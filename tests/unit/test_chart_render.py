@@ -175,7 +175,7 @@ def test_operator_deployment(by_mode: dict[str, list[Manifest]]) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FLYWHEEL_RUNTIME_IMAGE"] == "flywheel/runtime:0.1.0"
     assert env["FLYWHEEL_ARTIFACT_ROOT"] == "pvc://flywheel-artifacts/"
-    assert env["FLYWHEEL_RESYNC_SECONDS"] == "60"
+    assert env["FLYWHEEL_RESYNC_SECONDS"] == "600"
     assert env["FLYWHEEL_IMAGE_PULL_POLICY"] == "IfNotPresent"
     assert "FLYWHEEL_SERVICE_ACCOUNT" not in env
     assert "FLYWHEEL_RAY_IMAGE" not in env and "FLYWHEEL_RAY_VERSION" not in env

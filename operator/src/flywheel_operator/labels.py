@@ -11,6 +11,9 @@ from flywheel.api.common import GROUP
 FIELD_MANAGER = "flywheel-operator"
 MANAGED_BY = "flywheel-operator"
 PART_OF = "flywheel"
+# On every child: the hash of its desired content as last applied. A child that carries
+# the hash of what is desired now is not applied again.
+DESIRED_HASH = f"{GROUP}/desired-hash"
 
 # A Job that moves a registry alias (`flywheel registry alias set`): its component, and
 # its annotations, which say what it sets; the operator reads them back once it completed.

@@ -21,7 +21,12 @@ class Settings:
     # Runtime pods get no API token unless a service account is named: results travel
     # back as the pod's termination message, so they need no API access.
     runtime_service_account: str | None = None
-    resync_seconds: float = 60.0
+    # The safety resync: every object is reconciled once per period, at a random moment
+    # of it, besides the reconciles its own and its children's changes cause.
+    resync_seconds: float = 600.0
+    # Reconciles run at once (threads), each making its API calls one after another;
+    # sized to what one API server answers without queueing.
+    workers: int = 8
     field_manager: str = labels.FIELD_MANAGER
     image_pull_policy: str = "IfNotPresent"
     # Ray clusters run Flywheel code (the Serve app, `flywheel train run`), so their image
@@ -35,6 +40,8 @@ class Settings:
     router_url: str | None = None
     # How often a rollout under way is analysed, whatever the resync interval.
     rollout_seconds: float = 5.0
+    # How often a running training's progress is read from the Ray dashboard.
+    progress_seconds: float = 60.0
 
     @property
     def ray_cluster_image(self) -> str:
@@ -49,10 +56,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         artifact_root=env.get("FLYWHEEL_ARTIFACT_ROOT", defaults.artifact_root),
         runtime_service_account=env.get("FLYWHEEL_SERVICE_ACCOUNT") or None,
         resync_seconds=float(env.get("FLYWHEEL_RESYNC_SECONDS", defaults.resync_seconds)),
+        workers=int(env.get("FLYWHEEL_WORKERS", defaults.workers)),
         image_pull_policy=env.get("FLYWHEEL_IMAGE_PULL_POLICY", defaults.image_pull_policy),
         ray_image=env.get("FLYWHEEL_RAY_IMAGE") or None,
         ray_version=env.get("FLYWHEEL_RAY_VERSION", defaults.ray_version),
         prometheus_url=env.get("FLYWHEEL_PROMETHEUS_URL") or None,
         router_url=env.get("FLYWHEEL_ROUTER_URL") or None,
         rollout_seconds=float(env.get("FLYWHEEL_ROLLOUT_SECONDS", defaults.rollout_seconds)),
+        progress_seconds=float(env.get("FLYWHEEL_PROGRESS_SECONDS", defaults.progress_seconds)),
     )

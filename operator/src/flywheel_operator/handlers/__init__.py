@@ -1,10 +1,25 @@
-"""kopf registrations: every kind is reconciled on create, update, resume and a timer,
-and when one of its children changes."""
+"""kopf registrations. Level-triggered: an owner is reconciled when it or one of its
+children changes, when an object it depends on changes, once per long jittered resync
+period as a safety net, and every few seconds while a rollout is under way.
+
+    watch event (owner or child) ─► Store ─► changed? ─► WorkQueue.add(owner key)
+    safety resync (FLYWHEEL_RESYNC_SECONDS, spread over the period) ─┘
+    rollout timer (FLYWHEEL_ROLLOUT_SECONDS, only while rolling out) ─┘
+    worker thread: Store.get(owner) ─► RECONCILERS[kind] (reads from the Store)
+
+A reconcile that finds nothing to change reads nothing from the API and writes nothing:
+owners and children come from the watches (kube/cache.py), a child is applied only when
+its desired content hash differs (kube/children.py), a status only when it changed.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -18,9 +33,9 @@ from flywheel_operator.handlers import (
     modeldeployment,
     trainingjob,
 )
-from flywheel_operator.handlers.coalescer import Coalescer
 from flywheel_operator.handlers.reconciliation import Context
-from flywheel_operator.kube import router_metrics
+from flywheel_operator.handlers.workqueue import WorkQueue
+from flywheel_operator.kube import cache, router_metrics
 from flywheel_operator.kube.client import Kube
 
 log = logging.getLogger(__name__)
@@ -32,23 +47,34 @@ RECONCILERS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
     "ModelDeployment": modeldeployment.reconcile,
     "DriftMonitor": driftmonitor.reconcile,
 }
-# Children whose changes wake their owner up, as (group, version, plural).
-CHILD_RESOURCES = (
-    ("batch", "v1", "jobs"),
-    ("apps", "v1", "deployments"),
-    ("ray.io", "v1", "rayjobs"),
-    ("ray.io", "v1", "rayservices"),
-)
+# The children the operator reads, watched by the managed-by label, as kind -> kopf's
+# (group, version, plural). Pods are those of runtime Jobs: their results.
+CHILDREN: dict[str, tuple[str, ...]] = {
+    "Job": ("batch", "v1", "jobs"),
+    "CronJob": ("batch", "v1", "cronjobs"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("v1", "services"),
+    "ConfigMap": ("v1", "configmaps"),
+    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    "Pod": ("v1", "pods"),
+    "RayJob": ("ray.io", "v1", "rayjobs"),
+    "RayService": ("ray.io", "v1", "rayservices"),
+}
 OPERATOR_SETTINGS = settings.from_env()
 _context: Context | None = None
-COALESCER = Coalescer()
 
 
 def context() -> Context:
     global _context
     if _context is None:
-        _context = Context(Kube.from_config(), OPERATOR_SETTINGS, router_metrics=_metrics())
+        kube = Kube.from_config(cache=STORE, connections=OPERATOR_SETTINGS.workers)
+        _context = Context(kube, OPERATOR_SETTINGS, router_metrics=_metrics(), wake_at=_wake_at)
     return _context
+
+
+def _wake_at(body: dict[str, Any], when: datetime) -> None:
+    seconds = (when - datetime.now(UTC)).total_seconds()
+    QUEUE.add_after(cache.key_of(body), max(seconds, 0.0) + 1.0)  # status times are whole s
 
 
 def _metrics() -> router_metrics.RouterMetrics:
@@ -58,24 +84,22 @@ def _metrics() -> router_metrics.RouterMetrics:
     return router_metrics.RolloutReports(OPERATOR_SETTINGS.router_url)
 
 
-def reconcile(body: kopf.Body | dict[str, Any]) -> None:
-    raw = dict(body)
-    meta = raw["metadata"]
+def reconcile(key: cache.Key) -> None:
+    """One reconcile of the owner `key` (kind, namespace, name), as the watches hold it."""
+    kind, namespace, name = key
     ctx = context()
+    body = ctx.kube.get(kind, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    with metrics.RECONCILE_SECONDS.labels(kind).time(), cache.reading_for((kind, namespace, name)):
+        try:
+            RECONCILERS[kind](ctx, body)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(kind).inc()
+            raise
 
-    def once() -> None:
-        # Re-read: the body kopf holds may be older than the latest status write.
-        fresh = ctx.kube.get(raw["kind"], meta["namespace"], meta["name"])
-        if fresh is None:
-            return
-        with metrics.RECONCILE_SECONDS.labels(raw["kind"]).time():
-            try:
-                RECONCILERS[raw["kind"]](ctx, fresh)
-            except Exception:
-                metrics.RECONCILE_ERRORS.labels(raw["kind"]).inc()
-                raise
 
-    COALESCER.run(meta["uid"], once)
+QUEUE: WorkQueue[cache.Key] = WorkQueue(reconcile, workers=OPERATOR_SETTINGS.workers)
 
 
 @kopf.on.startup()
@@ -86,29 +110,91 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=prefix, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # our own Events say what happened
-    settings.execution.max_workers = 8
     settings.watching.server_timeout = 300
 
 
-def _register(kind: type[api.Resource]) -> None:
-    group, version, plural = api.GROUP, api.VERSION, kind.plural
+@kopf.on.cleanup()
+def stop(**_: Any) -> None:
+    QUEUE.stop()
 
-    def on_change(body: kopf.Body, **_: Any) -> None:
-        reconcile(body)
 
-    def on_timer(body: kopf.Body, **_: Any) -> None:
-        reconcile(body)
+def wake(obj: dict[str, Any], written: bool = False) -> None:
+    """Queue what a change of `obj` concerns: the owners whose last reconcile read it, and,
+    unless this operator's own write made it (`written`), itself if it is an owner or its
+    owner if it is a child."""
+    key = cache.key_of(obj)
+    if key[0] in RECONCILERS:
+        for dependent in STORE.dependents(key):
+            QUEUE.add(dependent)
+        if not written:
+            QUEUE.add(key)
+        return
+    owner = _owner_of(obj)
+    if owner is not None and not written:
+        QUEUE.add(owner)
 
-    kopf.on.resume(group, version, plural, id="reconcile")(on_change)
-    kopf.on.create(group, version, plural, id="reconcile")(on_change)
-    kopf.on.update(group, version, plural, id="reconcile", field="spec")(on_change)
-    resync = OPERATOR_SETTINGS.resync_seconds
-    # The first tick waits a full interval: create/resume already reconcile at once.
-    kopf.timer(group, version, plural, id="resync", interval=resync, initial_delay=resync)(on_timer)
+
+STORE = cache.Store([*api.KINDS, *CHILDREN], tracked=api.KINDS, on_change=wake)
+
+
+def _owner_of(child: dict[str, Any]) -> cache.Key | None:
+    meta = child["metadata"]
+    child_labels = meta.get("labels") or {}
+    for kind in RECONCILERS:
+        name = child_labels.get(labels.owner_label(kind))
+        if name:
+            return kind, str(meta.get("namespace") or ""), str(name)
+    return None
+
+
+async def _on_seen(body: kopf.Body, **_: Any) -> None:
+    """Every version a watch sees (kopf indexes first, before any other handler runs);
+    a version this operator wrote is held already and wakes nobody again."""
+    STORE.put(dict(body))
+
+
+async def _on_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    # Runs once every watch has listed: the store is complete, reconciles may start.
+    QUEUE.start()
+    if type == "DELETED":
+        obj = dict(body)
+        STORE.remove(*cache.key_of(obj))
+        if cache.key_of(obj)[0] not in RECONCILERS:
+            wake(obj)  # a child gone: its owner applies it again
+
+
+def _deleted_or_first(type: str | None, **_: Any) -> bool:
+    """The only events `_on_event` needs: a handler not called costs kopf far less."""
+    return type == "DELETED" or not QUEUE.started
+
+
+def _watch(*resource: str, labels_: dict[str, str] | None = None) -> None:
+    name = resource[-1]
+    kopf.index(*resource, id=f"seen-{name}", labels=labels_)(_on_seen)
+    kopf.on.event(*resource, id=f"event-{name}", labels=labels_, when=_deleted_or_first)(_on_event)
 
 
 for _kind in api.KINDS.values():
-    _register(_kind)
+    _watch(api.GROUP, api.VERSION, _kind.plural)
+for _resource in CHILDREN.values():
+    _watch(*_resource, labels_={"app.kubernetes.io/managed-by": labels.MANAGED_BY})
+
+
+def _resync() -> None:
+    """Each period, every owner once, at a random moment of the period: the safety net
+    for a missed event, spread so that it costs the same at every moment."""
+    period = OPERATOR_SETTINGS.resync_seconds
+    while True:
+        time.sleep(period)
+        for kind in RECONCILERS:
+            for key in STORE.keys(kind):
+                QUEUE.add_after(key, random.uniform(0, period))
+
+
+@kopf.on.startup()
+def start_resync(**_: Any) -> None:
+    threading.Thread(target=_resync, name="resync", daemon=True).start()
+
 
 ROLLING_OUT = ("Progressing", "Deploying")
 
@@ -125,33 +211,7 @@ def _rolling_out(status: kopf.Status, **_: Any) -> bool:
     interval=OPERATOR_SETTINGS.rollout_seconds,
     when=_rolling_out,
 )
-def _on_rollout_tick(body: kopf.Body, **_: Any) -> None:
-    # A rollout under way is analysed every few seconds, not on the slower resync.
-    reconcile(body)
-
-
-def _owner_of(child: dict[str, Any]) -> tuple[str, str] | None:
-    for kind in api.KINDS:
-        name = (child.get("metadata", {}).get("labels") or {}).get(labels.owner_label(kind))
-        if name:
-            return kind, name
-    return None
-
-
-def _on_child_event(body: kopf.Body, type: str | None, **_: Any) -> None:
-    # ADDED follows our own apply, and None is the initial listing (resume covers owners).
-    if type not in ("MODIFIED", "DELETED"):
-        return
-    owner = _owner_of(dict(body))
-    if owner is None:
-        return
-    ctx = context()
-    obj = ctx.kube.get(owner[0], body["metadata"]["namespace"], owner[1])
-    if obj is not None:
-        reconcile(obj)
-
-
-for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(
-        _group, _version, _plural, labels={"app.kubernetes.io/managed-by": labels.MANAGED_BY}
-    )(_on_child_event)
+async def _on_rollout_tick(body: kopf.Body, **_: Any) -> None:
+    # A rollout under way is analysed every few seconds (its steps' pauses, its analyses),
+    # not on the slow safety resync.
+    QUEUE.add(cache.key_of(dict(body)))

@@ -49,6 +49,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     jobs, job_pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
     new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, job_pods), p.now)
     retrain = decide.retrain(resource, new, p.now)
+    held = decide.cooldown_ends(resource, new)
+    if retrain is None and held is not None and held > p.now:
+        ctx.wake_at(body, held)  # drift seen during the cooldown: retrain once it ends
     if retrain is not None:
         cause = decide.drift_event(resource, new)
         job = build.retrain_job(body, resource, retrain.number, cause)

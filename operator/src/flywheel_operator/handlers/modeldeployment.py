@@ -13,7 +13,7 @@ from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
 from flywheel_operator.builders import modeldeployment as build
 from flywheel_operator.handlers import upstream
-from flywheel_operator.handlers.reconciliation import Context, Pass
+from flywheel_operator.handlers.reconciliation import KUBERAY_RECHECK, Context, Pass
 from flywheel_operator.kube import router_metrics
 from flywheel_operator.status import aliases, dependencies, observe, reporting
 from flywheel_operator.status import modeldeployment as decide
@@ -39,6 +39,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         return
     spec = resource.spec
     if spec.backend == Backend.RAYSERVE and not ctx.kube.crd_installed(RAYSERVICE_CRD):
+        ctx.wake_at(body, p.now + KUBERAY_RECHECK)  # no event tells of KubeRay installed
         return p.block("KubeRayNotInstalled", KUBERAY_HINT)
     succeeded = dependencies.condition_true(training.SUCCEEDED)
     jobs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), succeeded)
@@ -67,6 +68,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         plan = decide.hold_candidate(plan, stable.version, _candidate_running(ctx, p, candidate))
     finished = decide.finished_at(p.old, plan.decision.state.outcome, p.now)
     plan = decide.keep_warm(plan, stable, candidate, finished, *decide.windows(spec), p.now)
+    warm = decide.warm_until(plan.decision.state.outcome, finished, *decide.windows(spec))
+    if warm is not None and warm > p.now:
+        ctx.wake_at(body, warm)  # the kept version is scaled down once its window ends
     children = build.build(body, resource, ctx.settings, plan.versions, plan.split)
     applied = p.apply(children, CHILD_KINDS[Backend(spec.backend)])
     if applied is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import pydantic
@@ -25,11 +25,17 @@ from flywheel_operator.status.observe import Run
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=StatusBase)
+# How often a kind that needs KubeRay looks again whether it is installed now.
+KUBERAY_RECHECK = timedelta(seconds=60)
 R = TypeVar("R", bound=Resource)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _no_timer(body: dict[str, Any], when: datetime) -> None:
+    """Without a work queue (a single reconcile, as in tests) nothing is scheduled."""
 
 
 @dataclasses.dataclass
@@ -43,6 +49,10 @@ class Context:
     router_metrics: router_metrics.RouterMetrics = router_metrics.not_exported
     # Where a running TrainingJob's progress is read from (kube/ray_dashboard.py).
     ray_job_logs: ray_dashboard.JobLogs = ray_dashboard.read_job_logs
+    # Reconcile `body` again at `when`, whatever happens meanwhile: for the decisions that
+    # time alone changes (a window that ends, a cooldown, progress to read). Events and the
+    # safety resync reconcile everything else.
+    wake_at: Callable[[dict[str, Any], datetime], None] = _no_timer
 
 
 @dataclasses.dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flywheel.api import TrainingJob
@@ -10,7 +11,7 @@ from flywheel.api.trainingjob import TrainingJobStatus
 from flywheel_operator.builders import pods
 from flywheel_operator.builders import trainingjob as build
 from flywheel_operator.handlers import upstream
-from flywheel_operator.handlers.reconciliation import Context, Pass
+from flywheel_operator.handlers.reconciliation import KUBERAY_RECHECK, Context, Pass
 from flywheel_operator.kube import runs
 from flywheel_operator.status import dependencies, observe, results
 from flywheel_operator.status import trainingjob as decide
@@ -33,6 +34,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     if resource is None:
         return
     if not ctx.kube.crd_installed(RAYJOB_CRD):
+        ctx.wake_at(body, p.now + KUBERAY_RECHECK)  # no event tells of KubeRay installed
         return p.block("KubeRayNotInstalled", KUBERAY_HINT, decide.SUCCEEDED)
     refs = [r for r in resource.references() if r[0] != "ModelDeployment"]
     ready = dependencies.condition_true(READY)
@@ -60,4 +62,6 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     where = observe.rayjob_dashboard(observed)
     if run.state == RunState.RUNNING and where is not None:
         progress = decide.progress(ctx.ray_job_logs(*where))
+        # Progress is read from the Ray dashboard, which sends no event.
+        ctx.wake_at(body, p.now + timedelta(seconds=ctx.settings.progress_seconds))
     p.finish(decide.status(p.old, p.generation, run, p.now, progress))

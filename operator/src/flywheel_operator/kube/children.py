@@ -20,7 +20,7 @@ def apply(
 
     Returns the children as applied, with their current status.
     """
-    applied = [kube.apply(child) for child in children]
+    applied = [_apply(kube, child) for child in children]
     if not prune:
         return applied
     desired = {(c["kind"], c["metadata"]["name"]) for c in children}
@@ -33,6 +33,26 @@ def apply(
             if _owned_by(item, uid) and (kind, name) not in desired:
                 kube.delete(kind, namespace, name)
     return applied
+
+
+def _apply(kube: Kube, child: dict[str, Any]) -> dict[str, Any]:
+    """Apply `child` stamped with the hash of its content, unless the watches show it
+    already carries that hash (applied before, by this or an earlier operator)."""
+    digest = labels.content_hash(child, length=16)
+    meta = child["metadata"]
+    annotations = {**(meta.get("annotations") or {}), labels.DESIRED_HASH: digest}
+    stamped = {**child, "metadata": {**meta, "annotations": annotations}}
+    if kube.cache is not None and kube.cache.serves(child["kind"]):
+        seen = kube.get(child["kind"], meta.get("namespace"), meta["name"])
+        if seen is not None and _carries(seen, digest):
+            return seen
+    return kube.apply(stamped)
+
+
+def _carries(seen: dict[str, Any], digest: str) -> bool:
+    meta = seen["metadata"]
+    stamp = (meta.get("annotations") or {}).get(labels.DESIRED_HASH)
+    return stamp == digest and not meta.get("deletionTimestamp")
 
 
 def _owned_by(item: dict[str, Any], uid: str) -> bool:

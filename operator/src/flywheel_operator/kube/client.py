@@ -1,9 +1,12 @@
 """The operator's only door to the API server.
 
 Writes are server-side apply under one field manager (children) or merge patches of the
-status subresource (owners). Every call goes through `_call`, which applies the retry
-policy of kube/retry.py: 5xx and timeouts back off, 429 waits for Retry-After, 409 is
-returned to the caller to re-read and re-apply, other 4xx raise `PermanentError`.
+status subresource (owners). With a `cache.Store`, reads of the kinds it serves come from
+the watches instead of the API, and every write's answer is put into it.
+
+Every call goes through `_call`, which applies the retry policy of kube/retry.py: 5xx and
+timeouts back off, 429 waits for Retry-After, 409 is returned to the caller to re-read and
+re-apply, other 4xx raise `PermanentError`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from flywheel.api.common import resource_key
 from flywheel_operator import labels, metrics
+from flywheel_operator.kube import cache as caches
 from flywheel_operator.kube import retry
 
 log = logging.getLogger(__name__)
@@ -77,26 +81,34 @@ class Kube:
         backoff: retry.Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         field_manager: str = labels.FIELD_MANAGER,
+        cache: caches.Store | None = None,
     ) -> None:
         self.api = api_client or k8s.ApiClient()
         self.backoff = backoff or retry.Backoff()
         self.sleep = sleep
         self.field_manager = field_manager
+        self.cache = cache
         self.writes = 0  # counted for tests and metrics
+        self.reads = 0
         self._crd_cache: dict[str, tuple[float, bool]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls) -> Kube:
+    def from_config(cls, cache: caches.Store | None = None, connections: int = 8) -> Kube:
+        """`connections`: kept open to the API server, one for each concurrent caller."""
         try:
             k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:
             k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls()
+        configuration = k8s.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = connections
+        return cls(k8s.ApiClient(configuration), cache=cache)
 
     # --- reads -----------------------------------------------------------------------
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        if self.cache is not None and self.cache.serves(kind):
+            return self.cache.get(kind, namespace, name)
         try:
             return self._call("GET", path(kind, namespace, name))
         except PermanentError as exc:
@@ -107,6 +119,8 @@ class Kube:
     def select(
         self, kind: str, namespace: str | None, selector: dict[str, str]
     ) -> list[dict[str, Any]]:
+        if self.cache is not None and self.cache.serves(kind):
+            return self.cache.select(kind, namespace, selector)
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items())))]
         try:
             body = self._call("GET", path(kind, namespace), query=query)
@@ -190,6 +204,8 @@ class Kube:
         except PermanentError as exc:
             if exc.status != 404:
                 raise
+        if self.cache is not None:
+            self.cache.remove(kind, namespace, name)
 
     def event(
         self,
@@ -242,6 +258,9 @@ class Kube:
         result = self._call(method, url, **kwargs)
         with self._lock:
             self.writes += 1
+        held = self.cache
+        if held is not None and method != "DELETE" and held.serves(result.get("kind", "")):
+            held.put(result, written=True)  # a reconcile right after this one sees this write
         return result
 
     def _call(
@@ -253,6 +272,9 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         started, attempt = time.monotonic(), 0
+        if method == "GET":
+            with self._lock:
+                self.reads += 1
         try:
             while True:
                 status, headers, data = self._request(method, url, body, content_type, query)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.api.common import ConditionStatus, duration_seconds
@@ -66,6 +66,19 @@ def retrain_due(status: DriftMonitorStatus, cooldown_seconds: float, now: dateti
         if (now - status.last_retrain).total_seconds() < cooldown_seconds:
             return False
     return True
+
+
+def cooldown_ends(resource: DriftMonitor, status: DriftMonitorStatus) -> datetime | None:
+    """When the cooldown that holds back a retrain the latest run's drift asks for ends;
+    None when nothing is held back."""
+    action = resource.spec.action
+    if action.type != ActionType.RETRAIN or action.retrain is None:
+        return None
+    if not drift_seen(status) or status.last_run is None or status.last_retrain is None:
+        return None
+    if status.last_retrain >= status.last_run:
+        return None
+    return status.last_retrain + timedelta(seconds=duration_seconds(action.retrain.cooldown))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -292,6 +292,21 @@ def keep_warm(
     return dataclasses.replace(plan, versions=[*plan.versions, kept])
 
 
+def warm_until(
+    outcome: AnalysisDecision | None,
+    finished_at: datetime,
+    scale_down_delay: timedelta,
+    previous_stable_window: timedelta,
+) -> datetime | None:
+    """When `keep_warm` stops keeping the version a finished rollout left without traffic;
+    None when the rollout keeps nothing warm."""
+    if outcome == AnalysisDecision.ROLLBACK:
+        return finished_at + scale_down_delay
+    if outcome == AnalysisDecision.PROMOTE:
+        return finished_at + previous_stable_window
+    return None
+
+
 def finished_at(
     old: ModelDeploymentStatus, outcome: AnalysisDecision | None, now: datetime
 ) -> datetime:

@@ -171,3 +171,17 @@ def test_the_drift_event_names_the_monitor_run_and_features() -> None:
         "time": "2026-05-01T00:00:00Z",
         "driftedFeatures": ["plan"],
     }
+
+
+def test_drift_held_back_by_the_cooldown_asks_to_be_looked_at_when_it_ends() -> None:
+    body = owners()["DriftMonitor/churn-drift"]
+    resource = model(body)
+    s = driftmonitor.status(DriftMonitorStatus(), 1, Run("j", RunState.SUCCEEDED, DRIFTED), T0)
+    assert driftmonitor.cooldown_ends(resource, s) is None  # nothing retrained yet
+    s = driftmonitor.record_retrain(s, driftmonitor.Retrain(1), "churn-drift-retrain-1", T0)
+    assert driftmonitor.cooldown_ends(resource, s) is None  # this run triggered it
+    s.last_run = T0 + timedelta(minutes=5)  # a later run drifts again, in the cooldown
+    ends = driftmonitor.cooldown_ends(resource, s)
+    assert ends is not None and ends > s.last_run
+    assert driftmonitor.retrain(resource, s, ends - timedelta(seconds=1)) is None
+    assert driftmonitor.retrain(resource, s, ends) == driftmonitor.Retrain(2)

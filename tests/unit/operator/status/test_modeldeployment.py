@@ -240,3 +240,11 @@ def test_a_rollout_finishes_once() -> None:
     later = T0 + timedelta(hours=1)
     assert modeldeployment.finished_at(old, AnalysisDecision.PROMOTE, later) == T0
     assert modeldeployment.finished_at(old, AnalysisDecision.ROLLBACK, later) == later
+
+
+def test_a_finished_rollout_keeps_its_loser_warm_until_a_known_time() -> None:
+    delay, window = timedelta(seconds=30), timedelta(minutes=10)
+    until = modeldeployment.warm_until
+    assert until(AnalysisDecision.ROLLBACK, T0, delay, window) == T0 + delay
+    assert until(AnalysisDecision.PROMOTE, T0, delay, window) == T0 + window
+    assert until(None, T0, delay, window) is None
