@@ -131,6 +131,32 @@ def _perturbation(found: dict[str, Any] | None) -> str:
     return f"<p>Share of {found['rows']} test rows whose class flips</p>{_table(rows)}"
 
 
+def _warm_start(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "<p>trained from scratch</p>"
+    scratch, forgot = found["fromScratch"], found["forgetting"]
+    rows = [
+        (
+            "base",
+            f"{found['base']['model']}:{found['base']['version']} ({found['base']['resolvedBy']})",
+        ),
+        (
+            "epochs",
+            f"{found['epochsRun']} (from scratch: {scratch['epochs']}, "
+            f"version {scratch['version']})",
+        ),
+        ("epochs saved", found["epochsSaved"]),
+        ("rows seen", f"{found['rowsSeen']} (from scratch: {scratch['rowsSeen']})"),
+        ("rows seen / from scratch", found["rowsSeenRatio"]),
+        (
+            f"forgetting: {forgot['metric']} on the base's test window ({forgot['rows']} rows)",
+            f"{forgot['new']:.4f} vs {forgot['base']:.4f} (delta {forgot['delta']:+.4f}, "
+            f"tolerance {forgot['tolerance']:g}): {'pass' if forgot['passed'] else 'FAIL'}",
+        ),
+    ]
+    return _table(rows)
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -175,6 +201,7 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <h2>Recall per class (threshold 0.5)</h2>{_table(classes) if classes else "<p>-</p>"}
 <h2>Calibration fix</h2>{calibrated}
 <h2>Perturbation sensitivity</h2>{_perturbation(e.get("perturbation"))}
+<h2>Warm start</h2>{_warm_start(card.get("warmStart"))}
 <h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
 <h2>Calibration and slices</h2>{images}
 {_table(slices) if slices else ""}
