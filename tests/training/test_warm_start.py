@@ -66,6 +66,10 @@ def base(windows: dict[str, RunContext], registry_dir: Path, ray_cluster: None) 
     return status
 
 
+def version_dir(status: Any) -> Path:
+    return Path(status.artifact_uri.removeprefix("file://"))
+
+
 def card(status: Any) -> dict[str, Any]:
     return dict(
         json.loads((Path(status.artifact_uri.removeprefix("file://")) / "card.json").read_text())
@@ -103,11 +107,10 @@ def test_a_warm_start_on_a_new_window_saves_epochs_and_remembers_the_old_one(
     assert gates["forgetting"]["passed"]
     message = status.conditions[0].message
     assert "warm start from churn:" in message and "from scratch" in message
-    html = (Path(status.artifact_uri.removeprefix("file://")) / "card.html").read_text()
+    html = (version_dir(status) / "card.html").read_text()
     assert "Warm start" in html and "epochs saved" in html
     # The warm version keeps the base's preprocessing: the same input layout.
-    version = Path(status.artifact_uri.removeprefix("file://"))
-    base_dir = Path(base.artifact_uri.removeprefix("file://"))
+    version, base_dir = version_dir(status), version_dir(base)
     assert (version / "preprocessing.json").read_text() == (
         base_dir / "preprocessing.json"
     ).read_text()

@@ -312,6 +312,33 @@ class Output(FlywheelModel):
     )
 
 
+class QuantizationMode(enum.StrEnum):
+    DYNAMIC_INT8 = "dynamicInt8"
+
+
+class Quantization(FlywheelModel):
+    """Post-training quantization for CPU serving: the version carries an int8 copy
+    beside the float model and the model server serves the int8 copy."""
+
+    mode: QuantizationMode = Field(
+        default=QuantizationMode.DYNAMIC_INT8,
+        description="dynamicInt8: Linear weights stored as int8, activations quantized per "
+        "batch at run time (torch.ao.quantization.quantize_dynamic).",
+    )
+    metric: Metric | None = Field(
+        default=None,
+        description="The metric compared on the test split. Default: the primary metric "
+        "of the evaluation.",
+    )
+    max_metric_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="The quantization gate: how far the int8 model's metric may fall "
+        "behind the float model's on the same test split.",
+    )
+
+
 RegistryName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ]
@@ -390,6 +417,11 @@ class TrainingJobSpec(FlywheelModel):
     backoff_limit: int = Field(default=2, ge=0, le=10)
     active_deadline_seconds: int | None = Field(default=None, ge=60)
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    quantization: Quantization | None = Field(
+        default=None,
+        description="Quantize the trained model for CPU serving (gated on the metric's "
+        "drop against the float model).",
+    )
     warm_start: WarmStart | None = Field(
         default=None,
         description="Start from a registered version's weights (stateful retraining) "

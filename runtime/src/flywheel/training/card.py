@@ -157,6 +157,28 @@ def _warm_start(found: dict[str, Any] | None) -> str:
     return _table(rows)
 
 
+def _quantization(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "<p>float model served</p>"
+    metric = found["metric"]
+    rows = [
+        ("mode", found["mode"]),
+        (
+            "TorchScript bytes, float -> int8",
+            f"{found['bytes']['float']} -> {found['bytes']['int8']}",
+        ),
+        ("size ratio", found["sizeRatio"]),
+        (
+            f"{metric}, float -> int8 (max drop {found['maxMetricDrop']:g})",
+            f"{found['float'][metric]:.4f} -> {found['int8'][metric]:.4f}: "
+            f"{'pass' if found['passed'] else 'FAIL'}",
+        ),
+        ("metric deltas", {k: round(v, 6) for k, v in sorted(found["delta"].items())}),
+        ("latency", "measured per run: the registry index entry and the status message"),
+    ]
+    return _table(rows)
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -202,6 +224,7 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <h2>Calibration fix</h2>{calibrated}
 <h2>Perturbation sensitivity</h2>{_perturbation(e.get("perturbation"))}
 <h2>Warm start</h2>{_warm_start(card.get("warmStart"))}
+<h2>Quantization</h2>{_quantization(card.get("quantization"))}
 <h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
 <h2>Calibration and slices</h2>{images}
 {_table(slices) if slices else ""}
