@@ -98,12 +98,12 @@ def test_forgetting_and_compute_against_from_scratch() -> None:
         "v1",
         "alias champion",
         Path("."),
-        None,
+        Preprocessor(()),
         {},
         {},
         "y",
         base_card,
-        4.0,  # type: ignore[arg-type]
+        4.0,
     )
     found = warmstart.compute(base, 3, 80)
     assert found["fromScratch"] == {"version": "v1", "epochs": 12, "rowsSeen": 1200, "seconds": 4.0}
