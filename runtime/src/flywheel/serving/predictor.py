@@ -144,6 +144,8 @@ def load_predictor(uri: str) -> Predictor:
     if quantized:
         with fs.open_input_stream(root.join(quantized).path) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            # Quantized tensor types are deprecated in torch; this torch still runs them.
+            warnings.filterwarnings("ignore", r"torch\.quantize_per_tensor", UserWarning)
             module = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(f.read()), map_location="cpu"
             ).eval()

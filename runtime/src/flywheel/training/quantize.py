@@ -28,6 +28,8 @@ from flywheel.training import evaluate
 
 INT8_FILE = "model.int8.pt"
 QUANTIZATION_FILE = "quantization.json"
+# torch warns that quantized tensor types will go; this torch still runs them.
+QUANTIZED_TENSORS_DEPRECATED = r"torch\.quantize_per_tensor.*deprecated"
 LATENCY_CALLS = 200  # one-row calls timed per model; the first 20 warm up
 
 
@@ -37,6 +39,7 @@ def quantize(module: nn.Module) -> nn.Module:
         # torch.ao.quantization is deprecated in favour of torchao, which the runtime does
         # not ship; quantize_dynamic still works in this torch.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", QUANTIZED_TENSORS_DEPRECATED, UserWarning)
         quantized: nn.Module = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
             module.eval(), {nn.Linear}, dtype=torch.qint8
         )
@@ -47,6 +50,7 @@ def script(module: nn.Module, width: int) -> bytes:
     """TorchScript bytes of a module (traced on two rows)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the deprecation of torch.jit
+        warnings.filterwarnings("ignore", QUANTIZED_TENSORS_DEPRECATED, UserWarning)
         traced = torch.jit.trace(module.eval(), torch.zeros(2, width))  # type: ignore[no-untyped-call]
         out = io.BytesIO()
         torch.jit.save(traced, out)
@@ -56,6 +60,7 @@ def script(module: nn.Module, width: int) -> bytes:
 def load(data: bytes) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", QUANTIZED_TENSORS_DEPRECATED, UserWarning)
         return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()  # type: ignore[no-untyped-call]
 
 
