@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from flywheel.api.trainingjob import ModelSpec
 from flywheel.training import evaluate, loop, models, quantize, runner
 from tests.bench.common import report, scaled
 from tests.training import world
@@ -77,7 +78,7 @@ def test_bench_int8_against_float() -> None:
         seed=0,
     )
     state = loop.run_loop(cfg, loop.Arrays(x, y, xt[:500], yt[:500]), loop.LocalSession())
-    model = models.build(models.ModelSpec.model_validate(cfg.model), WIDTH)
+    model = models.build(ModelSpec.model_validate(cfg.model), WIDTH)
     model.load_state_dict(state["best_state"] or state["model"])
     serving = models.Serving(model, True).eval()
     float_bytes = quantize.script(serving, WIDTH)
@@ -153,7 +154,7 @@ def test_bench_warm_against_scratch_retrain(tmp_path: Path, ray_cluster: None) -
         status = runner.run_trainingjob(job(name.replace(" ", "-"), **spec), new)
         seconds = time.perf_counter() - began
         assert status.phase == "Succeeded", status.conditions
-        version = Path(status.artifact_uri.removeprefix("file://"))
+        version = Path(str(status.artifact_uri).removeprefix("file://"))
         card = json.loads((version / "card.json").read_text())
         forgot = (card.get("warmStart") or {}).get("forgetting")
         figures.append((name, card["config"]["epochsRun"], seconds, status.metrics["auc"], forgot))
