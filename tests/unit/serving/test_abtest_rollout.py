@@ -134,6 +134,17 @@ def test_the_operator_reads_counts_and_carries_the_p_value_between_passes() -> N
     assert md_status.rollout_state(old, "v3").p_value == 1.0  # a new test
 
 
+def test_flywheel_run_reads_the_same_counts_from_its_router() -> None:
+    from flywheel.local import deployment
+
+    report = routed({"v1": 0.4, "v2": 0.6}, 400).rollout_report()
+    found = deployment.metrics_of(report, abtest())
+    assert found is not None and found.control is not None and found.treatment is not None
+    assert (found.control, found.treatment) == rollout.ab_counts(report, "v2", "reward")
+    assert deployment.metrics_of(report) is not None
+    assert deployment.metrics_of(report).control is None  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
