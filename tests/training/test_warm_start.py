@@ -142,7 +142,7 @@ def test_fine_tuning_on_a_turned_concept_fails_the_forgetting_gate(
 
 
 def test_the_version_a_deployment_serves_is_the_base(
-    base: Any, windows: dict[str, RunContext], registry_dir: Path
+    base: Any, windows: dict[str, RunContext], registry_dir: Path, tmp_path: Path
 ) -> None:
     spec = job("served", registry_dir, warmStart={"deploymentRef": {"name": "churn"}})
     context = windows["B"].replace(
@@ -151,17 +151,17 @@ def test_the_version_a_deployment_serves_is_the_base(
             "ModelDeployment/churn": ModelDeploymentStatus(stable_version=base.model_version),
         }
     )
-    resolved = warmstart.resolve(spec, context)
+    resolved = warmstart.resolve(spec, context, tmp_path)
     assert resolved.version == base.model_version
     assert resolved.resolved_by == "the stable version of md/churn"
     # Serving nothing yet: the champion.
-    resolved = warmstart.resolve(spec, windows["B"])
+    resolved = warmstart.resolve(spec, windows["B"], tmp_path)
     assert resolved.version == registry.alias(registry.model_root(spec, context), registry.CHAMPION)
     assert "serves nothing yet" in resolved.resolved_by
 
 
 def test_a_warm_start_keeps_the_model(
-    base: Any, windows: dict[str, RunContext], registry_dir: Path
+    base: Any, windows: dict[str, RunContext], registry_dir: Path, tmp_path: Path
 ) -> None:
     other = job(
         "other",
@@ -174,4 +174,4 @@ def test_a_warm_start_keeps_the_model(
     assert status.conditions[0].reason == "WarmStartModelMismatch"
     missing = job("missing", registry_dir, warmStart={"alias": "nope"})
     with pytest.raises(TrainingError, match="no alias 'nope'"):
-        warmstart.resolve(missing, windows["B"])
+        warmstart.resolve(missing, windows["B"], tmp_path)

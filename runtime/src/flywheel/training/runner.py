@@ -226,7 +226,9 @@ def _refuse_for_regression(job: TrainingJob, label: str) -> None:
 def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None) -> Trained:
     spec = job.spec
     ts = trainset.load(job, context)
-    base = warmstart.resolve(job, context) if spec.warm_start is not None else None
+    base = None
+    if spec.warm_start is not None:
+        base = warmstart.resolve(job, context, run_storage(job, context))
     p = prepare(job, ts, base.preprocessor if base else None)
     parts, pre, x, classification, table = p.parts, p.preprocessor, p.x, p.classification, ts.table
     built = models.build(spec.model, pre.width)  # fail before Ray on a model that cannot train

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,9 @@ def served_version(context: RunContext, deployment: str) -> str | None:
     return None
 
 
-def resolve(job: TrainingJob, context: RunContext) -> Base:
+def resolve(job: TrainingJob, context: RunContext, workdir: Path) -> Base:
+    """The base version, its files copied under `workdir` (the job's run storage, so a
+    rerun overwrites them instead of leaving copies behind)."""
     warm = job.spec.warm_start
     assert warm is not None
     name = warm.model_name or job.spec.output.model_name
@@ -111,7 +112,8 @@ def resolve(job: TrainingJob, context: RunContext) -> Base:
             f"warmStart: {name}:{version} ({how}) is not a registered version of the "
             f"registry at {root.uri}",
         )
-    directory = Path(tempfile.mkdtemp(prefix="flywheel-warmstart-"))
+    directory = workdir / "warm-start" / name / version
+    directory.mkdir(parents=True, exist_ok=True)
     where = registry.version_location(root, version)
     for file in FILES:
         _copy(where.join(file), directory / file)
