@@ -37,3 +37,25 @@ def exploding(n_inputs: int) -> nn.Module:
 
 def not_a_module(n_inputs: int) -> object:
     return object()
+
+
+class OutlierWeight(nn.Module):
+    """A linear model with one more input, always zero, weighing 1e5: the float model
+    never sees it, but it sets the per-tensor int8 scale of the weights so high that
+    every other weight rounds to zero (what quantization's gate is for)."""
+
+    def __init__(self, n_inputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_inputs + 1, 1)
+        with torch.no_grad():
+            self.linear.weight[0, -1] = 1e5
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # Its gradient is always zero, so training leaves the outlier as it is.
+        zero = features.new_zeros((features.shape[0], 1))
+        out: torch.Tensor = self.linear(torch.cat([features, zero], dim=1))
+        return out
+
+
+def outlier_weight(n_inputs: int) -> nn.Module:
+    return OutlierWeight(n_inputs)

@@ -24,9 +24,14 @@ PLANS = ["basic", "standard", "premium"]
 
 
 def write_world(
-    directory: Path, customers: int = 300, seed: int = 11, intercept: float = 0.3
+    directory: Path,
+    customers: int = 300,
+    seed: int = 11,
+    intercept: float = 0.3,
+    slope: float = 2.5,
 ) -> None:
-    """`intercept` sets the churn rate: 0.3 about half, -4.5 under one in ten."""
+    """`intercept` sets the churn rate: 0.3 about half, -4.5 under one in ten; `slope` is
+    risk's weight (a negative one turns the concept around)."""
     rng = random.Random(seed)
     events = ["customer_id,event_time,plan,risk,noise"]
     labels = ["cust,label_time,churned,amount"]
@@ -42,7 +47,7 @@ def write_world(
             )
         for day in (21, 25):
             t = START + timedelta(days=day, hours=rng.uniform(0, 23))
-            score = 2.5 * risk - 1.0 * (plan == "basic") + intercept
+            score = slope * risk - 1.0 * (plan == "basic") + intercept
             churned = int(rng.random() < 1 / (1 + math.exp(-score)))
             amount = 10 + 3 * risk + rng.gauss(0, 0.5)
             labels.append(f"{cid},{t:%Y-%m-%d %H:%M:%S},{churned},{amount:.3f}")

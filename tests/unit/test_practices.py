@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from flywheel.api.trainingjob import (
     Perturbation,
     Resampling,
     SplitStrategy,
+    TrainingJob,
 )
 from flywheel.features import calibration
 from flywheel.features.preprocess import MAX_CATEGORIES, Preprocessor, bucket
@@ -38,6 +40,14 @@ from tests.training import world
         ),
         ({"preprocessing": {"hashed": [{"name": "plan", "buckets": 1}]}}, "greater than or equal"),
         ({"calibration": {"method": "isotonic"}}, "'none', 'platt' or 'temperature'"),
+        ({"warmStart": {}}, "exactly one of version, alias or deploymentRef"),
+        (
+            {"warmStart": {"version": "abc", "alias": "champion"}},
+            "exactly one of version, alias or deploymentRef",
+        ),
+        ({"warmStart": {"alias": "x", "forgettingTolerance": 2}}, "less than or equal to 1"),
+        ({"quantization": {"mode": "static"}}, "'dynamicInt8'"),
+        ({"quantization": {"maxMetricDrop": -0.1}}, "greater than or equal to 0"),
     ],
 )
 def test_bad_practice_settings_name_the_field(changes: dict[str, Any], message: str) -> None:
@@ -51,6 +61,58 @@ def test_practices_default_to_off() -> None:
     assert not spec.split.stratify
     assert spec.imbalance.class_weights == "none" and spec.imbalance.resampling == "none"
     assert spec.calibration.method == "none" and spec.preprocessing.hashed == []
+    assert spec.warm_start is None and spec.quantization is None
+
+
+def test_a_warm_start_from_a_deployment_reads_it_without_waiting_for_it() -> None:
+    from flywheel import plan
+    from flywheel_operator.handlers import trainingjob as handler
+
+    job = world.job(warmStart={"deploymentRef": {"name": "churn-md"}})
+    assert ("ModelDeployment", "churn-md") in job.references()
+    assert handler.deployments_read(job) == ["churn-md"]
+    found = plan._training_references("spec", job.spec)
+    assert ("spec.warmStart.deploymentRef", "ModelDeployment", "churn-md") in found
+    assert handler.deployments_read(world.job(warmStart={"alias": "champion"})) == []
+
+
+def test_warm_start_and_quantization_carry_their_cel_rules() -> None:
+    from flywheel.api import crdgen
+
+    crd = crdgen.crd(TrainingJob)
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    warm = spec["properties"]["warmStart"]
+    assert warm["x-kubernetes-validations"][0]["message"] == (
+        "warmStart needs exactly one of version, alias or deploymentRef"
+    )
+    assert "forgettingTolerance" in warm["properties"]
+    assert spec["properties"]["quantization"]["properties"]["mode"]["enum"] == ["dynamicInt8"]
+
+
+def test_forgetting_and_compute_against_from_scratch() -> None:
+    from flywheel.training import runner, warmstart
+
+    base_card = {"config": {"epochsRun": 12}, "lineage": {"split": {"trainAfterResampling": 100}}}
+    base = warmstart.Base(
+        "m",
+        "v1",
+        "alias champion",
+        Path("."),
+        Preprocessor(()),
+        {},
+        {},
+        "y",
+        base_card,
+        4.0,
+    )
+    found = warmstart.compute(base, 3, 80)
+    assert found["fromScratch"] == {"version": "v1", "epochs": 12, "rowsSeen": 1200, "seconds": 4.0}
+    assert found["epochsSaved"] == 9 and found["rowsSeenRatio"] == pytest.approx(0.2)
+    # A chain of warm starts keeps counting against the run it began with.
+    chained = dataclasses.replace(base, card={**base_card, "warmStart": found})
+    assert warmstart.compute(chained, 2, 80)["fromScratch"]["version"] == "v1"
+    warm = {"base": {"model": "m", "version": "v2"}, **found}
+    assert runner.warm_note(warm, 1.0).endswith("1.0s (4.0s from scratch)")
 
 
 # --- imbalance ----------------------------------------------------------------------

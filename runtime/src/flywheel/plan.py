@@ -163,6 +163,11 @@ def _training_references(
                 baseline.deployment_ref.name,
             )
         )
+    warm = spec.warm_start
+    if warm is not None and warm.deployment_ref is not None:
+        out.append(
+            (f"{prefix}.warmStart.deploymentRef", "ModelDeployment", warm.deployment_ref.name)
+        )
     return out
 
 

@@ -401,8 +401,9 @@ def _router(
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
     pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
-    # A bandit's arm state lives in one router's state file: one replica keeps one bandit.
-    replicas = 1 if resource.spec.rollout.strategy == "bandit" else 2
+    # A bandit's arm state lives in one router's state file, and an A/B test's counts in
+    # one router's windows: one replica keeps one bandit and one test.
+    replicas = 1 if resource.spec.rollout.strategy in ("bandit", "abtest") else 2
     return [
         {
             "apiVersion": "v1",

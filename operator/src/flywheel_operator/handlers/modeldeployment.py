@@ -162,7 +162,15 @@ def _measure(
     if candidate is None or state.finished or state.step_started is None:
         return None
     split = rollout.traffic(resource.spec.rollout, state, stable.version, candidate.version)
+    ab = resource.spec.rollout.abtest
     step = router_metrics.Step(
-        p.namespace, resource.name, url, candidate.version, state.step_started, split, p.now
+        p.namespace,
+        resource.name,
+        url,
+        candidate.version,
+        state.step_started,
+        split,
+        p.now,
+        ab.metric.value if ab else None,
     )
     return ctx.router_metrics(step)

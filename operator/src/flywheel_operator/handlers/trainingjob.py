@@ -41,11 +41,11 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     inputs, waiting = upstream.look_up(ctx.kube, p.namespace, refs, ready)
     if p.wait_for(waiting):
         return
-    baseline = resource.spec.evaluation.not_worse_than_deployed
-    if baseline is not None:
-        deployed = ctx.kube.get("ModelDeployment", p.namespace, baseline.deployment_ref.name)
-        if deployed is not None:  # no deployment yet: nothing to be worse than
-            inputs[resource_key("ModelDeployment", baseline.deployment_ref.name)] = deployed
+    # No deployment yet: nothing to be worse than, and a warm start takes the champion.
+    for name in deployments_read(resource):
+        deployed = ctx.kube.get("ModelDeployment", p.namespace, name)
+        if deployed is not None:
+            inputs[resource_key("ModelDeployment", name)] = deployed
     try:
         rayjob = build.build(
             body, resource, ctx.settings, results.as_inputs(inputs), pods.input_manifests(inputs)
@@ -65,3 +65,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         # Progress is read from the Ray dashboard, which sends no event.
         ctx.wake_at(body, p.now + timedelta(seconds=ctx.settings.progress_seconds))
     p.finish(decide.status(p.old, p.generation, run, p.now, progress))
+
+
+def deployments_read(resource: TrainingJob) -> list[str]:
+    """The ModelDeployments whose stable version the run reads (a baseline gate, a warm
+    start), passed as inputs when they exist and never waited for."""
+    return [name for kind, name in resource.references() if kind == "ModelDeployment"]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from flywheel.serving import rollout
 from flywheel.serving.rollout import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Step:
     since: datetime | None  # when the step began
     split: Mapping[str, float]  # percent per version the step serves
     now: datetime
+    ab_metric: str | None = None  # strategy abtest: reward or success, counted per arm
 
 
 class RouterMetrics(Protocol):
@@ -85,17 +87,19 @@ class RolloutReports:
             where = f"{step.namespace}/{step.deployment}"
             log.info("%s: no rollout report from %s: %s", where, url, exc)
             return None
-        return from_report(report, step.candidate, step.split)
+        return from_report(report, step.candidate, step.split, step.ab_metric)
 
 
-def from_report(report: Any, candidate: str, split: Mapping[str, float]) -> Metrics | None:
+def from_report(
+    report: Any, candidate: str, split: Mapping[str, float], ab_metric: str | None = None
+) -> Metrics | None:
     """The candidate's Metrics from a rollout report, or None when the report is of
     another candidate or of a split other than `split` (the router has not caught up).
 
     >>> from_report({"strategy": "canary", "weights": {"v1": 0.9, "v2": 0.1},
     ...     "candidate": {"version": "v2", "requests": 120, "errors": 1}},
-    ...     "v2", {"v1": 90, "v2": 10})
-    Metrics(requests=120, errors=1, p99_latency_ms=None, agreement=None, candidate_share=None)
+    ...     "v2", {"v1": 90, "v2": 10}).requests
+    120
     """
     if not isinstance(report, dict):
         return None
@@ -105,12 +109,15 @@ def from_report(report: Any, candidate: str, split: Mapping[str, float]) -> Metr
     # A bandit's weights are its own: only the split of fixed strategies is checked.
     if report.get("strategy") != "bandit" and not same_split(report.get("weights"), split):
         return None
+    counts = rollout.ab_counts(report, candidate, ab_metric) if ab_metric else None
     return Metrics(
         requests=int(c.get("requests") or 0),
         errors=int(c.get("errors") or 0),
         p99_latency_ms=_number(c.get("p99LatencyMs")),
         agreement=_number(c.get("agreement")),
         candidate_share=_number(c.get("candidateShare")),
+        control=counts[0] if counts else None,
+        treatment=counts[1] if counts else None,
     )
 
 

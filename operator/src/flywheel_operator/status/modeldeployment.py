@@ -354,7 +354,10 @@ def rollout_state(status: ModelDeploymentStatus, candidate: str | None) -> rollo
     if status.phase == "RolledBack":
         return rollout.State(outcome=AnalysisDecision.ROLLBACK)
     return rollout.State(
-        step=status.step or 0, step_started=status.step_started, failures=status.failed_analyses
+        step=status.step or 0,
+        step_started=status.step_started,
+        failures=status.failed_analyses,
+        p_value=status.ab_test.p_value if status.ab_test else 1.0,
     )
 
 
@@ -404,6 +407,7 @@ def status(
         agreement=measured.agreement if measured else None,
     )
     status.failed_analyses = state.failures
+    status.ab_test = decision.ab_test or status.ab_test
     status.step = state.step
     status.step_started = state.step_started
     steps = spec_rollout.canary.steps if spec_rollout.canary else []

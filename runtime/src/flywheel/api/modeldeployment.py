@@ -135,6 +135,7 @@ class Strategy(enum.StrEnum):
     SHADOW = "shadow"
     CANARY = "canary"
     BANDIT = "bandit"
+    ABTEST = "abtest"
 
 
 class ShadowRollout(FlywheelModel):
@@ -206,11 +207,64 @@ class BanditRollout(FlywheelModel):
     min_samples: int = Field(default=200, ge=1)
 
 
+class AbTestMetric(enum.StrEnum):
+    REWARD = "reward"
+    SUCCESS = "success"
+
+
+class AbTestRollout(FlywheelModel):
+    """A fixed split and a sequential test (mSPRT, always-valid p-value) of one rate per
+    arm: it stops early only once the p-value falls below alpha (promote a better
+    candidate, roll back a worse one), else once both arms reach the planned sample
+    without an effect of the declared size (stable stays)."""
+
+    split: float = Field(
+        default=50, gt=0, lt=100, description="Percent of requests to the candidate, fixed."
+    )
+    metric: AbTestMetric = Field(
+        default=AbTestMetric.REWARD,
+        description="reward: share of feedback (the router's feedback endpoint) with a "
+        "reward above 0; success: share of requests answered without an error.",
+    )
+    baseline_rate: float = Field(
+        gt=0, lt=1, description="The rate stable is expected to have; sets the sample size."
+    )
+    minimum_detectable_effect: float = Field(
+        gt=0,
+        lt=1,
+        description="The smallest absolute change of the rate worth detecting; also the "
+        "scale of the test's mixture.",
+    )
+    alpha: float = Field(default=0.05, gt=0, le=0.2, description="False-positive rate.")
+    power: float = Field(default=0.8, ge=0.5, lt=1)
+    min_sample_size: int | None = Field(
+        default=None,
+        ge=100,
+        le=100_000_000,
+        description="Observations per arm planned. Default: from baselineRate, "
+        "minimumDetectableEffect, alpha and power.",
+    )
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.baselineRate + self.minimumDetectableEffect < 1.0",
+            "message": "baselineRate + minimumDetectableEffect must stay below 1",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _rate_below_one(self) -> Self:
+        if self.baseline_rate + self.minimum_detectable_effect >= 1:
+            raise ValueError("baselineRate + minimumDetectableEffect must stay below 1")
+        return self
+
+
 class Rollout(FlywheelModel):
     strategy: Strategy = Strategy.NONE
     shadow: ShadowRollout | None = None
     canary: CanaryRollout | None = None
     bandit: BanditRollout | None = None
+    abtest: AbTestRollout | None = None
 
     model_config = common.with_cel(
         {
@@ -220,8 +274,14 @@ class Rollout(FlywheelModel):
         {
             "rule": "(!has(self.shadow) || self.strategy == 'shadow') && "
             "(!has(self.canary) || self.strategy == 'canary') && "
-            "(!has(self.bandit) || self.strategy == 'bandit')",
+            "(!has(self.bandit) || self.strategy == 'bandit') && "
+            "(!has(self.abtest) || self.strategy == 'abtest')",
             "message": "only the settings of the chosen strategy may be given",
+        },
+        {
+            "rule": "self.strategy != 'abtest' || has(self.abtest)",
+            "message": "strategy abtest needs rollout.abtest with its baselineRate and "
+            "minimumDetectableEffect",
         },
     )
 
@@ -229,10 +289,16 @@ class Rollout(FlywheelModel):
     def _settings_match_strategy(self) -> Self:
         if self.strategy == Strategy.CANARY and self.canary is None:
             raise ValueError("strategy canary needs rollout.canary with its steps")
+        if self.strategy == Strategy.ABTEST and self.abtest is None:
+            raise ValueError(
+                "strategy abtest needs rollout.abtest with its baselineRate and "
+                "minimumDetectableEffect"
+            )
         given = {
             Strategy.SHADOW: self.shadow,
             Strategy.CANARY: self.canary,
             Strategy.BANDIT: self.bandit,
+            Strategy.ABTEST: self.abtest,
         }
         if any(v is not None and k != self.strategy for k, v in given.items()):
             raise ValueError("only the settings of the chosen strategy may be given")
@@ -343,6 +409,30 @@ class RolloutAction(enum.StrEnum):
     UNDO = "undo"  # after a promotion: the previous stable serves again
 
 
+class AbTestStatus(FlywheelModel):
+    """The A/B test so far (strategy abtest): counts per arm and the sequential test."""
+
+    metric: AbTestMetric
+    planned_per_arm: int = Field(ge=0, description="Observations per arm planned.")
+    control_observations: int = Field(default=0, ge=0)
+    control_successes: int = Field(default=0, ge=0)
+    candidate_observations: int = Field(default=0, ge=0)
+    candidate_successes: int = Field(default=0, ge=0)
+    effect: float | None = Field(default=None, description="Candidate rate minus stable's.")
+    interval: list[float] = Field(
+        default_factory=list,
+        max_length=2,
+        description="Always-valid (1 - alpha) interval of the effect.",
+    )
+    p_value: float = Field(
+        default=1.0, ge=0, le=1, description="Always-valid p-value (never rises)."
+    )
+    verdict: common.ShortText = Field(
+        default="Insufficient",
+        description="Insufficient, Continue, CandidateBetter, CandidateWorse or NoDifference.",
+    )
+
+
 class ModelDeploymentStatus(common.StatusBase):
     stable_version: common.ShortText | None = None
     candidate_version: common.ShortText | None = None
@@ -371,6 +461,7 @@ class ModelDeploymentStatus(common.StatusBase):
         description="The last rollout action handled: the value of the "
         "flywheel.dev/rollout-action annotation.",
     )
+    ab_test: AbTestStatus | None = Field(default=None, description="strategy abtest only.")
 
 
 class ModelDeployment(common.Resource):

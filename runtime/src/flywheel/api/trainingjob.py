@@ -312,6 +312,95 @@ class Output(FlywheelModel):
     )
 
 
+class QuantizationMode(enum.StrEnum):
+    DYNAMIC_INT8 = "dynamicInt8"
+
+
+class Quantization(FlywheelModel):
+    """Post-training quantization for CPU serving: the version carries an int8 copy
+    beside the float model and the model server serves the int8 copy."""
+
+    mode: QuantizationMode = Field(
+        default=QuantizationMode.DYNAMIC_INT8,
+        description="dynamicInt8: Linear weights stored as int8, activations quantized per "
+        "batch at run time (torch.ao.quantization.quantize_dynamic).",
+    )
+    metric: Metric | None = Field(
+        default=None,
+        description="The metric compared on the test split. Default: the primary metric "
+        "of the evaluation.",
+    )
+    max_metric_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="The quantization gate: how far the int8 model's metric may fall "
+        "behind the float model's on the same test split.",
+    )
+
+
+RegistryName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+RegistryToken = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+
+class WarmStart(FlywheelModel):
+    """Fine-tune a registered version on this job's training window instead of training
+    from scratch: its weights are the starting point and its preprocessing is kept (so the
+    input layout matches). A forgetting gate compares the new and the base version on the
+    base version's own test window."""
+
+    model_name: RegistryName | None = Field(
+        default=None,
+        description="The registered model to start from (same registry as the output). "
+        "Default: output.modelName.",
+    )
+    version: RegistryToken | None = Field(default=None, description="A registered version.")
+    alias: RegistryToken | None = Field(
+        default=None, description="A registry alias, e.g. champion."
+    )
+    deployment_ref: common.LocalObjectReference | None = Field(
+        default=None,
+        description="The version this ModelDeployment serves as stable (else the "
+        "champion alias when the deployment serves nothing yet).",
+    )
+    forgetting_metric: Metric | None = Field(
+        default=None,
+        description="The metric of the forgetting check. Default: the primary metric of "
+        "the evaluation.",
+    )
+    forgetting_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="How far the new version may fall behind the base version on the base "
+        "version's test window before the forgetting gate fails.",
+    )
+
+    model_config = common.with_cel(
+        {
+            "rule": "(has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) + "
+            "(has(self.deploymentRef) ? 1 : 0) == 1",
+            "message": "warmStart needs exactly one of version, alias or deploymentRef",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_base(self) -> Self:
+        given = [x for x in (self.version, self.alias, self.deployment_ref) if x is not None]
+        if len(given) != 1:
+            raise ValueError("warmStart needs exactly one of version, alias or deploymentRef")
+        return self
+
+    def describe(self) -> str:
+        if self.deployment_ref is not None:
+            return f"the stable version of md/{self.deployment_ref.name}"
+        return f"alias {self.alias}" if self.alias else f"version {self.version}"
+
+
 class TrainingJobSpec(FlywheelModel):
     feature_view_refs: list[common.LocalObjectReference] = Field(min_length=1, max_length=8)
     label: LabelSource
@@ -328,6 +417,16 @@ class TrainingJobSpec(FlywheelModel):
     backoff_limit: int = Field(default=2, ge=0, le=10)
     active_deadline_seconds: int | None = Field(default=None, ge=60)
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    quantization: Quantization | None = Field(
+        default=None,
+        description="Quantize the trained model for CPU serving (gated on the metric's "
+        "drop against the float model).",
+    )
+    warm_start: WarmStart | None = Field(
+        default=None,
+        description="Start from a registered version's weights (stateful retraining) "
+        "instead of from scratch.",
+    )
 
 
 class TrainingJobStatus(common.StatusBase):
@@ -349,6 +448,9 @@ class TrainingJobStatus(common.StatusBase):
     )
     artifact_uri: common.ReportedURI | None = None
     model_card_uri: common.ReportedURI | None = None
+    warm_started_from: common.ShortText | None = Field(
+        default=None, description="model:version a warm start fine-tuned (spec.warmStart)."
+    )
 
 
 class TrainingJob(common.Resource):
@@ -375,4 +477,7 @@ class TrainingJob(common.Resource):
         baseline = self.spec.evaluation.not_worse_than_deployed
         if baseline is not None:
             refs.append(("ModelDeployment", baseline.deployment_ref.name))
-        return refs
+        warm = self.spec.warm_start
+        if warm is not None and warm.deployment_ref is not None:
+            refs.append(("ModelDeployment", warm.deployment_ref.name))
+        return list(dict.fromkeys(refs))

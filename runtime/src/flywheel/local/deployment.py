@@ -35,6 +35,7 @@ from flywheel.api.modeldeployment import (
     ModelDeployment,
     ModelDeploymentStatus,
     ModelRef,
+    Rollout,
     Strategy,
 )
 from flywheel.api.trainingjob import TrainingJob, TrainingJobStatus
@@ -303,6 +304,11 @@ def window_size(md: ModelDeployment, candidate_percent: float) -> int:
         needed = r.canary.analysis.min_requests
     elif r.strategy == Strategy.BANDIT and r.bandit is not None:
         needed = r.bandit.min_samples
+    elif r.strategy == Strategy.ABTEST and r.abtest is not None:
+        # A tenth of the planned sample per interval on the smaller arm: the sequential
+        # test is read about ten times before the plan is reached.
+        share = min(r.abtest.split, 100 - r.abtest.split)
+        needed = math.ceil(rollout.planned(r.abtest) / 10 * 100 / share)
     if r.strategy == Strategy.CANARY and 0 < candidate_percent < 100:
         needed = math.ceil(needed * 1.2 * 100 / candidate_percent)
     return max(DEFAULT_WINDOW, min(needed, MAX_WINDOW))
@@ -333,8 +339,9 @@ def walk(
     interval = timedelta(seconds=interval_seconds(md))
     state = rollout.State()
     decision = rollout.Decision(state, AnalysisDecision.CONTINUE, "serving")
-    # Rewards only steer a bandit; other strategies need no labels sent back.
-    replay = Replay(served.url, md.name, rows, feedback=spec.strategy == Strategy.BANDIT)
+    # Rewards steer a bandit and are an A/B test's outcomes; others need no labels back.
+    feedback = spec.strategy in (Strategy.BANDIT, Strategy.ABTEST)
+    replay = Replay(served.url, md.name, rows, feedback=feedback)
     report: dict[str, Any] = {}
     try:
         for _ in range(MAX_ANALYSES):
@@ -352,7 +359,7 @@ def walk(
                     done, AnalysisDecision.ROLLBACK, "the progress deadline passed"
                 )
             else:
-                decision = rollout.step(spec, state, metrics_of(report), clock)
+                decision = rollout.step(spec, state, metrics_of(report, spec), clock)
             progress(describe(split, decision, clock - start))
             state = decision.state
             if state.finished:
@@ -365,16 +372,21 @@ def walk(
     return status_of(md, stable.version, cand, state, decision, final, replay, clock, report)
 
 
-def metrics_of(report: Mapping[str, Any]) -> rollout.Metrics | None:
+def metrics_of(report: Mapping[str, Any], spec: Rollout | None = None) -> rollout.Metrics | None:
     c = report.get("candidate")
     if not c:
         return None
+    counts = None
+    if spec is not None and spec.abtest is not None:
+        counts = rollout.ab_counts(report, str(c["version"]), spec.abtest.metric)
     return rollout.Metrics(
         requests=int(c["requests"]),
         errors=int(c["errors"]),
         p99_latency_ms=c.get("p99LatencyMs"),
         agreement=c.get("agreement"),
         candidate_share=c.get("candidateShare"),
+        control=counts[0] if counts else None,
+        treatment=counts[1] if counts else None,
     )
 
 
@@ -450,6 +462,7 @@ def status_of(
     s.failed_analyses = state.failures
     s.stable_version, s.candidate_version = stable, candidate
     measured = metrics_of(last_report)
+    s.ab_test = decision.ab_test
     s.last_analysis = AnalysisResult(
         time=clock,
         decision=decision.decision,

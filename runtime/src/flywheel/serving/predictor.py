@@ -12,6 +12,8 @@ An artifact is a directory (any URI `flywheel.storage` resolves):
                         model's probability, so the scores returned are calibrated ones
     metadata.json       optional, without the two above: {"features": [...]}, the order
                         in which numeric columns are stacked
+    quantization.json   optional: {"serve": "model.int8.pt"}, a quantized TorchScript copy
+                        (spec.quantization) served instead of the float model
 
 A registry version (runtime/README.md) is such a directory, so a model server serves what
 training registered with exactly the transform training used.
@@ -35,6 +37,7 @@ METADATA_FILE = "metadata.json"
 PREPROCESSING_FILE = "preprocessing.json"
 SIGNATURE_FILE = "signature.json"
 CALIBRATION_FILE = "calibration.json"
+QUANTIZATION_FILE = "quantization.json"
 
 
 class Predictor(Protocol):
@@ -128,8 +131,25 @@ def load_predictor(uri: str) -> Predictor:
 
     root = uris.resolve(uri)
     fs = root.filesystem
+
+    def read_json(name: str) -> Any:
+        path = root.join(name).path
+        if fs.get_file_info(path).size is None:
+            return None
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+
     exported = root.join(EXPORTED_FILE)
-    if fs.get_file_info(exported.path).size is not None:
+    quantized = (read_json(QUANTIZATION_FILE) or {}).get("serve")
+    if quantized:
+        with fs.open_input_stream(root.join(quantized).path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            # Quantized tensor types are deprecated in torch; this torch still runs them.
+            warnings.filterwarnings("ignore", r"torch\.quantize_per_tensor", UserWarning)
+            module = torch.jit.load(  # type: ignore[no-untyped-call]
+                io.BytesIO(f.read()), map_location="cpu"
+            ).eval()
+    elif fs.get_file_info(exported.path).size is not None:
         with fs.open_input_stream(exported.path) as f:
             module = torch.export.load(io.BytesIO(f.read())).module()
     else:
@@ -139,13 +159,6 @@ def load_predictor(uri: str) -> Predictor:
             module = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(f.read()), map_location="cpu"
             ).eval()
-
-    def read_json(name: str) -> Any:
-        path = root.join(name).path
-        if fs.get_file_info(path).size is None:
-            return None
-        with fs.open_input_stream(path) as f:
-            return json.loads(f.read())
 
     state = read_json(PREPROCESSING_FILE)
     preprocessor = Preprocessor.from_json(state) if state is not None else None

@@ -7,15 +7,28 @@ current step and the clock. No data, or too little, is inconclusive: it never pr
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from flywheel.api.common import duration_seconds
 from flywheel.api.modeldeployment import (
+    AbTestRollout,
+    AbTestStatus,
     Analysis,
     AnalysisDecision,
     Rollout,
     Strategy,
 )
+from flywheel.serving import abtest
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """One arm's outcomes for an A/B test: observations and successes among them."""
+
+    n: int
+    successes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +40,9 @@ class Metrics:
     p99_latency_ms: float | None = None
     agreement: float | None = None  # shadow: share of matching predictions
     candidate_share: float | None = None  # bandit: the candidate arm's posterior share
+    # abtest: the outcomes of stable (control) and of the candidate (treatment).
+    control: Counts | None = None
+    treatment: Counts | None = None
 
     @property
     def error_rate(self) -> float:
@@ -41,6 +57,7 @@ class State:
     step_started: datetime | None = None
     failures: int = 0
     outcome: AnalysisDecision | None = None  # Promote or Rollback once finished
+    p_value: float = 1.0  # abtest: the always-valid p-value so far (it never rises)
 
     @property
     def finished(self) -> bool:
@@ -52,6 +69,7 @@ class Decision:
     state: State
     decision: AnalysisDecision
     message: str
+    ab_test: AbTestStatus | None = None  # abtest: the test's counts, statistic and verdict
 
 
 def analyse(analysis: Analysis, metrics: Metrics | None) -> tuple[AnalysisDecision, str]:
@@ -89,6 +107,8 @@ def step(rollout: Rollout, state: State, metrics: Metrics | None, now: datetime)
             return _shadow(rollout, state, metrics, now)
         case Strategy.BANDIT:
             return _bandit(rollout, state, metrics)
+        case Strategy.ABTEST:
+            return _abtest(rollout, state, metrics)
     raise AssertionError(rollout.strategy)
 
 
@@ -164,6 +184,92 @@ def _bandit(rollout: Rollout, state: State, metrics: Metrics | None) -> Decision
     )
 
 
+def planned(ab: AbTestRollout) -> int:
+    """Observations per arm the A/B test plans for.
+
+    >>> from flywheel.api.modeldeployment import AbTestRollout
+    >>> planned(AbTestRollout(baseline_rate=0.10, minimum_detectable_effect=0.02))
+    3841
+    """
+    if ab.min_sample_size is not None:
+        return ab.min_sample_size
+    return abtest.sample_size(ab.baseline_rate, ab.minimum_detectable_effect, ab.alpha, ab.power)
+
+
+_VERDICTS = {
+    abtest.Verdict.CANDIDATE_BETTER: AnalysisDecision.PROMOTE,
+    abtest.Verdict.CANDIDATE_WORSE: AnalysisDecision.ROLLBACK,
+    # No effect of the declared size: nothing shows the candidate better; stable stays.
+    abtest.Verdict.NO_DIFFERENCE: AnalysisDecision.ROLLBACK,
+    abtest.Verdict.CONTINUE: AnalysisDecision.CONTINUE,
+    abtest.Verdict.INSUFFICIENT: AnalysisDecision.INCONCLUSIVE,
+}
+
+
+def _abtest(rollout: Rollout, state: State, metrics: Metrics | None) -> Decision:
+    """The sequential test on every call; its p-value is carried in the state, so reading
+    it after every step keeps the false-positive rate at alpha."""
+    assert rollout.abtest is not None
+    ab = rollout.abtest
+    plan = planned(ab)
+    control = metrics.control if metrics else None
+    treatment = metrics.treatment if metrics else None
+    if control is None or treatment is None:
+        shown = AbTestStatus(metric=ab.metric, planned_per_arm=plan, p_value=state.p_value)
+        return Decision(state, AnalysisDecision.INCONCLUSIVE, "no outcomes per arm yet", shown)
+    found = abtest.decide(
+        abtest.Arm(control.n, control.successes),
+        abtest.Arm(treatment.n, treatment.successes),
+        ab.minimum_detectable_effect,
+        ab.alpha,
+        plan,
+        state.p_value,
+    )
+    decision = _VERDICTS[found.verdict]
+    outcome = (
+        decision if decision in (AnalysisDecision.PROMOTE, AnalysisDecision.ROLLBACK) else None
+    )
+    state = dataclasses.replace(state, p_value=found.p_value, outcome=outcome)
+    shown = AbTestStatus(
+        metric=ab.metric,
+        planned_per_arm=plan,
+        control_observations=control.n,
+        control_successes=control.successes,
+        candidate_observations=treatment.n,
+        candidate_successes=treatment.successes,
+        effect=found.effect,
+        interval=list(found.interval) if found.interval else [],
+        p_value=found.p_value,
+        verdict=found.verdict.value,
+    )
+    return Decision(state, decision, f"{found.verdict.value}: {found.reason}", shown)
+
+
+def ab_counts(
+    report: Mapping[str, Any], candidate: str, metric: str
+) -> tuple[Counts, Counts] | None:
+    """(stable, candidate) outcomes from a router's rollout report (its `versions`
+    windows): feedback and rewards above 0, or requests and those without an error.
+
+    >>> ab_counts({"stable": "v1", "versions": {
+    ...     "v1": {"requests": 9, "errors": 1, "feedback": 5, "rewarded": 2},
+    ...     "v2": {"requests": 3, "errors": 0, "feedback": 3, "rewarded": 3}}}, "v2", "reward")
+    (Counts(n=5, successes=2), Counts(n=3, successes=3))
+    """
+    windows = report.get("versions") or {}
+    found = []
+    for version in (report.get("stable"), candidate):
+        w = windows.get(version) if isinstance(version, str) else None
+        if not isinstance(w, Mapping):
+            return None
+        if metric == "reward":
+            found.append(Counts(int(w.get("feedback") or 0), int(w.get("rewarded") or 0)))
+        else:
+            n = int(w.get("requests") or 0)
+            found.append(Counts(n, n - int(w.get("errors") or 0)))
+    return found[0], found[1]
+
+
 def traffic(
     rollout: Rollout,
     state: State,
@@ -182,6 +288,9 @@ def traffic(
         assert rollout.canary is not None
         weight = float(rollout.canary.steps[state.step].weight)
         return {stable: 100.0 - weight, candidate: weight}
+    if rollout.strategy == Strategy.ABTEST:
+        assert rollout.abtest is not None
+        return {stable: 100.0 - rollout.abtest.split, candidate: rollout.abtest.split}
     assert rollout.bandit is not None
     # Bandit: the router samples arms itself; this is the starting split and the floor.
     share = 50.0 if candidate_share is None else candidate_share * 100

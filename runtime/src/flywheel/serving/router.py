@@ -116,12 +116,16 @@ class Window:
     requests: int = 0
     errors: int = 0
     latency: stats.LatencyWindow = dataclasses.field(default_factory=stats.LatencyWindow)
+    feedback: int = 0  # rewards credited to this version in the step
+    rewarded: int = 0  # of them, rewards above 0 (an A/B test's successes)
 
     def to_dict(self) -> dict[str, Any]:
         p50, p99 = self.latency.quantile(0.5), self.latency.quantile(0.99)
         return {
             "requests": self.requests,
             "errors": self.errors,
+            "feedback": self.feedback,
+            "rewarded": self.rewarded,
             "errorRate": self.errors / self.requests if self.requests else None,
             "p50LatencyMs": None if p50 is None else p50 * 1000,
             "p99LatencyMs": None if p99 is None else p99 * 1000,
@@ -478,6 +482,9 @@ class Router:
             raise ServiceError(400, f"reward must be a finite number, not {reward}")
         self.metrics.child(self.metrics.rewards, cfg.deployment, answered).inc()
         self.metrics.child(self.metrics.reward_sum, cfg.deployment, answered).inc(reward)
+        window = self.windows.setdefault(answered, Window())
+        window.feedback += 1
+        window.rewarded += int(reward > 0)
         if self.bandit is not None and answered in self.bandit.arms:
             self.bandit.update(answered, reward)
             self._bandit_dirty = True

@@ -148,6 +148,54 @@ def cause(card: dict[str, Any]) -> str:
     return f"retrain by DriftMonitor {event['monitor']}: drift in {features}{when}"
 
 
+def _warm_start(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "<p>trained from scratch</p>"
+    scratch, forgot = found["fromScratch"], found["forgetting"]
+    rows = [
+        (
+            "base",
+            f"{found['base']['model']}:{found['base']['version']} ({found['base']['resolvedBy']})",
+        ),
+        (
+            "epochs",
+            f"{found['epochsRun']} (from scratch: {scratch['epochs']}, "
+            f"version {scratch['version']})",
+        ),
+        ("epochs saved", found["epochsSaved"]),
+        ("rows seen", f"{found['rowsSeen']} (from scratch: {scratch['rowsSeen']})"),
+        ("rows seen / from scratch", found["rowsSeenRatio"]),
+        (
+            f"forgetting: {forgot['metric']} on the base's test window ({forgot['rows']} rows)",
+            f"{forgot['new']:.4f} vs {forgot['base']:.4f} (delta {forgot['delta']:+.4f}, "
+            f"tolerance {forgot['tolerance']:g}): {'pass' if forgot['passed'] else 'FAIL'}",
+        ),
+    ]
+    return _table(rows)
+
+
+def _quantization(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "<p>float model served</p>"
+    metric = found["metric"]
+    rows = [
+        ("mode", found["mode"]),
+        (
+            "TorchScript bytes, float -> int8",
+            f"{found['bytes']['float']} -> {found['bytes']['int8']}",
+        ),
+        ("size ratio", found["sizeRatio"]),
+        (
+            f"{metric}, float -> int8 (max drop {found['maxMetricDrop']:g})",
+            f"{found['float'][metric]:.4f} -> {found['int8'][metric]:.4f}: "
+            f"{'pass' if found['passed'] else 'FAIL'}",
+        ),
+        ("metric deltas", {k: round(v, 6) for k, v in sorted(found["delta"].items())}),
+        ("latency", "measured per run: the registry index entry and the status message"),
+    ]
+    return _table(rows)
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -193,6 +241,8 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <h2>Recall per class (threshold 0.5)</h2>{_table(classes) if classes else "<p>-</p>"}
 <h2>Calibration fix</h2>{calibrated}
 <h2>Perturbation sensitivity</h2>{_perturbation(e.get("perturbation"))}
+<h2>Warm start</h2>{_warm_start(card.get("warmStart"))}
+<h2>Quantization</h2>{_quantization(card.get("quantization"))}
 <h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
 <h2>Calibration and slices</h2>{images}
 {_table(slices) if slices else ""}

@@ -53,6 +53,8 @@ class LoopConfig:
     seed: int
     pos_weight: float = 1.0  # class weights: a positive row's loss weight (imbalance.py)
     focal_gamma: float | None = None  # the focal loss's gamma; None: plain cross-entropy
+    # A warm start's weights (the base version's state_dict); None: fresh initialisation.
+    initial_state: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,8 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
     """Train; returns the final state (as checkpointed)."""
     torch.manual_seed(cfg.seed)
     model = models.build(ModelSpec.model_validate(cfg.model), cfg.n_inputs)
+    if cfg.initial_state is not None:
+        model.load_state_dict(cfg.initial_state)
     torch.manual_seed(cfg.seed + 1 + session.rank)  # dropout differs per rank, reproducibly
     optimizer = _optimizer(cfg, model)
     state = session.restore() or {

@@ -37,8 +37,9 @@ REGISTERED = "registered"
 REJECTED = "rejected"
 
 
-def model_root(job: TrainingJob, context: RunContext) -> Location:
-    name = job.spec.output.model_name
+def model_root(job: TrainingJob, context: RunContext, name: str | None = None) -> Location:
+    """A model's root in the job's registry: the output model's, or another `name`'s."""
+    name = name or job.spec.output.model_name
     if job.spec.output.registry_uri:
         return uris.resolve(job.spec.output.registry_uri, context.base_dir).join("models", name)
     return uris.resolve(str(context.artifact_root / "models" / name))

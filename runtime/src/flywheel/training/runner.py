@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from flywheel.api import conditions
 from flywheel.api.driftmonitor import DriftEvent
-from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.api.trainingjob import (
     CalibrationMethod,
     ClassWeights,
@@ -46,8 +46,10 @@ from flywheel.training import (
     loop,
     models,
     perturb,
+    quantize,
     registry,
     trainset,
+    warmstart,
 )
 from flywheel.training.errors import TrainingError
 
@@ -71,6 +73,16 @@ class Trained:
     # Reliability on the test split before and after calibration (when there is one).
     calibration_report: dict[str, Any] | None = None
     sensitivity: dict[str, Any] | None = None  # evaluation.perturbation's flip rates
+    test_window: Any = None  # pa.Table: the raw test rows, kept for a later forgetting check
+    # spec.warmStart: the base, compute against from scratch, and the forgetting check.
+    warm_start: dict[str, Any] | None = None
+    forgetting_gate: evaluate.GateResult | None = None
+    train_seconds: float | None = None
+    # spec.quantization: the int8 TorchScript, the card's comparison, its gate and latency.
+    int8: bytes | None = None
+    quantization: dict[str, Any] | None = None
+    quantization_gate: evaluate.GateResult | None = None
+    quantization_latency: dict[str, Any] | None = None
 
 
 def run_storage(job: TrainingJob, context: RunContext) -> Path:
@@ -79,19 +91,23 @@ def run_storage(job: TrainingJob, context: RunContext) -> Path:
     return context.artifact_root / "training" / namespace / job.name
 
 
-def run_name(job: TrainingJob, lineage: dict[str, Any]) -> str:
+def run_name(job: TrainingJob, lineage: dict[str, Any], base: str | None = None) -> str:
     """One Ray Train run per generation and training data: a rerun on the same data
     continues its checkpoints; new data (a new Dataset or feature version) starts afresh.
 
     Epochs, gates, calibration and the output are left out, so asking for more epochs
-    continues a run.
+    continues a run. A warm start counts by the version it resolved (`base`), as an alias
+    or a deployment names another version over time.
     """
     spec = job.spec.to_wire()
     spec["hyperparameters"].pop("epochs", None)
     spec.pop("evaluation", None)
     spec.pop("output", None)
     spec.pop("calibration", None)  # fitted after the loop, on its result
+    spec.pop("warmStart", None)
     data = [lineage["labels"], [v.get("offlineVersion") for v in lineage["featureViews"]]]
+    if base is not None:
+        data.append(base)
     text = json.dumps({"spec": spec, "data": data}, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return f"generation-{job.metadata.generation or 0}-{digest}"
@@ -127,8 +143,11 @@ class Prepared:
     classification: bool
 
 
-def prepare(job: TrainingJob, ts: trainset.TrainingSet) -> Prepared:
-    """Split, check the label, and fit the preprocessing on the training rows only."""
+def prepare(
+    job: TrainingJob, ts: trainset.TrainingSet, kept: Preprocessor | None = None
+) -> Prepared:
+    """Split, check the label, and fit the preprocessing on the training rows only (or
+    keep a warm start's, `kept`, so the base's weights see the inputs they learnt)."""
     spec = job.spec
     parts = split_of(job, ts)
     y_train = trainset.label_values(ts, parts.train)
@@ -150,7 +169,7 @@ def prepare(job: TrainingJob, ts: trainset.TrainingSet) -> Prepared:
         _refuse_for_regression(job, ts.label)
     train_rows = ts.table.take(pa.array(parts.train))
     hashed = {h.name: h.buckets for h in spec.preprocessing.hashed}
-    pre = Preprocessor.fit(train_rows, ts.features, hashed)
+    pre = kept or Preprocessor.fit(train_rows, ts.features, hashed)
     for name in hashed:
         if name not in ts.features:
             raise TrainingError(
@@ -208,9 +227,14 @@ def _refuse_for_regression(job: TrainingJob, label: str) -> None:
 def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None) -> Trained:
     spec = job.spec
     ts = trainset.load(job, context)
-    p = prepare(job, ts)
+    base = None
+    if spec.warm_start is not None:
+        base = warmstart.resolve(job, context, run_storage(job, context))
+    p = prepare(job, ts, base.preprocessor if base else None)
     parts, pre, x, classification, table = p.parts, p.preprocessor, p.x, p.classification, ts.table
-    models.build(spec.model, pre.width)  # fail before Ray on a model that cannot train
+    built = models.build(spec.model, pre.width)  # fail before Ray on a model that cannot train
+    if base is not None:
+        warmstart.check(base, spec.model, ts.features, built)
     imb = spec.imbalance
     y_fit = trainset.label_values(ts, parts.train)
     # Resampling and weights see the training rows only; validation and test stay as is.
@@ -241,13 +265,15 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         focal_gamma=(imb.focal_gamma or imbalance.DEFAULT_FOCAL_GAMMA)
         if imb.loss == Loss.FOCAL
         else None,
+        initial_state=base.weights if base else None,
     )
     cluster.ensure_ray()
     worker = spec.scaling.resources_per_worker
     where = loop.placement(spec.scaling.num_workers, cpu_quantity(worker.cpu), worker.gpu)
-    state, resumed_from = loop.fit(
-        cfg, data, where, run_storage(job, context), run_name(job, ts.lineage), progress
-    )
+    name = run_name(job, ts.lineage, base.describe() if base else None)
+    clock = time.perf_counter()
+    state, resumed_from = loop.fit(cfg, data, where, run_storage(job, context), name, progress)
+    seconds = time.perf_counter() - clock
     if state.get("nan_epoch"):
         last = state["history"][-1]
         raise TrainingError(
@@ -287,6 +313,37 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
             score, test_rows, categorical_features(pre), spec.evaluation.perturbation
         )
         result.metrics["flip_rate"] = sensitivity["flipRate"]
+    warm, forgetting_gate = None, None
+    if base is not None:
+        assert spec.warm_start is not None
+
+        def served(rows_x: Any) -> Any:
+            with torch.no_grad():
+                p = serving(torch.from_numpy(rows_x)).numpy().reshape(-1)
+            return calibrator.apply(p) if calibrator is not None else p
+
+        metric = str(spec.warm_start.forgetting_metric or result.primary)
+        forgetting_gate, checked = warmstart.forgetting(
+            base, served, classification, metric, spec.warm_start.forgetting_tolerance
+        )
+        warm = {
+            "base": {
+                "model": base.model_name,
+                "version": base.version,
+                "resolvedBy": base.resolved_by,
+            },
+            **warmstart.compute(base, int(state["epoch"]), len(fit_rows)),
+            "forgetting": checked,
+        }
+    int8 = None
+    if spec.quantization is not None:
+        int8 = _quantized(spec.quantization, serving, pre.width, x[parts.test], calibrator)
+        after = evaluate.evaluate(y_test, int8[1], classification, wanted, slices).metrics
+        before = {k: v for k, v in result.metrics.items() if k in after}
+        metric = str(spec.quantization.metric or result.primary)
+        int8_gate, int8_report = quantize.compare(
+            int8[2], len(int8[0]), before, after, metric, spec.quantization.max_metric_drop
+        )
     lineage = {
         **ts.lineage,
         "trainingJob": job.name,
@@ -318,7 +375,33 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         calibrator,
         report,
         sensitivity,
+        test_rows,
+        warm,
+        forgetting_gate,
+        seconds if state["epoch"] > resumed_from else None,
+        int8[0] if int8 else None,
+        int8_report if int8 else None,
+        int8_gate if int8 else None,
+        int8[3] if int8 else None,
     )
+
+
+def _quantized(
+    spec: Any, serving: torch.nn.Module, width: int, x_test: Any, calibrator: Any
+) -> tuple[bytes, Any, int, dict[str, Any]]:
+    """The int8 TorchScript, its (calibrated) test scores, the float TorchScript's size,
+    and one-row latency of both TorchScript copies (the same runtime, so a fair ratio)."""
+    float_bytes = quantize.script(serving, width)
+    int8_bytes = quantize.script(quantize.quantize(serving), width)
+    int8_module = quantize.load(int8_bytes)
+    with torch.no_grad():
+        scores = int8_module(torch.from_numpy(x_test)).numpy().reshape(-1)
+    if calibrator is not None:
+        scores = calibrator.apply(scores)
+    before = quantize.latency(quantize.load(float_bytes), x_test)
+    after = quantize.latency(int8_module, x_test)
+    timing = {"float": before, "int8": after, "p50Ratio": after["p50"] / before["p50"]}
+    return int8_bytes, scores, len(float_bytes), timing
 
 
 def _calibrate(
@@ -392,13 +475,17 @@ def publish_version(
     root = registry.model_root(job, context)
     result = trained.evaluation
     gates = evaluate.check_gates(result.metrics, spec.evaluation.gates, _baseline(job, context))
+    if trained.forgetting_gate is not None:
+        gates.append(trained.forgetting_gate)
+    if trained.quantization_gate is not None:
+        gates.append(trained.quantization_gate)
     status.metrics = {k: round(v, 6) for k, v in result.metrics.items() if np.isfinite(v)}
     status.primary_metric = f"{result.primary}={result.metrics[result.primary]:.4f}"
     epochs = trained.state["epoch"]
     status.progress = f"epoch {epochs}/{spec.hyperparameters.epochs}" + (
         " (stopped early)" if trained.state.get("stopped_early") else ""
     )
-    entry = {
+    entry: dict[str, Any] = {
         "model": spec.output.model_name,
         "trainingJob": job.name,
         "generation": job.metadata.generation,
@@ -406,6 +493,13 @@ def publish_version(
         "primaryMetric": status.primary_metric,
         "gates": [g.to_json() for g in gates],
     }
+    if trained.train_seconds is not None:
+        entry["trainSeconds"] = round(trained.train_seconds, 3)
+    if trained.quantization_latency is not None:
+        entry["quantizationLatency"] = trained.quantization_latency
+    warm = trained.warm_start
+    if warm is not None:
+        status.warm_started_from = f"{warm['base']['model']}:{warm['base']['version']}"
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp)
@@ -426,6 +520,13 @@ def publish_version(
     given = ", ".join(aliases) or "no new alias"
     resumed = f"; resumed after epoch {trained.resumed_from}" if trained.resumed_from else ""
     note = f"; {trained.note}" if trained.note else ""
+    if warm is not None:
+        note += "; " + warm_note(warm, trained.train_seconds)
+    if trained.quantization is not None and trained.quantization_latency is not None:
+        note += (
+            f"; serves int8: size x{trained.quantization['sizeRatio']:.2f}, one-row p50 "
+            f"latency x{trained.quantization_latency['p50Ratio']:.2f}"
+        )
     status.conditions = conditions.set_condition(
         [],
         SUCCEEDED,
@@ -467,12 +568,21 @@ def _write_version(
         "classes": result.classes,
         "calibrationFix": trained.calibration_report,
         "perturbation": trained.sensitivity,
+        "warmStart": trained.warm_start,
+        "quantization": trained.quantization,
         "testRows": result.rows,
         "gates": [g.to_json() for g in gates],
         "history": trained.state["history"],
     }
     registry.write_json(local / "metrics.json", metrics)
     registry.write_json(local / "lineage.json", trained.lineage)
+    if trained.test_window is not None:
+        pq.write_table(trained.test_window, local / warmstart.TEST_WINDOW)
+    if trained.int8 is not None:
+        (local / quantize.INT8_FILE).write_bytes(trained.int8)
+        registry.write_json(
+            local / quantize.QUANTIZATION_FILE, {"mode": "dynamicInt8", "serve": quantize.INT8_FILE}
+        )
     config = spec.to_wire()
     registry.write_json(local / "config.json", config)
     card.write(
@@ -497,6 +607,8 @@ def _write_version(
                 "perturbation": trained.sensitivity,
                 "rows": result.rows,
             },
+            "warmStart": trained.warm_start,
+            "quantization": trained.quantization,
             "gates": [g.to_json() for g in gates],
             "cause": trained.lineage.get("driftEvent"),
             "lineage": trained.lineage,
@@ -529,17 +641,7 @@ def _baseline(job: TrainingJob, context: RunContext) -> dict[str, Any] | None:
     if gate is None:
         return None
     root = registry.model_root(job, context)
-    name = gate.deployment_ref.name
-    version = None
-    status = context.input_status("ModelDeployment", name)
-    if isinstance(status, ModelDeploymentStatus) and status.stable_version:
-        version = status.stable_version
-    deployment = context.input_resource("ModelDeployment", name)
-    if version is None and isinstance(deployment, ModelDeployment):
-        stable_job = getattr(deployment.spec.stable, "training_job_ref", None)
-        job_status = context.input_status("TrainingJob", stable_job.name) if stable_job else None
-        if isinstance(job_status, TrainingJobStatus):
-            version = job_status.model_version
+    version = warmstart.served_version(context, gate.deployment_ref.name)
     version = version or registry.alias(root, registry.CHAMPION)
     metrics = registry.version_metrics(root, version) if version else None
     if not metrics:
@@ -562,6 +664,23 @@ def _failed(
         [], SUCCEEDED, False, reason, message, status.completion_time, status.observed_generation
     )
     return status
+
+
+def warm_note(warm: dict[str, Any], seconds: float | None) -> str:
+    """The status message's account of a warm start.
+
+    >>> warm_note({"base": {"model": "m", "version": "v1"}, "epochsRun": 2,
+    ...            "fromScratch": {"epochs": 8, "seconds": 4.0}}, 1.0)
+    'warm start from m:v1: 2 epochs (8 from scratch), 1.0s (4.0s from scratch)'
+    """
+    scratch = warm["fromScratch"]
+    text = (
+        f"warm start from {warm['base']['model']}:{warm['base']['version']}: "
+        f"{warm['epochsRun']} epochs ({scratch['epochs']} from scratch)"
+    )
+    if seconds is not None and scratch.get("seconds") is not None:
+        text += f", {seconds:.1f}s ({scratch['seconds']:.1f}s from scratch)"
+    return text
 
 
 def cpu_quantity(value: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import yaml
 
 from flywheel.serving import config as router_config
@@ -188,8 +189,14 @@ def test_a_triton_traffic_step_changes_only_the_router_configmap(settings: Setti
     assert [x["kind"] for x, y in zip(a, b, strict=True) if x != y] == ["ConfigMap"]
 
 
-def test_a_bandit_keeps_one_router_replica(settings: Settings) -> None:
-    body = _triton(strategy={"strategy": "bandit", "bandit": {}})
+AB = {"strategy": "abtest", "abtest": {"baselineRate": 0.1, "minimumDetectableEffect": 0.02}}
+
+
+@pytest.mark.parametrize("strategy", [{"strategy": "bandit", "bandit": {}}, AB])
+def test_a_bandit_or_an_abtest_keeps_one_router_replica(
+    settings: Settings, strategy: dict[str, Any]
+) -> None:
+    body = _triton(strategy=strategy)
     children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
     [router] = [c for c in children if c["metadata"]["name"] == "churn-router"
                 and c["kind"] == "Deployment"]  # fmt: skip
