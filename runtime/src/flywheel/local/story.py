@@ -96,7 +96,8 @@ class Story:
             self.events.append(Event(at, key, "started", fields))
             if key.startswith("ModelDeployment/"):
                 self.rollouts.append(Rollout(key, at))
-            return self._line(at, started_line(key, fields))
+            text = started_line(key, fields)
+            return None if text is None else self._line(at, text)
         if fields.get("step") == "finished":
             self.events.append(Event(at, key, "finished", fields))
             status = fields.get("status")
@@ -273,13 +274,16 @@ class Story:
 # --- lines -----------------------------------------------------------------------------
 
 
-def started_line(key: str, fields: Mapping[str, Any]) -> str:
+def started_line(key: str, fields: Mapping[str, Any]) -> str | None:
+    """The long steps say when they start; the quick ones only how they ended."""
     depends = [d for d in fields.get("dependsOn", ()) if d.startswith("DriftMonitor/")]
     if key.startswith("TrainingJob/") and depends:
         return f"retrain started: {key} (drift found by {depends[0]})"
+    if key.startswith("TrainingJob/"):
+        return f"training started: {key}"
     if key.startswith("ModelDeployment/"):
         return f"rollout started: {key}"
-    return f"started: {key}"
+    return None
 
 
 def finished_line(key: str, status: StatusBase | None, error: str | None, retrain: bool) -> str:
