@@ -103,3 +103,18 @@ def test_an_untrained_reference_fails_naming_the_field(world_context: RunContext
     ready = conditions.find(status.conditions, "Ready")
     assert ready is not None and ready.reason == "ModelNotTrained"
     assert "spec.stable.trainingJobRef" in ready.message
+
+
+def test_windows_give_the_canary_its_minimum_by_the_end_of_each_pause() -> None:
+    from flywheel.serving import rollout
+
+    md = canary()  # steps 25% for 5m, then 100%; 1m analyses; minRequests 40
+    first, last = rollout.State(step=0), rollout.State(step=1)
+    assert deployment.analyses_in_step(md, first) == 6
+    assert deployment.analyses_in_step(md, last) == 1
+    for state, share in ((first, 25.0), (last, 100.0)):
+        size = deployment.window_size(md, share, deployment.analyses_in_step(md, state))
+        analyses = deployment.analyses_in_step(md, state)
+        # The candidate's expected share of the step's requests reaches the minimum.
+        assert size * analyses * share / 100 >= 40
+        assert deployment.DEFAULT_WINDOW <= size <= deployment.MAX_WINDOW
