@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from flywheel.api import driftmonitor
 from flywheel.api.common import ObjectMeta
 from flywheel.api.driftmonitor import DriftMonitor, DriftMonitorStatus, FeatureScore
 from flywheel.api.modeldeployment import ModelDeploymentStatus
@@ -61,7 +62,14 @@ def drifted() -> DriftMonitorStatus:
         phase="Ready",
         samples=400,
         drifted_features=["monthly_charges"],
-        scores=[FeatureScore(feature="monthly_charges", method="ks", score=0.41, threshold=0.01)],
+        scores=[
+            FeatureScore(
+                feature="monthly_charges",
+                method=driftmonitor.TestMethod.KS,
+                score=0.41,
+                threshold=0.01,
+            )
+        ],
         max_score=0.41,
     )
 
