@@ -155,3 +155,13 @@ def test_a_monitor_without_onset_still_gives_the_requests_before_detection() -> 
     f = s.facts()
     assert "detectionDelayDataSeconds" not in f and f["servedBeforeDetection"] == 0
     assert "detection:" in s.summary()
+
+
+def test_the_report_embeds_the_monitors_own_drift_report(tmp_path: Path) -> None:
+    drift_html = tmp_path / "report.html"
+    drift_html.write_text('<html><body><img alt="monthly_charges" src="data:x"></body></html>')
+    status = drifted().model_copy(update={"report_uri": drift_html.as_uri()})
+    s = story.Story()
+    s.record("DriftMonitor/d", {"step": "finished", "status": status})
+    html = storyreport.render(s)
+    assert 'srcdoc="&lt;html&gt;&lt;body&gt;&lt;img alt=&quot;monthly_charges&quot;' in html
