@@ -151,7 +151,7 @@ def shorter(doc: dict[str, Any]) -> dict[str, Any]:
     spec = doc["spec"]
     if doc["kind"] == "TrainingJob":
         spec["hyperparameters"]["epochs"] = 5
-        spec["evaluation"]["gates"] = [{"metric": "auc", "min": 0.55}]
+        spec["evaluation"]["gates"] = [{"metric": "auc", "min": 0.5}]
     if doc["kind"] == "ModelDeployment":
         spec["rollout"]["canary"]["steps"] = [{"weight": 50, "pause": "1m"}, {"weight": 100}]
         spec["rollout"]["canary"]["analysis"]["minRequests"] = 50
