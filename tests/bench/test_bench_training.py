@@ -200,10 +200,11 @@ def test_quickstart_wall_time(tmp_path: Path) -> None:
         [[str(os.cpu_count()), f"{wall:.1f}", str(done.returncode)]],
     )
     out = done.stdout + done.stderr
+    print(done.stdout[done.stdout.find("Summary:") :])
     assert done.returncode == 0, out[-3000:]
     for line in (
         "ingested Dataset/customer-events",
-        "trained TrainingJob/churn-mlp",
+        "trained: TrainingJob/churn-mlp",
         "drift detected: DriftMonitor/churn-drift",
         "retrain started",
         "retrain finished",
