@@ -257,12 +257,15 @@ class Story:
                 f"{r['analyses']} analyses, {r['requests']} requests, "
                 f"{_duration(r['simulatedSeconds'])} simulated) -> serving {r['stable']}"
             )
-        for label, name in (("before", "accuracyBefore"), ("after", "accuracyAfter")):
+        for label, name in (
+            ("before retrain", "accuracyBefore"),
+            ("after retrain", "accuracyAfter"),
+        ):
             a = f.get(name)
             if a:
                 value = "-" if a["accuracy"] is None else f"{a['accuracy']:.3f}"
                 lines.append(
-                    f"  accuracy {label + ' retrain:':12}{value} ({a['version']}, "
+                    f"  accuracy {label}: {value} ({a['version']}, "
                     f"{a['labels']} labelled post-drift requests)"
                 )
         lines.append(f"  wall time:            {_duration(f['wallSeconds'])}")
