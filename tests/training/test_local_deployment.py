@@ -3,15 +3,21 @@ router, and the canary walked by the operator's rollout policy to its end."""
 
 from __future__ import annotations
 
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from flywheel.api import conditions
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.entrypoints import RunContext
 from flywheel.local import deployment
+from flywheel.serving.versions import ServedVersion
 from flywheel.training import runner
 from tests.training import world
 
@@ -103,3 +109,78 @@ def test_an_untrained_reference_fails_naming_the_field(world_context: RunContext
     ready = conditions.find(status.conditions, "Ready")
     assert ready is not None and ready.reason == "ModelNotTrained"
     assert "spec.stable.trainingJobRef" in ready.message
+
+
+def test_windows_give_the_canary_its_minimum_by_the_end_of_each_pause() -> None:
+    from flywheel.serving import rollout
+
+    md = canary()  # steps 25% for 5m, then 100%; 1m analyses; minRequests 40
+    first, last = rollout.State(step=0), rollout.State(step=1)
+    assert deployment.analyses_in_step(md, first) == 6
+    assert deployment.analyses_in_step(md, last) == 1
+    for state, share in ((first, 25.0), (last, 100.0)):
+        size = deployment.window_size(md, share, deployment.analyses_in_step(md, state))
+        analyses = deployment.analyses_in_step(md, state)
+        # The candidate's expected share of the step's requests reaches the minimum.
+        assert size * analyses * share / 100 >= 40
+        assert deployment.DEFAULT_WINDOW <= size <= deployment.MAX_WINDOW
+
+
+def constant_version(root: Path, version: str, score: float) -> ServedVersion:
+    """A TorchScript model that scores every row `score`: its accuracy is known."""
+    directory = root / "models" / "churn" / "versions" / version
+    directory.mkdir(parents=True)
+    linear = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.fill_(math.log(score / (1 - score)))
+    model = torch.jit.script(torch.nn.Sequential(linear, torch.nn.Sigmoid(), torch.nn.Flatten(0)))
+    model.save(str(directory / "model.pt"))
+    (directory / "metadata.json").write_text(json.dumps({"features": ["a", "b"]}))
+    return ServedVersion("churn", version, str(directory))
+
+
+# TorchScript, which torch now calls deprecated, is still one of the formats a version has.
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_each_window_reports_its_split_and_the_accuracy_its_labels_gave(tmp_path: Path) -> None:
+    right, wrong = constant_version(tmp_path, "v1", 0.9), constant_version(tmp_path, "v2", 0.1)
+    md = ModelDeployment.model_validate(
+        {
+            "apiVersion": "flywheel.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "churn"},
+            "spec": {
+                "stable": {"modelName": "churn", "version": "v1"},
+                "candidate": {"modelName": "churn", "version": "v2"},
+                "rollout": {
+                    "strategy": "canary",
+                    "canary": {
+                        "steps": [{"weight": 50, "pause": "1m"}, {"weight": 100}],
+                        "analysis": {"interval": "30s", "minRequests": 20},
+                    },
+                },
+            },
+        }
+    )
+    when = datetime(2026, 4, 30, tzinfo=UTC)
+    rows: list[deployment.Row] = [({"a": i, "b": 1.0}, 1, when) for i in range(50)]
+    windows: list[dict[str, Any]] = []
+    context = RunContext(
+        artifact_root=tmp_path, progress=lambda key, f: windows.append(f["window"])
+    )
+    with deployment.LocalDeployment(md, right, wrong, context) as served:
+        status = deployment.walk(
+            md, served, right, wrong, rows, deployment.Progress(md, context.progress)
+        )
+    assert status.phase == "Promoted", status.conditions
+    # Every label came back: v1 (always 1) was right each time, v2 (always 0) never.
+    for w in windows:
+        assert w["labels"] == w["requests"] == sum(w["answered"].values())
+        assert {v: a for v, a in w["accuracyByVersion"].items()} == {
+            v: 1.0 if v == "v1" else 0.0 for v in w["answered"]
+        }
+        assert w["dataTime"] == [when.isoformat(), when.isoformat()]
+    assert windows[0]["traffic"] == {"v1": 50.0, "v2": 50.0}
+    assert windows[-1]["final"] and windows[-1]["traffic"] == {"v2": 100.0}
+    assert windows[-1]["accuracy"] == 0.0
+    assert [w["seconds"] for w in windows] == sorted(w["seconds"] for w in windows)

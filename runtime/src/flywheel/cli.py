@@ -171,7 +171,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flywheel.local import executor
+    from flywheel.local import executor, story, storyreport
 
     loaded = _load_or_report(args.filename)
     if loaded is None:
@@ -191,7 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(table(["STEP", "OBJECT", "DEPENDS ON", "ACTION"], rows), file=text_out)
     if args.plan_only:
         return 0
-    with Progress(sys.stderr) as progress:
+    # The timeline: one line per step and per rollout analysis, as the run goes.
+    told = story.Story({s.key: s.resource for s in steps})
+    with Progress(sys.stderr, told.record) as progress:
         context = entrypoints.RunContext(
             artifact_root=args.artifact_root.resolve(), progress=progress.update
         )
@@ -205,6 +207,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if summary:
             print()
             print(summary)
+    if told.rollouts or told.finished("DriftMonitor"):
+        report = storyreport.write(told, context.artifact_root)
+        print(file=text_out)
+        print(told.summary(str(report)), file=text_out)
     return 1 if any(o.error or (o.status and o.status.phase == "Failed") for o in outcomes) else 0
 
 
@@ -238,10 +244,16 @@ def training_summary(outcomes: list[Any]) -> str:
 
 class Progress:
     """Live progress of long steps (epoch, loss, elapsed) on a terminal, with `rich`;
-    one line per report elsewhere."""
+    one line per report elsewhere. Steps starting and ending and rollout analyses go to
+    `timeline`, which returns the line to keep in the scrollback (or None)."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        timeline: Callable[[str, Mapping[str, Any]], str | None] | None = None,
+    ) -> None:
         self.stream = stream
+        self.timeline = timeline
         self.live: Any = None
         self.tasks: dict[str, Any] = {}
 
@@ -274,8 +286,15 @@ class Progress:
             self.live.__exit__(None, None, None)
 
     def update(self, key: str, fields: Mapping[str, Any]) -> None:
-        if "message" in fields:  # a rollout step: one line each, kept in the scrollback
-            line = f"{key}: {fields['message']}"
+        if "message" in fields or "step" in fields:  # one line each, kept in the scrollback
+            if self.timeline is not None:
+                line = self.timeline(key, fields)
+            elif "message" in fields:
+                line = f"{key}: {fields['message']}"
+            else:
+                line = None
+            if line is None:
+                return
             if self.live is None:
                 print(line, file=self.stream)
             else:

@@ -67,18 +67,19 @@ def _execute(
             resources=dict(resources),
             statuses=dict(statuses),
         )
+        _started(context, step)
         try:
             status = runner(step.resource, step_context)
         except Exception as exc:  # a step's failure is reported, the rest still runs
             failed.add(step.key)
-            outcomes.append(Outcome(step, None, f"{type(exc).__name__}: {exc}"))
+            outcomes.append(_finished(context, Outcome(step, None, f"{type(exc).__name__}: {exc}")))
             continue
         statuses[step.key] = status
         if isinstance(step.resource, ModelDeployment):
             loop.promote(step.resource, status, step_context)  # champion moves
         if status.phase == "Failed":
             failed.add(step.key)
-        outcomes.append(Outcome(step, status))
+        outcomes.append(_finished(context, Outcome(step, status)))
     for outcome in list(outcomes):
         monitor = outcome.step.resource
         if isinstance(monitor, DriftMonitor) and loop.wants_retrain(monitor, outcome.status):
@@ -110,12 +111,13 @@ class _Run:
             resources=dict(self.resources),
             statuses=dict(self.statuses),
         )
+        _started(self.context, step)
         try:
             status = runner(resource, step_context)
         except Exception as exc:
-            return Outcome(step, None, f"{type(exc).__name__}: {exc}")
+            return _finished(self.context, Outcome(step, None, f"{type(exc).__name__}: {exc}"))
         self.statuses[step.key] = status
-        return Outcome(step, status)
+        return _finished(self.context, Outcome(step, status))
 
 
 def _close_loop(monitor: DriftMonitor, origin: Step, run: _Run) -> list[Outcome]:
@@ -147,6 +149,20 @@ def _close_loop(monitor: DriftMonitor, origin: Step, run: _Run) -> list[Outcome]
         serving = canary.status if canary.status is not None else serving
     loop.report(dm_status, job, status, loop.retrain_outcome(job, status, deployment, serving))
     return outcomes
+
+
+def _started(context: RunContext, step: Step) -> None:
+    """Tell whoever watches the run (`context.progress`) that a step starts..."""
+    if context.progress is not None:
+        context.progress(step.key, {"step": "started", "dependsOn": list(step.depends_on)})
+
+
+def _finished(context: RunContext, outcome: Outcome) -> Outcome:
+    """...and how it ended."""
+    if context.progress is not None:
+        fields = {"step": "finished", "status": outcome.status, "error": outcome.error}
+        context.progress(outcome.step.key, fields)
+    return outcome
 
 
 def _open_session(kind: str, sessions: contextlib.ExitStack, opened: dict[str, str | None]) -> str:
