@@ -130,7 +130,7 @@ def test_bench_int8_against_float() -> None:
 
 def test_bench_warm_against_scratch_retrain(tmp_path: Path, ray_cluster: None) -> None:
     registry_dir = tmp_path / "registry"
-    customers = scaled(600)
+    customers = max(200, scaled(600))  # enough of both classes at CI's small scale
     old = world.build(tmp_path / "old", customers=customers, seed=11)
     # The drifted window: new customers, churn more likely at the same risk.
     new = world.build(tmp_path / "new", customers=customers, seed=21, intercept=0.8)

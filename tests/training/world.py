@@ -151,6 +151,7 @@ def job(name: str = "churn", generation: int = 1, **spec: Any) -> TrainingJob:
 
 def build(directory: Path, **world: Any) -> RunContext:
     """Ingest both Datasets and materialize the view; the context a TrainingJob runs in."""
+    directory.mkdir(parents=True, exist_ok=True)
     write_world(directory, **world)
     objects = [events(), labels(), view()]
     context = RunContext(
