@@ -128,6 +128,16 @@ def test_yaml11_boolean_column_name_says_how_to_quote_it(
     assert 'quote it: "n"' in err
 
 
+def test_a_number_out_of_range_is_not_told_to_be_quoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    invalid = Path(__file__).parents[1] / "manifests" / "invalid"
+    case = invalid / "67-quantization-drop-above-one.yaml"
+    err = validate(tmp_path, case.read_text(), capsys)
+    assert "spec.quantization.maxMetricDrop" in err and "less than or equal to 1" in err
+    assert "kubectl reads" not in err and "quote it" not in err
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

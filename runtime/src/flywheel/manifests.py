@@ -425,6 +425,16 @@ _TYPE_ERRORS = {
     "bool_type": "true or false",
     "int_from_float": "an integer",
 }
+# A number out of its range was read as the number it was meant to be: saying how kubectl
+# reads it, or to quote it, would mislead.
+_BOUND_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "multiple_of",
+    "finite_number",
+}
 
 
 def _error(
@@ -455,7 +465,7 @@ def _error(
         message = f"{_shown(err['input'])} is not valid; expected {hint}"
     elif kind in _TYPE_ERRORS:
         message = _type_message(kind, err["input"])
-    if reading is not None and kind != "extra_forbidden":
+    if reading is not None and kind != "extra_forbidden" and kind not in _BOUND_ERRORS:
         quoted = json.dumps(reading.text)
         message += f" (kubectl reads {reading.describe()}"
         message += f"; to mean the text, quote it: {quoted})" if kind != "int_type" else ")"
