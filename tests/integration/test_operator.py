@@ -495,6 +495,23 @@ def test_driftmonitor_detects_drift_and_triggers_one_retrain(
     assert kubectl.get("dm", "churn-drift")["status"]["retrainsTriggered"] == 1
 
 
+def test_a_serving_version_reference_waits_for_no_reference_object(
+    operator: Operator, kubectl: Kubectl
+) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
+    dm = quickstart("DriftMonitor", "churn-drift")
+    dm["spec"]["reference"] = {"servingVersion": {}}
+    kubectl.apply(yaml.safe_dump_all([md, dm]))
+    # The empty object is kept by the API server (not pruned), and the monitor runs: the
+    # version it compares with is found per run, from the request log.
+    assert kubectl.get("dm", "churn-drift")["spec"]["reference"] == {"servingVersion": {}}
+    [cron] = wait_for(lambda: kubectl.items("cronjob"), what="the monitor CronJob")
+    env = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    inputs = next(e["value"] for e in env if e["name"] == "FLYWHEEL_INPUT_MANIFESTS")
+    assert '"ModelDeployment"' in inputs
+
+
 # --- failure paths ----------------------------------------------------------------------
 
 

@@ -131,14 +131,14 @@ def reference_fields(resource: Resource) -> list[tuple[str, str, str]]:
                 if ref is not None and ref.training_job_ref is not None
             ]
         case api.DriftMonitor(spec=spec):
-            kind, name = spec.reference.target()
-            ref_field = {"Dataset": "datasetRef", "FeatureView": "featureViewRef"}.get(
-                kind, "trainingJobRef"
-            )
-            out = [
-                ("spec.deploymentRef", "ModelDeployment", spec.deployment_ref.name),
-                (f"spec.reference.{ref_field}", kind, name),
-            ]
+            out = [("spec.deploymentRef", "ModelDeployment", spec.deployment_ref.name)]
+            target = spec.reference.target()
+            if target is not None:  # servingVersion names no object: found per run
+                kind, name = target
+                ref_field = {"Dataset": "datasetRef", "FeatureView": "featureViewRef"}.get(
+                    kind, "trainingJobRef"
+                )
+                out.append((f"spec.reference.{ref_field}", kind, name))
             if spec.action.retrain is not None:
                 prefix = "spec.action.retrain.template.spec"
                 out += _training_references(prefix, spec.action.retrain.template.spec)

@@ -23,14 +23,16 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     resource = p.parse(DriftMonitor)
     if resource is None:
         return
-    refs = [
-        ("ModelDeployment", resource.spec.deployment_ref.name),
-        resource.spec.reference.target(),
-    ]
+    target = resource.spec.reference.target()
+    refs = [("ModelDeployment", resource.spec.deployment_ref.name)]
+    refs += [target] if target is not None else []
     inputs, waiting = upstream.look_up(ctx.kube, p.namespace, refs, dependencies.has_phase)
     # A TrainingJob reference is the training set of its FeatureViews: the monitor reads them.
-    views = [("FeatureView", name) for name in upstream.feature_views(inputs)]
-    more, waiting_more = upstream.look_up(ctx.kube, p.namespace, views, dependencies.has_phase)
+    second = [("FeatureView", name) for name in upstream.feature_views(inputs)]
+    if target is None:
+        # servingVersion: the deployment's TrainingJobs say where their registry is.
+        second += [("TrainingJob", name) for name in upstream.deployment_training_jobs(inputs)]
+    more, waiting_more = upstream.look_up(ctx.kube, p.namespace, second, dependencies.has_phase)
     if p.wait_for(waiting + waiting_more):
         return
     inputs |= more
@@ -48,6 +50,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     }
     jobs, job_pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
     new = decide.status(p.old, p.generation, observe.last_cronjob_run(jobs, job_pods), p.now)
+    _tell(ctx, p, decide.verdict_event(p.old, new))
     retrain = decide.retrain(resource, new, p.now)
     held = decide.cooldown_ends(resource, new)
     if retrain is None and held is not None and held > p.now:
@@ -72,10 +75,13 @@ def _follow_retrain(
     job = ctx.kube.get("TrainingJob", p.namespace, status.last_retrain_job)
     deployment = ctx.kube.get("ModelDeployment", p.namespace, resource.spec.deployment_ref.name)
     new = decide.follow_retrain(status, decide.retrain_outcome(status, job, deployment), p.now)
-    event = decide.retrain_event(p.old, new)
+    _tell(ctx, p, decide.retrain_event(p.old, new))
+    return new
+
+
+def _tell(ctx: Context, p: Pass[DriftMonitorStatus], event: tuple[str, str, str] | None) -> None:
     if event is not None:
         # Before the status, named after it: a crash between them tells it once.
         stamp = p.now.isoformat().replace("+00:00", "Z")
         name = reporting.event_name(p.body, event[1], p.old)
         ctx.kube.event(p.body, *event, stamp, name)
-    return new

@@ -21,6 +21,23 @@ def look_up(
     return dependencies.sort_out(wanted, found, ready)
 
 
+def deployment_training_jobs(objects: dict[str, dict[str, Any]]) -> list[str]:
+    """The TrainingJobs the ModelDeployments among `objects` serve, by name.
+
+    >>> deployment_training_jobs({"ModelDeployment/m": {"spec": {
+    ...     "stable": {"trainingJobRef": {"name": "a"}},
+    ...     "candidate": {"modelName": "churn", "alias": "candidate"}}}})
+    ['a']
+    """
+    return [
+        ref["trainingJobRef"]["name"]
+        for key, obj in sorted(objects.items())
+        if key.startswith("ModelDeployment/")
+        for ref in ((obj.get("spec") or {}).get(f) for f in ("stable", "candidate"))
+        if isinstance(ref, dict) and isinstance(ref.get("trainingJobRef"), dict)
+    ]
+
+
 def feature_views(objects: dict[str, dict[str, Any]]) -> list[str]:
     """The FeatureViews the TrainingJobs among `objects` train on, by name.
 

@@ -220,6 +220,29 @@ def follow_retrain(
     return followed
 
 
+def verdict_event(old: DriftMonitorStatus, new: DriftMonitorStatus) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event telling a new run's verdict, or None.
+
+    Every run that finds drift is told (a Warning); a run that finds none only when the
+    verdict changed, so a quiet monitor does not write an Event each schedule.
+    """
+    if new.last_run is None or new.last_run == old.last_run or new.verdict is None:
+        return None
+    against = f"against {new.reference_version}" if new.reference_version else ""
+    if new.verdict == Verdict.DRIFT:
+        score = f"; max score {new.max_score:g}" if new.max_score is not None else ""
+        message = (
+            f"{', '.join(new.drifted_features)} drifted over {new.samples} requests "
+            f"{against}{score}"
+        )
+        return "Warning", DRIFT_DETECTED, message
+    if new.verdict == old.verdict:
+        return None
+    if new.verdict == Verdict.NO_DRIFT:
+        return "Normal", "NoDrift", f"no drift over {new.samples} requests {against}".strip()
+    return "Normal", "Insufficient", f"too few requests to decide ({new.samples})"
+
+
 def retrain_event(old: DriftMonitorStatus, new: DriftMonitorStatus) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Event telling a new step of the retrain, or None."""
     before = next((c for c in old.conditions if c.type == RETRAIN_PROMOTED), None)

@@ -14,38 +14,59 @@ from flywheel.api.common import FlywheelModel
 from flywheel.api.trainingjob import TrainingJobSpec
 
 
+class ServingVersionReference(FlywheelModel):
+    """The training set of the model version that serves (no fields: `servingVersion: {}`)."""
+
+
 class Reference(FlywheelModel):
-    """What live traffic is compared with: exactly one of the three."""
+    """What live traffic is compared with: exactly one of the four."""
 
     dataset_ref: common.LocalObjectReference | None = None
     feature_view_ref: common.LocalObjectReference | None = None
-    training_job_ref: common.LocalObjectReference | None = None
+    training_job_ref: common.LocalObjectReference | None = Field(
+        default=None,
+        description="The current offline versions of the FeatureViews the TrainingJob names "
+        "(all their rows, not only its training split). servingVersion follows the exact "
+        "training set of whatever version serves.",
+    )
+    serving_version: ServingVersionReference | None = Field(
+        default=None,
+        description="The training set of the model version that answered most of the "
+        "window's requests, found through the registry (its reference.parquet: the training "
+        "split's features as the model received them). After a promotion the monitor "
+        "compares with the new version's training data, with no change to the spec. "
+        "Write servingVersion: {}.",
+    )
 
     model_config = common.with_cel(
         {
             "rule": "(has(self.datasetRef) ? 1 : 0) + (has(self.featureViewRef) ? 1 : 0) + "
-            "(has(self.trainingJobRef) ? 1 : 0) == 1",
-            "message": "reference needs exactly one of datasetRef, featureViewRef or "
-            "trainingJobRef",
+            "(has(self.trainingJobRef) ? 1 : 0) + (has(self.servingVersion) ? 1 : 0) == 1",
+            "message": "reference needs exactly one of datasetRef, featureViewRef, "
+            "trainingJobRef or servingVersion",
         }
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
-        given = [r for r in (self.dataset_ref, self.feature_view_ref, self.training_job_ref) if r]
+        refs = (self.dataset_ref, self.feature_view_ref, self.training_job_ref)
+        given = [r for r in (*refs, self.serving_version) if r is not None]
         if len(given) != 1:
             raise ValueError(
-                "reference needs exactly one of datasetRef, featureViewRef or trainingJobRef"
+                "reference needs exactly one of datasetRef, featureViewRef, trainingJobRef "
+                "or servingVersion"
             )
         return self
 
-    def target(self) -> tuple[str, str]:
+    def target(self) -> tuple[str, str] | None:
+        """The object the reference names; None for servingVersion (found per run)."""
         if self.dataset_ref is not None:
             return ("Dataset", self.dataset_ref.name)
         if self.feature_view_ref is not None:
             return ("FeatureView", self.feature_view_ref.name)
-        assert self.training_job_ref is not None
-        return ("TrainingJob", self.training_job_ref.name)
+        if self.training_job_ref is not None:
+            return ("TrainingJob", self.training_job_ref.name)
+        return None
 
 
 class TestMethod(enum.StrEnum):
@@ -420,7 +441,9 @@ class DriftMonitor(common.Resource):
     status: DriftMonitorStatus | None = None
 
     def references(self) -> list[tuple[str, str]]:
-        refs = [("ModelDeployment", self.spec.deployment_ref.name), self.spec.reference.target()]
+        refs = [("ModelDeployment", self.spec.deployment_ref.name)]
+        target = self.spec.reference.target()
+        refs += [target] if target is not None else []
         retrain = self.spec.action.retrain
         if retrain is not None:
             refs += [("FeatureView", r.name) for r in retrain.template.spec.feature_view_refs]

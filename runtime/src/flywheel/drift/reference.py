@@ -4,6 +4,9 @@
                      counts) and its numeric columns
     featureViewRef   the FeatureView's current offline version: its feature columns
     trainingJobRef   the FeatureViews the TrainingJob names, as above
+    servingVersion   the training split of the version that answered most of the window:
+                     `reference.parquet` of its registry version, found from the
+                     deployment's model references (the registry layout of runtime/README.md)
 
 Preparing sorts every numeric column and computes its decile bins; the result is kept
 under `<artifact root>/drift/references/<namespace>/<Kind>-<name>/<version>/`, so that a
@@ -20,10 +23,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from flywheel.api.dataset import Dataset
 from flywheel.api.driftmonitor import DriftMonitor
 from flywheel.api.featureview import FeatureView
+from flywheel.api.modeldeployment import ModelDeployment
 from flywheel.api.trainingjob import TrainingJob
 from flywheel.data import profile, snapshots
 from flywheel.data import runner as datasets
@@ -32,12 +38,16 @@ from flywheel.drift.compare import CATEGORICAL, NUMERIC, ColumnReference
 from flywheel.entrypoints import RunContext
 from flywheel.features import stores
 from flywheel.storage import publish, uris
+from flywheel.storage.uris import Location
 
 # Bump when the prepared layout or its numbers change: old caches are then ignored.
 CACHE_FORMAT = f"v1-bins{stats.DEFAULT_BINS}"
 # Numeric reference values kept per column; above it, evenly spaced order statistics
 # (a quantile sketch accurate to 1/limit in CDF, far below any KS alarm level).
 REFERENCE_LIMIT = 2_000_000
+
+# The registry layout's names (flywheel.training.registry writes them; a layer apart).
+TRAINING_REFERENCE = "reference.parquet"
 
 _MEMORY: dict[str, Reference] = {}
 
@@ -56,10 +66,18 @@ class Reference:
     columns: dict[str, ColumnReference]
 
 
-def load(monitor: DriftMonitor, context: RunContext) -> Reference:
-    """The monitor's reference, prepared (from the cache when this version was before)."""
-    kind, name = monitor.spec.reference.target()
+def load(
+    monitor: DriftMonitor, context: RunContext, serving_version: str | None = None
+) -> Reference:
+    """The monitor's reference, prepared (from the cache when this version was before).
+
+    `serving_version`: the model version that answered most of the window, which a
+    servingVersion reference compares with."""
     namespace = monitor.metadata.namespace or context.namespace
+    target = monitor.spec.reference.target()
+    if target is None:
+        return _serving(monitor, context, namespace, serving_version)
+    kind, name = target
     if kind == "Dataset":
         return _dataset(_input(context, Dataset, name), context, namespace)
     if kind == "FeatureView":
@@ -74,6 +92,78 @@ def load(monitor: DriftMonitor, context: RunContext) -> Reference:
         columns.update(part.columns)
     versions = ", ".join(p.version for p in parts)
     return Reference(version=f"TrainingJob/{name} via {versions}", columns=columns)
+
+
+def _serving(
+    monitor: DriftMonitor, context: RunContext, namespace: str, version: str | None
+) -> Reference:
+    if version is None:
+        raise ReferenceError(
+            "NoServingVersion",
+            "reference.servingVersion: no request of the window names a model version yet",
+        )
+    model, where = _registry_version(monitor, context, version)
+    label = f"ModelVersion/{model}@{version}"
+    source = where.join(TRAINING_REFERENCE)
+
+    def build() -> dict[str, ColumnReference]:
+        if source.filesystem.get_file_info(source.path).type == pafs.FileType.NotFound:
+            raise ReferenceError(
+                "ReferenceNotRecorded",
+                f"{label} was registered without {TRAINING_REFERENCE} (before versions kept "
+                "their training reference): retrain it, or name the reference by "
+                "trainingJobRef",
+            )
+        return prepare(pq.read_table(source.path, filesystem=source.filesystem))
+
+    return _cached(context, namespace, f"ModelVersion-{model}", version, label, build)
+
+
+def _registry_version(
+    monitor: DriftMonitor, context: RunContext, version: str
+) -> tuple[str, Location]:
+    """(model name, directory) of `version` among the registries the deployment's model
+    references point at; the artifact root's registry when they name no other."""
+    roots = _model_roots(monitor, context)
+    for model, root in roots.items():
+        where = publish.version_location(root, version)
+        if where.filesystem.get_file_info(where.join(publish.MANIFEST).path).type != (
+            pafs.FileType.NotFound
+        ):
+            return model, where
+    searched = ", ".join(r.uri for r in roots.values()) or "no registry"
+    raise ReferenceError(
+        "ServingVersionNotFound",
+        f"reference.servingVersion: model version {version!r}, which serves the window, is "
+        f"not a registered version under {searched}",
+    )
+
+
+def _model_roots(monitor: DriftMonitor, context: RunContext) -> dict[str, Location]:
+    deployment = context.input_resource("ModelDeployment", monitor.spec.deployment_ref.name)
+    roots: dict[str, Location] = {}
+    if not isinstance(deployment, ModelDeployment):
+        return roots
+    for ref in (deployment.spec.stable, deployment.spec.candidate):
+        if ref is None:
+            continue
+        if ref.model_name is not None:
+            roots.setdefault(ref.model_name, _default_root(context, ref.model_name))
+        elif ref.training_job_ref is not None:
+            job = context.input_resource("TrainingJob", ref.training_job_ref.name)
+            if isinstance(job, TrainingJob):
+                name, registry = job.spec.output.model_name, job.spec.output.registry_uri
+                root = (
+                    uris.resolve(registry, context.base_dir).join("models", name)
+                    if registry
+                    else _default_root(context, name)
+                )
+                roots.setdefault(name, root)
+    return roots
+
+
+def _default_root(context: RunContext, model: str) -> Location:
+    return uris.resolve(str(context.artifact_root / "models" / model))
 
 
 def _input(context: RunContext, model: type[Any], name: str) -> Any:

@@ -81,10 +81,14 @@ def run_driftmonitor(
 def monitor_once(monitor: DriftMonitor, context: RunContext, now: datetime) -> Run:
     spec = monitor.spec
     namespace = monitor.metadata.namespace or context.namespace
-    ref = reference.load(monitor, context)
     location = window.log_location(spec.deployment_ref.name, context, namespace)
     wanted = [window.TIME, window.MODEL_VERSION, window.PREDICTION, *spec.features]
     live = window.read_window(location, spec.window, now, wanted if spec.features else None)
+    model_version = live.main_version()
+    if model_version is None and spec.reference.serving_version is not None:
+        # Nothing served yet, so no version to compare with: too few samples, no verdict.
+        return _nothing_served(monitor, now, live, location.uri)
+    ref = reference.load(monitor, context, model_version)
     # Without a list: what the model received (the log's features) that the reference has.
     names = spec.features or [n for n in live.features if n in ref.columns]
     references = {n: ref.columns[n] for n in names if n in ref.columns}
@@ -96,7 +100,6 @@ def monitor_once(monitor: DriftMonitor, context: RunContext, now: datetime) -> R
     checks = compare.check_all(references, live_columns, spec.tests, spec.min_samples)
     # A watched feature missing on either side is named, never silently skipped.
     checks += [_missing(monitor, n, references.get(n)) for n in names if n not in live_columns]
-    model_version = live.main_version()
     if spec.prediction:
         predicted = prediction_check(monitor, location, live, model_version, now)
         if predicted is not None:
@@ -114,6 +117,21 @@ def monitor_once(monitor: DriftMonitor, context: RunContext, now: datetime) -> R
         references=references,
         live_columns=live_columns,
         log_uri=location.uri,
+    )
+
+
+def _nothing_served(monitor: DriftMonitor, now: datetime, live: window.Live, log: str) -> Run:
+    checks = [_missing(monitor, n, None) for n in monitor.spec.features]
+    return Run(
+        time=now,
+        reference_version="servingVersion (no version has served yet)",
+        live=live,
+        checks=checks,
+        verdict=Verdict.INSUFFICIENT,
+        model_version=None,
+        references={},
+        live_columns={},
+        log_uri=log,
     )
 
 

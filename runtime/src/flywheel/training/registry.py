@@ -7,6 +7,7 @@
         versions/<version>/        immutable; manifest.json lists every file
             model.pt2  preprocessing.json  signature.json  metrics.json  lineage.json
             config.json  card.json  card.html  reliability.png  slices.png
+            reference.parquet      the training split's features: a drift reference
             triton/<name>/config.pbtxt  triton/<name>/1/model.pt
 
 `<registry>` is `spec.output.registryUri`, else the artifact root. A version is the hash
@@ -31,6 +32,11 @@ from flywheel.storage import publish, uris
 from flywheel.storage.uris import Location
 
 INDEX = "index.json"
+# The training split's raw features, read by DriftMonitors whose reference is
+# servingVersion (flywheel.drift.reference reads the same name: the layout is a contract).
+TRAINING_REFERENCE = "reference.parquet"
+# At most this many training rows in it: a uniform sample keeps every distribution.
+REFERENCE_ROWS = 200_000
 CHAMPION = "champion"
 CANDIDATE = "candidate"
 REGISTERED = "registered"

@@ -83,6 +83,9 @@ class Trained:
     quantization: dict[str, Any] | None = None
     quantization_gate: evaluate.GateResult | None = None
     quantization_latency: dict[str, Any] | None = None
+    # The training split's raw feature columns (a seeded sample past REFERENCE_ROWS): what
+    # a DriftMonitor with `reference.servingVersion` compares live traffic with.
+    training_reference: Any = None
 
 
 def run_storage(job: TrainingJob, context: RunContext) -> Path:
@@ -383,7 +386,20 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         int8_report if int8 else None,
         int8_gate if int8 else None,
         int8[3] if int8 else None,
+        training_reference=training_reference(table, ts.features, parts.train, spec.split.seed),
     )
+
+
+def training_reference(table: Any, features: list[str], rows: Any, seed: int) -> Any:
+    """The training rows' features as the model received them (before preprocessing), at
+    most REFERENCE_ROWS of them: a uniform sample keeps every distribution a drift test
+    reads, and bounds the file for any training set."""
+    rows = np.asarray(rows)
+    if len(rows) > registry.REFERENCE_ROWS:
+        rows = np.sort(
+            np.random.default_rng(seed).choice(rows, registry.REFERENCE_ROWS, replace=False)
+        )
+    return table.select(features).take(pa.array(rows))
 
 
 def _quantized(
@@ -578,6 +594,8 @@ def _write_version(
     registry.write_json(local / "lineage.json", trained.lineage)
     if trained.test_window is not None:
         pq.write_table(trained.test_window, local / warmstart.TEST_WINDOW)
+    if trained.training_reference is not None:
+        pq.write_table(trained.training_reference, local / registry.TRAINING_REFERENCE)
     if trained.int8 is not None:
         (local / quantize.INT8_FILE).write_bytes(trained.int8)
         registry.write_json(

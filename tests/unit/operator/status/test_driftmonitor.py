@@ -185,3 +185,30 @@ def test_drift_held_back_by_the_cooldown_asks_to_be_looked_at_when_it_ends() -> 
     assert ends is not None and ends > s.last_run
     assert driftmonitor.retrain(resource, s, ends - timedelta(seconds=1)) is None
     assert driftmonitor.retrain(resource, s, ends) == driftmonitor.Retrain(2)
+
+
+def test_each_drift_run_and_each_change_of_verdict_is_an_event() -> None:
+    def ran(previous: DriftMonitorStatus, minutes: int, **result: object) -> DriftMonitorStatus:
+        at = (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+        out = {"lastRun": at, "samples": 2000, "referenceVersion": "ModelVersion/churn@v1"}
+        run = Run(f"j{minutes}", RunState.SUCCEEDED, {**out, **result})
+        return driftmonitor.status(previous, 1, run, T0)
+
+    quiet = ran(DriftMonitorStatus(), 0, verdict="NoDrift")
+    assert driftmonitor.verdict_event(DriftMonitorStatus(), quiet) == (
+        "Normal",
+        "NoDrift",
+        "no drift over 2000 requests against ModelVersion/churn@v1",
+    )
+    again = ran(quiet, 10, verdict="NoDrift")
+    assert driftmonitor.verdict_event(quiet, again) is None  # the same verdict: no Event
+    drift = {"verdict": "Drift", "driftedFeatures": ["plan"], "maxScore": 0.4}
+    drifted = ran(again, 20, **drift)
+    assert driftmonitor.verdict_event(again, drifted) == (
+        "Warning",
+        "DriftDetected",
+        "plan drifted over 2000 requests against ModelVersion/churn@v1; max score 0.4",
+    )
+    still = ran(drifted, 30, **drift)
+    assert driftmonitor.verdict_event(drifted, still) is not None  # every drifted run
+    assert driftmonitor.verdict_event(still, still) is None  # no new run: nothing to tell
