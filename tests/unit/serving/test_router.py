@@ -40,7 +40,7 @@ class Fake:
 
 
 def make(
-    doc: dict[str, Any], store: state.StateStore | None = None
+    doc: dict[str, Any], store: state.PolicyStore | None = None
 ) -> tuple[router.Router, dict[str, Fake]]:
     fakes: dict[str, Fake] = {}
 

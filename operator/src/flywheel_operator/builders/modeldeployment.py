@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from flywheel import entrypoints
 from flywheel.api import ModelDeployment
 from flywheel.api.modeldeployment import Backend, TritonOptions
 from flywheel.serving import rayserve
@@ -380,8 +381,7 @@ def _router(
             str(ROUTER_PORT),
             "--drain-seconds",
             str(ROUTER_DRAIN_SECONDS),
-            "--state-file",
-            f"/tmp/{resource.name}.db",
+            *_state_args(resource),
         ],
         pods.object_manifest(owner),
         settings.image_pull_policy,
@@ -401,9 +401,14 @@ def _router(
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
     pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
-    # A bandit's arm state lives in one router's state file, and an A/B test's counts in
-    # one router's windows: one replica keeps one bandit and one test.
-    replicas = 1 if resource.spec.rollout.strategy in ("bandit", "abtest") else 2
+    shared = resource.spec.router_state.connection_secret_ref
+    if shared is not None:
+        pods.mount_secrets(pod_spec, [(shared.name, shared.key)])
+    # An A/B test's counts live in one router's windows, and a bandit's in one router's
+    # state file unless Redis shares them: one replica keeps one test or one bandit.
+    strategy = resource.spec.rollout.strategy
+    alone = strategy == "abtest" or (strategy == "bandit" and shared is None)
+    replicas = 1 if alone else 2
     return [
         {
             "apiVersion": "v1",
@@ -444,3 +449,11 @@ def _router(
             },
         },
     ]
+
+
+def _state_args(resource: ModelDeployment) -> list[str]:
+    """Where the router keeps bandit counts: a file in its Pod, or Redis shared by all."""
+    shared = resource.spec.router_state.connection_secret_ref
+    if shared is None:
+        return ["--state-file", f"/tmp/{resource.name}.db"]
+    return ["--state-url-file", f"{entrypoints.DEFAULT_SECRETS_DIR}/{shared.name}/{shared.key}"]

@@ -312,6 +312,37 @@ class RequestLogging(FlywheelModel):
     )
 
 
+class RouterStateType(enum.StrEnum):
+    SQLITE = "sqlite"
+    REDIS = "redis"
+
+
+class RouterState(FlywheelModel):
+    """Where the router keeps a bandit's counts."""
+
+    type: RouterStateType = RouterStateType.SQLITE
+    connection_secret_ref: common.SecretKeySelector | None = Field(
+        default=None, description="redis: a Secret key holding the redis:// URL."
+    )
+
+    model_config = common.with_cel(
+        {
+            "rule": "self.type != 'redis' || has(self.connectionSecretRef)",
+            "message": "a redis router state needs connectionSecretRef (a Secret key with the "
+            "redis:// URL)",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_secret(self) -> Self:
+        if self.type == RouterStateType.REDIS and self.connection_secret_ref is None:
+            raise ValueError(
+                "a redis router state needs connectionSecretRef (a Secret key with the "
+                "redis:// URL)"
+            )
+        return self
+
+
 class ModelDeploymentSpec(FlywheelModel):
     backend: Backend = Backend.RAYSERVE
     stable: ModelRef
@@ -320,6 +351,13 @@ class ModelDeploymentSpec(FlywheelModel):
     triton: TritonOptions | None = None
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     rollout: Rollout = Field(default_factory=Rollout)
+    router_state: RouterState = Field(
+        default_factory=RouterState,
+        description="Where the router keeps a bandit's counts. sqlite: a file in the router's "
+        "Pod, so one router replica serves a bandit rollout and a restart starts it over. "
+        "redis: every replica adds its counts to totals in Redis and routes on the totals, so "
+        "a bandit runs on two router replicas (triton backend) and survives their restarts.",
+    )
     progress_deadline: common.Duration = "10m"
     scale_down_delay: common.Duration = Field(
         default="30s",

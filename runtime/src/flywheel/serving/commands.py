@@ -55,6 +55,12 @@ def register(sub: Any) -> None:
         help="SQLite file for bandit state (default: <artifact root>/serving/<deployment>.db)",
     )
     r.add_argument(
+        "--state-url-file",
+        type=Path,
+        help="a file holding a redis:// URL: bandit counts shared with the other replicas "
+        "(a mounted Secret key; replaces --state-file)",
+    )
+    r.add_argument(
         "--artifact-root",
         default=os.environ.get(entrypoints.HOME_ENV, entrypoints.DEFAULT_ARTIFACT_ROOT),
     )
@@ -99,16 +105,25 @@ def cmd_router(args: argparse.Namespace) -> int:
     from flywheel.serving import config as config_mod
     from flywheel.serving import routerapp, server
     from flywheel.serving.router import Router
-    from flywheel.serving.state import StateStore
+    from flywheel.serving.state import StateError, open_store
 
     try:
         cfg = config_mod.parse(args.config.read_bytes())
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {args.config}: {exc}") from None
     root = entrypoints.local_directory(args.artifact_root)
-    state_file = args.state_file or root / "serving" / f"{cfg.deployment}.db"
+    state: str | Path = args.state_file or root / "serving" / f"{cfg.deployment}.db"
+    if args.state_url_file is not None:
+        try:
+            state = args.state_url_file.read_text().strip()
+        except OSError as exc:
+            raise SystemExit(f"error: --state-url-file: {exc}") from None
+    try:
+        store = open_store(state)
+    except StateError as exc:
+        raise SystemExit(f"error: {exc}") from None
     features = _feature_lookup(args) if args.feature_view else None
-    router = Router(cfg, store=StateStore(state_file), features=features)
+    router = Router(cfg, store=store, features=features)
     app = routerapp.app(router, args.config, args.reload_interval)
     service = routerapp.RouterService(router)
     server.run(

@@ -37,7 +37,7 @@ from flywheel.serving.policies import bandit as bandit_mod
 from flywheel.serving.policies import ejection, shadow, split, stats
 from flywheel.serving.requestlog import RequestLog
 from flywheel.serving.service import ServiceError
-from flywheel.serving.state import StateStore
+from flywheel.serving.state import PolicyStore
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Router:
         *,
         metrics: RouterMetrics | None = None,
         backend_factory: BackendFactory = default_backend,
-        store: StateStore | None = None,
+        store: PolicyStore | None = None,
         features: FeatureLookup | None = None,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
@@ -180,7 +180,6 @@ class Router:
         self.draining = False
         self.generation = 0
         self.config_error: str | None = None
-        self._bandit_dirty = False
         self._shadow_queue: asyncio.Queue[tuple[str, oip.InferRequest, np.ndarray]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._retired: list[Backend] = []
@@ -258,9 +257,9 @@ class Router:
                 new_bandit = bandit_mod.make(
                     b.algorithm, arms, cfg.stable, b.floor, b.epsilon, cfg.rewards
                 )
-                saved = self.store.load(cfg.deployment, "bandit") if self.store else None
-                if saved:
-                    new_bandit.restore(saved)
+                self.sync_bandit()  # the old arms' last counts go to the shared totals
+                if self.store is not None:
+                    new_bandit.synced(self._bandit_totals(cfg.deployment))
                 promotion = bandit_mod.Promotion(
                     b.promote_threshold, cfg.promote_hold_s, b.min_samples
                 )
@@ -487,7 +486,6 @@ class Router:
         window.rewarded += int(reward > 0)
         if self.bandit is not None and answered in self.bandit.arms:
             self.bandit.update(answered, reward)
-            self._bandit_dirty = True
         return answered
 
     # --- shadow --------------------------------------------------------------------
@@ -657,13 +655,29 @@ class Router:
         return shares
 
     def tick(self) -> None:
-        """Periodic work off the request path: save bandit state, observe promotion."""
+        """Periodic work off the request path: share bandit counts, observe promotion."""
         if self.bandit is None:
             return
+        self.sync_bandit()
         self.observe_promotion()
-        if self._bandit_dirty and self.store is not None:
-            self.store.save(self.config.deployment, "bandit", self.bandit.state())
-            self._bandit_dirty = False
+
+    def sync_bandit(self) -> None:
+        """Add this router's new bandit counts to the totals its replicas share, and route
+        on the totals from now on."""
+        if self.bandit is None or self.store is None:
+            return
+        self.bandit.synced(
+            self.store.add_counts(self.config.deployment, "bandit", self.bandit.unsynced())
+        )
+
+    def _bandit_totals(self, deployment: str) -> dict[str, dict[str, float]]:
+        assert self.store is not None
+        totals = self.store.add_counts(deployment, "bandit", {})
+        if not totals:  # saved whole by an earlier router: its counts become the totals
+            saved = self.store.load(deployment, "bandit")
+            if saved:
+                totals = self.store.add_counts(deployment, "bandit", saved)
+        return totals
 
     async def run_background(self, interval: float = 1.0) -> None:
         """Save state and flush the request log every `interval` seconds, until cancelled."""

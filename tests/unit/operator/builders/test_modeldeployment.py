@@ -203,6 +203,33 @@ def test_a_bandit_or_an_abtest_keeps_one_router_replica(
     assert router["spec"]["replicas"] == 1
 
 
+def test_a_bandit_with_its_counts_in_redis_runs_two_routers_reading_the_url_secret(
+    settings: Settings,
+) -> None:
+    body = _triton(strategy={"strategy": "bandit", "bandit": {}})
+    body["spec"]["routerState"] = {
+        "type": "redis",
+        "connectionSecretRef": {"name": "router-redis", "key": "url"},
+    }
+    children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    [router] = [c for c in children if c["metadata"]["name"] == "churn-router"
+                and c["kind"] == "Deployment"]  # fmt: skip
+    assert router["spec"]["replicas"] == 2
+    pod = router["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert "--state-file" not in args
+    url_file = args[args.index("--state-url-file") + 1]
+    assert url_file == "/var/run/secrets/flywheel/router-redis/url"
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"] == {
+        "secretName": "router-redis",
+        "items": [{"key": "url", "path": "url"}],
+    }
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert url_file.startswith(mount["mountPath"]) and mount["readOnly"]
+
+
 def test_clients_reach_the_router_service() -> None:
     body = owners()["ModelDeployment/churn"]
     assert modeldeployment.url(model(body), "ml") == "http://churn-serve-serve-svc.ml.svc:8000"

@@ -64,6 +64,8 @@ class Bandit:
         self.stable = stable
         self.floor = floor
         self.arms: dict[str, Arm] = {a: Arm() for a in names}
+        # The shared totals as last synced: arms minus these is what this router saw since.
+        self._synced: dict[str, Arm] = {a: Arm() for a in names}
 
     # --- routing ---------------------------------------------------------------------
 
@@ -114,6 +116,27 @@ class Bandit:
                     total=float(saved.get("total", 0.0)),
                     total_sq=float(saved.get("total_sq", 0.0)),
                 )
+
+    def unsynced(self) -> dict[str, dict[str, float]]:
+        """What this router counted since the last `synced`, per arm (the deltas to add to
+        the totals its replicas share)."""
+        out: dict[str, dict[str, float]] = {}
+        for name, arm in self.arms.items():
+            base = self._synced.get(name, Arm())
+            delta = {
+                "pulls": arm.pulls - base.pulls,
+                "n": arm.n - base.n,
+                "total": arm.total - base.total,
+                "total_sq": arm.total_sq - base.total_sq,
+            }
+            if any(delta.values()):
+                out[name] = delta
+        return out
+
+    def synced(self, totals: Mapping[str, Mapping[str, Any]]) -> None:
+        """Take the shared totals (which include this router's deltas) as the arms' counts."""
+        self.restore(totals)
+        self._synced = {a: dataclasses.replace(arm) for a, arm in self.arms.items()}
 
     def _best_mean(self) -> str:
         untried = [a for a, arm in self.arms.items() if arm.n == 0]
