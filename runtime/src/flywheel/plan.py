@@ -139,6 +139,9 @@ def reference_fields(resource: Resource) -> list[tuple[str, str, str]]:
                     kind, "trainingJobRef"
                 )
                 out.append((f"spec.reference.{ref_field}", kind, name))
+            if spec.skew is not None:
+                view = spec.skew.feature_view_ref.name
+                out.append(("spec.skew.featureViewRef", "FeatureView", view))
             if spec.action.retrain is not None:
                 prefix = "spec.action.retrain.template.spec"
                 out += _training_references(prefix, spec.action.retrain.template.spec)

@@ -26,6 +26,8 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     target = resource.spec.reference.target()
     refs = [("ModelDeployment", resource.spec.deployment_ref.name)]
     refs += [target] if target is not None else []
+    if resource.spec.skew is not None:  # its point-in-time join recomputes logged requests
+        refs.append(("FeatureView", resource.spec.skew.feature_view_ref.name))
     inputs, waiting = upstream.look_up(ctx.kube, p.namespace, refs, dependencies.has_phase)
     # A TrainingJob reference is the training set of its FeatureViews: the monitor reads them.
     second = [("FeatureView", name) for name in upstream.feature_views(inputs)]

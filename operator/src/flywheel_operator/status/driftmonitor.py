@@ -8,6 +8,7 @@ from typing import Any
 
 from flywheel.api.common import ConditionStatus, duration_seconds
 from flywheel.api.driftmonitor import (
+    SKEWED,
     ActionType,
     DriftEvent,
     DriftMonitor,
@@ -46,6 +47,8 @@ def status(old: DriftMonitorStatus, generation: int, run: Run, now: datetime) ->
         set_status_condition(
             status, DRIFT_DETECTED, drifted, "Drift" if drifted else "NoDrift", message, now
         )
+    if status.skew is not None:  # spec.skew: the run compared served and offline features
+        set_status_condition(status, SKEWED, *status.skew.condition(), now)
     return status
 
 

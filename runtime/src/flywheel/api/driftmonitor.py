@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from flywheel.api import common
-from flywheel.api.common import FlywheelModel
+from flywheel.api.common import ConditionStatus, FlywheelModel
 from flywheel.api.trainingjob import TrainingJobSpec
 
 
@@ -282,6 +282,33 @@ class Action(FlywheelModel):
         return self
 
 
+class SkewCheck(FlywheelModel):
+    """Training/serving skew: logged requests' features recomputed offline and compared."""
+
+    feature_view_ref: common.LocalObjectReference = Field(
+        description="The FeatureView whose point-in-time join recomputes the features of "
+        "logged requests that name its join keys (as entity lookups do)."
+    )
+    max_requests: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="The newest logged requests with keys that are checked per run.",
+    )
+    tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        le=1,
+        description="Numbers match when they differ by at most this, relative to the "
+        "offline value (absolute below 1); text must be equal.",
+    )
+    max_mismatch_share: common.Probability = Field(
+        default=0.0,
+        description="The condition Skewed is True when a feature mismatches in more than "
+        "this share of the checked requests.",
+    )
+
+
 class DriftMonitorSpec(FlywheelModel):
     deployment_ref: common.LocalObjectReference
     reference: Reference
@@ -302,6 +329,7 @@ class DriftMonitorSpec(FlywheelModel):
         "window the serving model version logged.",
     )
     action: Action = Field(default_factory=Action)
+    skew: SkewCheck | None = None
 
 
 class Verdict(enum.StrEnum):
@@ -371,6 +399,53 @@ class DriftEvent(FlywheelModel):
             return None
 
 
+class FeatureSkew(FlywheelModel):
+    feature: common.Identifier
+    mismatches: int = Field(ge=0, description="Checked requests whose value differs.")
+    share: float = Field(ge=0, le=1, description="mismatches / checked.")
+    example: common.ShortText | None = Field(
+        default=None, description="One mismatch: the served and the offline value."
+    )
+
+
+class SkewResult(FlywheelModel):
+    requests: int = Field(default=0, ge=0, description="Logged requests that named keys.")
+    checked: int = Field(default=0, ge=0, description="Of those, the ones checked.")
+    features: list[FeatureSkew] = Field(
+        default_factory=list, max_length=64, description="Features that mismatched, worst first."
+    )
+    skewed_features: list[common.Identifier] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Features mismatching in more than spec.skew.maxMismatchShare of the "
+        "checked requests: the condition Skewed is True when there is one.",
+    )
+
+    def condition(self) -> tuple[ConditionStatus, str, str]:
+        """(status, reason, message) of the condition Skewed."""
+        if self.checked == 0:
+            if self.requests:
+                said = f"none of {self.requests} logged requests named the FeatureView's keys"
+            else:
+                said = "no logged request named the FeatureView's keys"
+            return ConditionStatus.UNKNOWN, "NoKeyedRequests", said
+        if self.skewed_features:
+            worst = self.features[0]
+            return (
+                ConditionStatus.TRUE,
+                "Skewed",
+                (
+                    f"{', '.join(self.skewed_features)} differ from the offline features; worst "
+                    f"{worst.feature} in {worst.mismatches} of {self.checked} requests "
+                    f"({worst.example})"
+                ),
+            )
+        return ConditionStatus.FALSE, "NoSkew", f"{self.checked} requests match offline"
+
+
+SKEWED = "Skewed"
+
+
 class DriftMonitorStatus(common.StatusBase):
     last_run: datetime | None = None
     verdict: Verdict | None = Field(
@@ -400,6 +475,9 @@ class DriftMonitorStatus(common.StatusBase):
     )
     report_uri: common.StorageURI | None = Field(
         default=None, description="The HTML report with reference and live histograms."
+    )
+    skew: SkewResult | None = Field(
+        default=None, description="spec.skew only: the latest run's training/serving skew."
     )
     retrains_triggered: int = Field(default=0, ge=0)
     last_retrain: datetime | None = None
@@ -444,6 +522,8 @@ class DriftMonitor(common.Resource):
         refs = [("ModelDeployment", self.spec.deployment_ref.name)]
         target = self.spec.reference.target()
         refs += [target] if target is not None else []
+        if self.spec.skew is not None:
+            refs.append(("FeatureView", self.spec.skew.feature_view_ref.name))
         retrain = self.spec.action.retrain
         if retrain is not None:
             refs += [("FeatureView", r.name) for r in retrain.template.spec.feature_view_refs]

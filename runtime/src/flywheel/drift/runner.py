@@ -23,16 +23,18 @@ import pyarrow.compute as pc
 from flywheel.api import conditions
 from flywheel.api.common import ConditionStatus
 from flywheel.api.driftmonitor import (
+    SKEWED,
     Correction,
     DriftMonitor,
     DriftMonitorStatus,
     FeatureScore,
     RunWindow,
+    SkewResult,
     TestMethod,
     Verdict,
 )
 from flywheel.data import profile
-from flywheel.drift import compare, reference, window
+from flywheel.drift import compare, reference, skew, window
 from flywheel.drift.compare import NUMERIC, Check, ColumnReference, LiveColumn
 from flywheel.entrypoints import RunContext
 from flywheel.storage import uris
@@ -54,6 +56,7 @@ class Run:
     references: dict[str, ColumnReference]
     live_columns: dict[str, LiveColumn]
     log_uri: str
+    skew: SkewResult | None = None
 
 
 def run_driftmonitor(
@@ -83,7 +86,9 @@ def monitor_once(monitor: DriftMonitor, context: RunContext, now: datetime) -> R
     namespace = monitor.metadata.namespace or context.namespace
     location = window.log_location(spec.deployment_ref.name, context, namespace)
     wanted = [window.TIME, window.MODEL_VERSION, window.PREDICTION, *spec.features]
-    live = window.read_window(location, spec.window, now, wanted if spec.features else None)
+    # Skew needs the entity keys and every served feature: all columns then.
+    listed = wanted if spec.features and spec.skew is None else None
+    live = window.read_window(location, spec.window, now, listed)
     model_version = live.main_version()
     if model_version is None and spec.reference.serving_version is not None:
         # Nothing served yet, so no version to compare with: too few samples, no verdict.
@@ -117,6 +122,7 @@ def monitor_once(monitor: DriftMonitor, context: RunContext, now: datetime) -> R
         references=references,
         live_columns=live_columns,
         log_uri=location.uri,
+        skew=skew.check(monitor, context, live) if spec.skew is not None else None,
     )
 
 
@@ -251,6 +257,11 @@ def status_of(
     status.conditions = conditions.set_condition(
         status.conditions, DRIFT_DETECTED, detected, reason, message, run.time, generation
     )
+    status.skew = run.skew
+    if run.skew is not None:
+        status.conditions = conditions.set_condition(
+            status.conditions, SKEWED, *run.skew.condition(), run.time, generation
+        )
     return status
 
 

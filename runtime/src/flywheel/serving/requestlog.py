@@ -4,6 +4,7 @@
       request_id: string, time: timestamp[us, UTC], model_version: string,
       prediction: double (list<double> for a model with several outputs),
       <feature>: one column per feature, as the request gave it
+      <join key>: the entity's keys, when the request asked by entity (for skew checks)
 
 This is the schema the DriftMonitor reads (`flywheel.drift.window`). A feature named like
 one of the four reserved columns is logged as `feature_<name>`.

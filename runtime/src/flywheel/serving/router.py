@@ -64,7 +64,8 @@ def default_backend(config: RouterConfig, version: str) -> Backend:
 class FeatureLookup(Protocol):
     """Online features of entities (a FeatureView's online store)."""
 
-    feature_names: list[str]
+    @property
+    def feature_names(self) -> list[str]: ...
 
     def get(self, entities: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]: ...
 

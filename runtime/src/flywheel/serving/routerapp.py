@@ -121,6 +121,9 @@ async def predict(router: Router, body: Any, headers: Mapping[str, str]) -> dict
     request = oip.InferRequest(column_tensors(rows, names), id=_text(body.get("id")))
     key = _text(body.get("key")) or headers.get(router.config.sticky_header)
     logged = [{n: r[n] for n in names} for r in rows]
+    if entities is not None:
+        # The keys too: a DriftMonitor's skew check recomputes these rows' features offline.
+        logged = [{**e, **row} for e, row in zip(entities, logged, strict=True)]
     routed = await router.infer(request, key=key, timeout=_timeout(headers), rows=logged)
     scores = np.asarray(routed.response.output().data)
     if scores.ndim == 2 and scores.shape[1] == 1:  # [rows, 1]: one score per row
