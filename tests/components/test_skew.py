@@ -130,3 +130,26 @@ def test_a_log_without_keys_is_said_so(tmp_path: Path, ctx: RunContext) -> None:
     assert status.skew is not None and status.skew.checked == 0
     told = {c.type: c for c in status.conditions}["Skewed"]
     assert (told.status, told.reason) == (ConditionStatus.UNKNOWN, "NoKeyedRequests")
+
+
+def test_the_router_finds_its_feature_view_where_the_operator_puts_it(
+    ctx: RunContext,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+    import json
+
+    view = feature_view(ttl="1000d")
+    context = ctx.replace(resources={**ctx.resources, view.key: view})
+    assert features.run_featureview(view, context, now=START + timedelta(days=40)).phase == "Ready"
+    # What the operator gives the router's Pod: the view's manifest, no file.
+    monkeypatch.setenv("FLYWHEEL_INPUT_MANIFESTS", json.dumps([view.to_wire()]))
+    args = argparse.Namespace(
+        filename=None, feature_view="customer", artifact_root=str(context.artifact_root)
+    )
+    lookup = commands._feature_lookup(args)
+    [row] = lookup.get([{"customer_id": ENTITIES[0]}])
+    assert row is not None and set(SERVED) <= set(row)
+    monkeypatch.setenv("FLYWHEEL_INPUT_MANIFESTS", "[]")
+    with pytest.raises(SystemExit, match="--feature-view customer: give its manifest"):
+        commands._feature_lookup(args)

@@ -495,6 +495,19 @@ def test_driftmonitor_detects_drift_and_triggers_one_retrain(
     assert kubectl.get("dm", "churn-drift")["status"]["retrainsTriggered"] == 1
 
 
+def test_entity_lookups_wait_for_the_feature_view(operator: Operator, kubectl: Kubectl) -> None:
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {
+        "backend": "triton",
+        "stable": {"modelName": "churn", "version": "v1"},
+        "featureViewRef": {"name": "customer-features"},
+    }
+    kubectl.apply(yaml.safe_dump(md))
+    obj = wait_condition(kubectl, "md/churn", "Ready", "False")
+    assert "FeatureView" in condition(obj, "Ready")["message"]
+    assert kubectl.items("deployment") == []  # no router without its online store
+
+
 def test_a_serving_version_reference_waits_for_no_reference_object(
     operator: Operator, kubectl: Kubectl
 ) -> None:

@@ -49,11 +49,13 @@ def build(
     settings: Settings,
     versions: list[ServedVersion],
     traffic: dict[str, float],
+    feature_view: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """`versions`: stable first, then the candidate; `traffic`: version -> percent."""
+    """`versions`: stable first, then the candidate; `traffic`: version -> percent;
+    `feature_view`: the object spec.featureViewRef names (its online store serves lookups)."""
     if resource.spec.backend == Backend.RAYSERVE:
         return [rayservice(owner, resource, settings, versions, traffic)]
-    return triton(owner, resource, settings, versions, traffic)
+    return triton(owner, resource, settings, versions, traffic, feature_view)
 
 
 def alias_job(
@@ -232,6 +234,7 @@ def triton(
     settings: Settings,
     versions: list[ServedVersion],
     traffic: dict[str, float],
+    feature_view: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     options = resource.spec.triton or TritonOptions()
     children: list[dict[str, Any]] = []
@@ -248,7 +251,7 @@ def triton(
         "model": resource.name,
         "backend": "triton-grpc",
     }
-    children += _router(owner, resource, settings, config)
+    children += _router(owner, resource, settings, config, feature_view)
     return children
 
 
@@ -358,7 +361,11 @@ def _triton_version(
 
 
 def _router(
-    owner: dict[str, Any], resource: ModelDeployment, settings: Settings, config: dict[str, Any]
+    owner: dict[str, Any],
+    resource: ModelDeployment,
+    settings: Settings,
+    config: dict[str, Any],
+    feature_view: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The router: a ConfigMap it re-reads (a traffic step restarts nothing), a Deployment
     probed on the v2 health endpoints that drains on SIGTERM, a PodDisruptionBudget, and
@@ -382,9 +389,12 @@ def _router(
             "--drain-seconds",
             str(ROUTER_DRAIN_SECONDS),
             *_state_args(resource),
+            *_lookup_args(feature_view, settings),
         ],
         pods.object_manifest(owner),
         settings.image_pull_policy,
+        # The view's spec only: a materialization (a new status) restarts no router.
+        manifests=[pods.object_manifest(feature_view)] if feature_view else None,
     )
     container["ports"] = [{"name": "http", "containerPort": ROUTER_PORT}]
     container["readinessProbe"] = {
@@ -402,8 +412,12 @@ def _router(
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
     pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
     shared = resource.spec.router_state.connection_secret_ref
-    if shared is not None:
-        pods.mount_secrets(pod_spec, [(shared.name, shared.key)])
+    secrets = [(shared.name, shared.key)] if shared is not None else []
+    if feature_view is not None:  # its online store: a Redis URL Secret, or a file on a claim
+        secrets += pods.secret_refs(feature_view["spec"])
+        claims = pods.claims_in(settings.artifact_root, feature_view["spec"])
+        pods.mount_claims(pod_spec, claims, settings.pvc_root)
+    pods.mount_secrets(pod_spec, list(dict.fromkeys(secrets)))
     # An A/B test's counts live in one router's windows, and a bandit's in one router's
     # state file unless Redis shares them: one replica keeps one test or one bandit.
     strategy = resource.spec.rollout.strategy
@@ -457,3 +471,10 @@ def _state_args(resource: ModelDeployment) -> list[str]:
     if shared is None:
         return ["--state-file", f"/tmp/{resource.name}.db"]
     return ["--state-url-file", f"{entrypoints.DEFAULT_SECRETS_DIR}/{shared.name}/{shared.key}"]
+
+
+def _lookup_args(feature_view: dict[str, Any] | None, settings: Settings) -> list[str]:
+    if feature_view is None:
+        return []
+    name = feature_view["metadata"]["name"]
+    return ["--feature-view", name, "--artifact-root", settings.artifact_root]

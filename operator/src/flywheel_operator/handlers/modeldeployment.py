@@ -42,7 +42,14 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         ctx.wake_at(body, p.now + KUBERAY_RECHECK)  # no event tells of KubeRay installed
         return p.block("KubeRayNotInstalled", KUBERAY_HINT)
     succeeded = dependencies.condition_true(training.SUCCEEDED)
-    jobs, waiting = upstream.look_up(ctx.kube, p.namespace, resource.references(), succeeded)
+    trained = [r for r in resource.references() if r[0] == "TrainingJob"]
+    jobs, waiting = upstream.look_up(ctx.kube, p.namespace, trained, succeeded)
+    view = None
+    if spec.feature_view_ref is not None:  # the router looks entities up in its online store
+        ref = [("FeatureView", spec.feature_view_ref.name)]
+        views, waiting_view = upstream.look_up(ctx.kube, p.namespace, ref, dependencies.has_phase)
+        waiting += waiting_view
+        view = next(iter(views.values()), None)
     trainings, moves, movers = _alias_moves(ctx, p, resource)
     versions = decide.resolve_versions(spec, jobs, ctx.settings.artifact_root, moves)
     if versions is None and spec.stable.alias is not None:
@@ -71,7 +78,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     warm = decide.warm_until(plan.decision.state.outcome, finished, *decide.windows(spec))
     if warm is not None and warm > p.now:
         ctx.wake_at(body, warm)  # the kept version is scaled down once its window ends
-    children = build.build(body, resource, ctx.settings, plan.versions, plan.split)
+    children = build.build(body, resource, ctx.settings, plan.versions, plan.split, view)
     applied = p.apply(children, CHILD_KINDS[Backend(spec.backend)])
     if applied is None:
         return

@@ -370,8 +370,21 @@ class ModelDeploymentSpec(FlywheelModel):
         "traffic), so `kubectl flywheel rollout undo` is instant.",
     )
     request_logging: RequestLogging = Field(default_factory=RequestLogging)
+    feature_view_ref: common.LocalObjectReference | None = Field(
+        default=None,
+        description="Entity lookups: the router answers a predict request that gives "
+        '{"entities": [{<join key>: ...}]} with this FeatureView\'s online features (the '
+        "transform training used), and logs the keys for a DriftMonitor's skew check. "
+        "backend triton only.",
+    )
 
     model_config = common.with_cel(
+        {
+            "rule": "!has(self.featureViewRef) || self.backend == 'triton'",
+            "message": "featureViewRef (entity lookups in the router) needs backend triton: "
+            "the Ray Serve router has no online store",
+            "fieldPath": ".featureViewRef",
+        },
         {
             "rule": "!has(self.rollout) || self.rollout.strategy == 'none' || has(self.candidate)",
             "message": "a candidate is required when rollout.strategy is not none",
@@ -412,6 +425,11 @@ class ModelDeploymentSpec(FlywheelModel):
             raise ValueError("triton needs whole GPUs in resources.gpu; fractions are for rayserve")
         if self.triton is not None and self.backend != Backend.TRITON:
             raise ValueError("triton options are only allowed with backend triton")
+        if self.feature_view_ref is not None and self.backend != Backend.TRITON:
+            raise ValueError(
+                "featureViewRef (entity lookups in the router) needs backend triton: the Ray "
+                "Serve router has no online store"
+            )
         if self.candidate is not None and self.candidate == self.stable:
             raise ValueError(
                 f"the candidate must differ from stable (both are {self.stable.describe()})"
@@ -524,4 +542,7 @@ class ModelDeployment(common.Resource):
 
     def references(self) -> list[tuple[str, str]]:
         refs = [self.spec.stable] + ([self.spec.candidate] if self.spec.candidate else [])
-        return [("TrainingJob", r.training_job_ref.name) for r in refs if r.training_job_ref]
+        out = [("TrainingJob", r.training_job_ref.name) for r in refs if r.training_job_ref]
+        if self.spec.feature_view_ref is not None:
+            out.append(("FeatureView", self.spec.feature_view_ref.name))
+        return out

@@ -230,6 +230,38 @@ def test_a_bandit_with_its_counts_in_redis_runs_two_routers_reading_the_url_secr
     assert url_file.startswith(mount["mountPath"]) and mount["readOnly"]
 
 
+def test_entity_lookups_give_the_router_the_views_spec_and_its_store_secret(
+    settings: Settings,
+) -> None:
+    body = _triton()
+    body["spec"]["featureViewRef"] = {"name": "customer-features"}
+    view = owners()["FeatureView/customer-features"]
+    view["spec"]["onlineStore"] = {
+        "type": "redis",
+        "connectionSecretRef": {"name": "online-redis", "key": "url"},
+    }
+    view["status"] = {"phase": "Ready", "offlineVersion": "v7"}
+    children = modeldeployment.build(
+        body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10}, view
+    )
+    [router] = [c for c in children if c["metadata"]["name"] == "churn-router"
+                and c["kind"] == "Deployment"]  # fmt: skip
+    pod = router["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--feature-view") + 1] == "customer-features"
+    assert args[args.index("--artifact-root") + 1] == settings.artifact_root
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    [given] = json.loads(env["FLYWHEEL_INPUT_MANIFESTS"])
+    assert given["kind"] == "FeatureView" and given["spec"] == view["spec"]
+    assert "status" not in given  # a materialization restarts no router
+    assert any(v.get("secret", {}).get("secretName") == "online-redis" for v in pod["volumes"])
+    without = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    [plain] = [c for c in without if c["metadata"]["name"] == "churn-router"
+               and c["kind"] == "Deployment"]  # fmt: skip
+    assert "--feature-view" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_clients_reach_the_router_service() -> None:
     body = owners()["ModelDeployment/churn"]
     assert modeldeployment.url(model(body), "ml") == "http://churn-serve-serve-svc.ml.svc:8000"
