@@ -37,7 +37,7 @@ def test_problems_name_their_field_as_validate_does() -> None:
     _, problem = parse(body)
     assert problem.endswith("spec.typo: unknown field; allowed here: deploymentRef, reference, "
                             "features, tests, window, schedule, minSamples, prediction, "
-                            "action")  # fmt: skip
+                            "action, skew")  # fmt: skip
 
 
 def test_a_status_of_an_older_shape_starts_afresh() -> None:
