@@ -26,13 +26,16 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 import pydantic
 
-from flywheel import api, kubeyaml, manifests, redaction
+from flywheel import api, redaction
 from flywheel.api.common import Resource, StatusBase, resource_key
+
+if TYPE_CHECKING:
+    from flywheel import manifests
 
 # --- the environment a runtime Pod gets; the operator imports these names ------------
 
@@ -203,6 +206,8 @@ def select_object(args: argparse.Namespace, kind: str) -> tuple[Resource, RunCon
     its Dataset there), and so is every manifest in $FLYWHEEL_INPUT_MANIFESTS and every
     status in $FLYWHEEL_INPUTS. Only the given manifests hold the object itself.
     """
+    from flywheel import manifests  # YAML reading: only for a command that loads files
+
     loaded = manifests.load(args.filename) if args.filename else _from_environment()
     if loaded.errors:
         raise SystemExit("\n".join(f"error: {e}" for e in loaded.errors))
@@ -263,6 +268,8 @@ def local_directory(uri: str, base_dir: Path | None = None) -> Path:
 
 
 def _from_environment() -> manifests.ManifestSet:
+    from flywheel import manifests
+
     loaded = manifests.ManifestSet()
     text = os.environ.get(MANIFEST_ENV)
     if not text:
@@ -279,6 +286,8 @@ def input_statuses(text: str | None) -> dict[str, StatusBase]:
 
     Read with kubectl's number rules; anything malformed raises ValueError naming it.
     """
+    from flywheel import kubeyaml
+
     try:
         given = kubeyaml.read_json(text) if text else {}
     except kubeyaml.ReadError as exc:
@@ -305,6 +314,8 @@ def input_manifests(text: str | None) -> list[Resource]:
 
     Anything malformed raises ValueError naming the item and the field.
     """
+    from flywheel import kubeyaml, manifests
+
     try:
         given = kubeyaml.read_json(text) if text else []
     except kubeyaml.ReadError as exc:

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 
 from flywheel.api.dataset import Dataset, DatasetStatus
 from flywheel.api.featureview import FeatureView, OnlineStoreType
-from flywheel.data import runner as datasets
 from flywheel.data import snapshots
 from flywheel.entrypoints import REDIS_URL_ENV, RunContext
 from flywheel.features import online
@@ -48,6 +47,8 @@ def source_root(view: FeatureView, context: RunContext) -> Location:
     name = view.spec.source.dataset_ref.name
     resource = context.input_resource("Dataset", name)
     if isinstance(resource, Dataset):
+        from flywheel.data import runner as datasets  # ingest's modules: only to find a root
+
         return datasets.dataset_root(resource, context)
     path = context.artifact_root / "datasets" / namespace(view, context) / name
     return uris.resolve(str(path))
