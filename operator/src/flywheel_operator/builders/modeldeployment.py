@@ -17,6 +17,7 @@ import yaml
 
 from flywheel import entrypoints
 from flywheel.api import ModelDeployment
+from flywheel.api.common import SecretKeySelector
 from flywheel.api.modeldeployment import Backend, TritonOptions
 from flywheel.serving import rayserve
 from flywheel.serving.versions import ServedVersion
@@ -158,6 +159,20 @@ def rayservice(
         worker["limits"][pods.GPU_RESOURCE] = str(gpus_per_pod)
     claims = pods.claims_in(settings.artifact_root, [v.artifact_uri for v in versions])
     image = settings.ray_cluster_image
+    head = raycluster.pod_template(
+        owner, "ray-head", image, raycluster.head_resources(), {}, settings, claims
+    )
+    workers = raycluster.pod_template(
+        owner, "ray-worker", image, worker, pods.placement(res), settings, claims
+    )
+    shared = spec.router_state.connection_secret_ref
+    if shared is not None:  # every router replica adds its bandit counts to Redis totals
+        for template in (head, workers):
+            pods.mount_secrets(template["spec"], [(shared.name, shared.key)])
+            for container in template["spec"]["containers"]:
+                container.setdefault("env", []).append(
+                    {"name": rayserve.STATE_URL_FILE_ENV, "value": _secret_file(shared)}
+                )
     return {
         "apiVersion": raycluster.RAY_API_VERSION,
         "kind": "RayService",
@@ -171,9 +186,7 @@ def rayservice(
                 "enableInTreeAutoscaling": True,
                 "headGroupSpec": {
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                    "template": raycluster.pod_template(
-                        owner, "ray-head", image, raycluster.head_resources(), {}, settings, claims
-                    ),
+                    "template": head,
                 },
                 "workerGroupSpecs": [
                     {
@@ -184,15 +197,7 @@ def rayservice(
                         "minReplicas": max(scaling.min_replicas, 1),
                         "maxReplicas": scaling.max_replicas * len(versions),
                         "rayStartParams": {},
-                        "template": raycluster.pod_template(
-                            owner,
-                            "ray-worker",
-                            image,
-                            worker,
-                            pods.placement(res),
-                            settings,
-                            claims,
-                        ),
+                        "template": workers,
                     }
                 ],
             },
@@ -470,7 +475,12 @@ def _state_args(resource: ModelDeployment) -> list[str]:
     shared = resource.spec.router_state.connection_secret_ref
     if shared is None:
         return ["--state-file", f"/tmp/{resource.name}.db"]
-    return ["--state-url-file", f"{entrypoints.DEFAULT_SECRETS_DIR}/{shared.name}/{shared.key}"]
+    return ["--state-url-file", _secret_file(shared)]
+
+
+def _secret_file(ref: SecretKeySelector) -> str:
+    """Where pods.mount_secrets puts a Secret key."""
+    return f"{entrypoints.DEFAULT_SECRETS_DIR}/{ref.name}/{ref.key}"
 
 
 def _lookup_args(feature_view: dict[str, Any] | None, settings: Settings) -> list[str]:

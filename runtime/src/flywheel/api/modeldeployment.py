@@ -356,7 +356,8 @@ class ModelDeploymentSpec(FlywheelModel):
         description="Where the router keeps a bandit's counts. sqlite: a file in the router's "
         "Pod, so one router replica serves a bandit rollout and a restart starts it over. "
         "redis: every replica adds its counts to totals in Redis and routes on the totals, so "
-        "a bandit runs on two router replicas (triton backend) and survives their restarts.",
+        "a bandit runs on two router replicas (triton) or on every Ray Serve router replica "
+        "and survives their restarts.",
     )
     progress_deadline: common.Duration = "10m"
     scale_down_delay: common.Duration = Field(

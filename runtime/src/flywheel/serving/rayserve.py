@@ -42,6 +42,9 @@ ROUTER_DEPLOYMENT = "Router"
 MODEL_IMPORT = "flywheel.serving.rayserve:model_app"
 ROUTER_IMPORT = "flywheel.serving.rayserve:router_app"
 STATE_DIR_ENV = "FLYWHEEL_ROUTER_STATE_DIR"
+# A file holding a redis:// URL (a mounted Secret key): the router replicas add their
+# bandit counts to totals there instead of each keeping its own file.
+STATE_URL_FILE_ENV = "FLYWHEEL_ROUTER_STATE_URL_FILE"
 
 
 # --- the declarative config (pure) ---------------------------------------------------
@@ -185,7 +188,7 @@ def _deployments() -> tuple[Any, Any]:
     from flywheel.serving import config as config_mod
     from flywheel.serving import modelserver, oip, predictor, routerapp, service
     from flywheel.serving.router import Router
-    from flywheel.serving.state import StateStore
+    from flywheel.serving.state import open_store
 
     @serve.deployment(name=MODEL_DEPLOYMENT)
     class ModelVersion:
@@ -261,7 +264,12 @@ def _deployments() -> tuple[Any, Any]:
                 if self.router is None:
                     cfg = config_mod.parse({"deployment": self.deployment, **user_config})
                     state_dir = Path(os.environ.get(STATE_DIR_ENV, "/tmp/flywheel-router"))
-                    store = StateStore(state_dir / f"{self.deployment}.db")
+                    url_file = os.environ.get(STATE_URL_FILE_ENV)
+                    store = (
+                        open_store(Path(url_file).read_text().strip())
+                        if url_file
+                        else open_store(state_dir / f"{self.deployment}.db")
+                    )
                     self.router = Router(cfg, store=store)
                     self.router.listeners.append(self._observe)
                     self.routes = routerapp.app(self.router, lifespan=False)

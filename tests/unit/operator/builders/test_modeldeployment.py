@@ -230,6 +230,31 @@ def test_a_bandit_with_its_counts_in_redis_runs_two_routers_reading_the_url_secr
     assert url_file.startswith(mount["mountPath"]) and mount["readOnly"]
 
 
+def test_ray_serve_routers_share_bandit_counts_through_the_mounted_redis_url(
+    settings: Settings,
+) -> None:
+    body = owners()["ModelDeployment/churn"]
+    body["spec"]["routerState"] = {
+        "type": "redis",
+        "connectionSecretRef": {"name": "router-redis", "key": "url"},
+    }
+    [service] = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    cluster = service["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]]
+    templates += [g["template"] for g in cluster["workerGroupSpecs"]]
+    for template in templates:
+        [container] = template["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        url_file = env[rayserve.STATE_URL_FILE_ENV]
+        assert url_file == "/var/run/secrets/flywheel/router-redis/url"
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/var/run/secrets/flywheel/router-redis" in mounts
+    del body["spec"]["routerState"]
+    [plain] = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 50, "v2": 50})
+    assert "FLYWHEEL_ROUTER_STATE_URL_FILE" not in json.dumps(plain)
+    assert _apps(plain) == _apps(service)  # the Serve applications are the same
+
+
 def test_entity_lookups_give_the_router_the_views_spec_and_its_store_secret(
     settings: Settings,
 ) -> None:
