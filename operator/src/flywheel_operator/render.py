@@ -115,8 +115,10 @@ def children(
     settings: settings_mod.Settings,
     now: datetime,
     written: dict[str, Any] | None = None,
+    others: dict[tuple[str, str], Resource] | None = None,
 ) -> list[dict[str, Any]]:
-    """What the operator's handler for `resource` applies on its first pass."""
+    """What the operator's handler for `resource` applies on its first pass; `others`:
+    the objects beside it (a deployment's FeatureView)."""
     owner = owner_body(resource, namespace, written)
     if isinstance(resource, Dataset):
         return dataset.build(owner, resource, settings)
@@ -133,7 +135,11 @@ def children(
     plan = md_status.plan_rollout(spec.rollout, rollout.State(), stable, candidate, None, now)
     if spec.backend == Backend.RAYSERVE and candidate is not None:
         plan = md_status.hold_candidate(plan, stable.version, (False, "not deployed yet"))
-    return md_build.build(owner, resource, settings, plan.versions, plan.split)
+    view = None
+    if spec.feature_view_ref is not None:
+        found = (others or {}).get(("FeatureView", spec.feature_view_ref.name))
+        view = owner_body(found, namespace) if found is not None else None
+    return md_build.build(owner, resource, settings, plan.versions, plan.split, view)
 
 
 def render(
@@ -145,9 +151,10 @@ def render(
         return [], [str(e) for e in loaded.errors]
     written = written_documents(paths)
     out: list[dict[str, Any]] = []
+    objects = {(i.resource.kind_name, i.resource.name): i.resource for i in loaded.resources}
     for item in loaded.resources:
         raw = written.get((item.resource.kind_name, item.resource.name))
-        out += children(item.resource, namespace, settings, now, raw)
+        out += children(item.resource, namespace, settings, now, raw, objects)
     return out, []
 
 
