@@ -225,6 +225,7 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
         what="md/churn serving the new champion",
     )
     assert condition(md_obj, "Promoted")["status"] == "True"
+    assert condition(md_obj, "ChampionMoved")["reason"] == "AliasMoved"
     dm_obj = wait_for(
         lambda: kubectl.get("dm", "churn-drift"),
         lambda o: condition(o, "RetrainPromoted").get("status") == "True",

@@ -99,6 +99,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     found = decide.candidate_condition(spec, stable, candidate, trainings, moves)
     if found is not None:
         set_status_condition(new, decide.CANDIDATE_AVAILABLE, *found, p.now)
+    moved = aliases.last_move_outcome(movers, body["metadata"].get("uid", ""))
+    if moved is not None:  # a promotion's registry move: done, under way, or failed
+        set_status_condition(new, decide.CHAMPION_MOVED, *moved, p.now)
     # Before the status, like the phase Event: a crash between them repeats the write,
     # which the Event's name makes a no-op; it never loses the Event.
     for event in decide.rollout_events(p.old, new):
@@ -106,23 +109,23 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         ctx.kube.event(body, event.type, event.reason, event.message, stamp, name)
     move = decide.champion_move(spec, plan.decision, candidate, moves, resource.name)
     if move is not None:
-        _move_alias(ctx, p, move, movers, stamp)
+        _move_alias(ctx, p, move, {j["metadata"]["name"] for j in movers}, stamp)
     p.finish(new)
 
 
 def _alias_moves(
     ctx: Context, p: Pass[ModelDeploymentStatus], resource: ModelDeployment
-) -> tuple[list[dict[str, Any]], list[aliases.Assignment], set[str]]:
+) -> tuple[list[dict[str, Any]], list[aliases.Assignment], list[dict[str, Any]]]:
     """The namespace's TrainingJobs, the alias moves they and the alias Jobs record, and
-    the names of the alias Jobs, when the deployment names a version by alias (else
-    none: nothing to read)."""
+    the alias Jobs, when the deployment names a version by alias (else none: nothing to
+    read)."""
     if not aliases.follows_aliases(resource.spec):
-        return [], [], set()
+        return [], [], []
     trainings = ctx.kube.select("TrainingJob", p.namespace, {})
     component = {"app.kubernetes.io/component": labels.ALIAS_COMPONENT}
     movers = ctx.kube.select("Job", p.namespace, component)
     moves = aliases.from_training_jobs(trainings) + aliases.from_alias_jobs(movers)
-    return trainings, moves, {j["metadata"]["name"] for j in movers}
+    return trainings, moves, movers
 
 
 def _move_alias(

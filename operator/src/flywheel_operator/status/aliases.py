@@ -140,3 +140,52 @@ def newest_training(model: str, jobs: Iterable[dict[str, Any]]) -> dict[str, Any
         key=lambda j: (_time(j["metadata"].get("creationTimestamp")), j["metadata"]["name"]),
         default=None,
     )
+
+
+def last_move_outcome(
+    jobs: Iterable[dict[str, Any]], owner_uid: str
+) -> tuple[bool, str, str] | None:
+    """(moved, reason, message) of the newest alias Job this deployment made: whether the
+    registry move a promotion asked for happened, or why not; None before any.
+
+    >>> job = {"metadata": {"name": "churn-champion-v2", "creationTimestamp": "2026-05-01",
+    ...        "ownerReferences": [{"uid": "u"}], "annotations": {ALIAS_ANNOTATION: "champion",
+    ...        VERSION_ANNOTATION: "v2", MODEL_ANNOTATION: "churn"}},
+    ...        "status": {"conditions": [{"type": "Failed", "status": "True",
+    ...        "reason": "BackoffLimitExceeded", "message": "Job has reached the limit"}]}}
+    >>> last_move_outcome([job], "u")[:2]
+    (False, 'AliasMoveFailed')
+    """
+    mine = [
+        j
+        for j in jobs
+        if any(r.get("uid") == owner_uid for r in j["metadata"].get("ownerReferences") or [])
+    ]
+    if not mine:
+        return None
+    job = max(
+        mine, key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"])
+    )
+    notes = job["metadata"].get("annotations") or {}
+    what = (
+        f"{notes.get(MODEL_ANNOTATION)}@{notes.get(ALIAS_ANNOTATION)} -> "
+        f"{notes.get(VERSION_ANNOTATION)} (job/{job['metadata']['name']})"
+    )
+    if _condition(job, "Complete"):
+        return True, "AliasMoved", what
+    failed = next(
+        (c for c in (job.get("status") or {}).get("conditions") or []
+         if c.get("type") == "Failed" and c.get("status") == "True"),
+        None,
+    )  # fmt: skip
+    if failed is not None:
+        why = failed.get("message") or failed.get("reason") or "failed"
+        return (
+            False,
+            "AliasMoveFailed",
+            (
+                f"{what} failed: {why}. The registry still gives {notes.get(ALIAS_ANNOTATION)} "
+                f"to the version before; see kubectl logs job/{job['metadata']['name']}"
+            ),
+        )
+    return False, "AliasMoving", what

@@ -119,6 +119,8 @@ def champion_move(
 
 
 CANDIDATE_AVAILABLE = "CandidateAvailable"
+# A promotion's move of `champion` in the registry (through a Job): done, under way, failed.
+CHAMPION_MOVED = "ChampionMoved"
 
 
 def candidate_condition(

@@ -7,6 +7,7 @@ from typing import Any
 from flywheel.api.modeldeployment import AnalysisDecision, ModelDeploymentSpec
 from flywheel.serving import rollout
 from flywheel.serving.versions import ServedVersion
+from flywheel_operator import labels
 from flywheel_operator.status import aliases, modeldeployment
 
 ROOT = "pvc://a/models/churn/versions"
@@ -148,3 +149,48 @@ def test_a_failed_retrain_leaves_stable_serving_and_the_deployment_says_so() -> 
     assert modeldeployment.candidate_condition(SPEC, v2, None, [FIRST, RETRAIN], moved) == (
         False, "NoCandidate", "churn@candidate is v2, the stable version",
     )  # fmt: skip
+
+
+def _mover(name: str, created: str, state: str | None, owner: str = "md-uid") -> dict[str, Any]:
+    conditions = []
+    if state == "Complete":
+        conditions = [{"type": "Complete", "status": "True"}]
+    elif state == "Failed":
+        conditions = [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+             "message": "Job has reached the specified backoff limit"}
+        ]  # fmt: skip
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "ownerReferences": [{"uid": owner}],
+            "annotations": {
+                labels.MODEL_ANNOTATION: "churn",
+                labels.ALIAS_ANNOTATION: "champion",
+                labels.VERSION_ANNOTATION: name.rsplit("-", 1)[-1],
+            },
+        },
+        "status": {"conditions": conditions},
+    }
+
+
+def test_the_newest_champion_move_of_this_deployment_is_its_condition() -> None:
+    assert aliases.last_move_outcome([], "md-uid") is None
+    done = _mover("churn-champion-v2", "2026-05-01T00:00:00Z", "Complete")
+    others = _mover("other-champion-v9", "2026-05-03T00:00:00Z", "Failed", owner="x")
+    assert aliases.last_move_outcome([done, others], "md-uid") == (
+        True,
+        "AliasMoved",
+        "churn@champion -> v2 (job/churn-champion-v2)",
+    )
+    running = _mover("churn-champion-v3", "2026-05-02T00:00:00Z", None)
+    assert (aliases.last_move_outcome([done, running], "md-uid") or ())[:2] == (
+        False,
+        "AliasMoving",
+    )
+    failed = _mover("churn-champion-v3", "2026-05-02T00:00:00Z", "Failed")
+    moved, reason, message = aliases.last_move_outcome([done, failed], "md-uid") or (0, "", "")
+    assert (moved, reason) == (False, "AliasMoveFailed")
+    assert "backoff limit" in message and "kubectl logs job/churn-champion-v3" in message
+    assert "still gives champion to the version before" in message
