@@ -361,8 +361,9 @@ class BatchPredictionOutput(FlywheelModel):
     )
     uri: common.StorageURI | None = Field(
         default=None,
-        description="The root of the Parquet versions; defaults to "
-        "<artifact root>/predictions/<namespace>/<deployment>.",
+        description="The root of the Parquet versions (the offline store of the view "
+        "`<deployment>-predictions`); defaults to <artifact root>/featureviews/<namespace>/"
+        "<deployment>-predictions/offline.",
     )
 
     model_config = common.with_cel(
@@ -685,11 +686,13 @@ def predictions_view(deployment: ModelDeployment, view: FeatureView) -> FeatureV
     features (Python, `flywheel features get-online`, the feature server) reads it."""
     name = predictions_view_name(deployment.name)
     score = score_name(deployment.name)
+    batch = deployment.spec.batch_prediction
     spec = view.spec.model_copy(
         update={
-            "features": [Feature(name=score, column="prediction")],
-            # Its own store: a default path of its own, or its own table in a given file.
-            "offline_store": OfflineStore(),
+            "features": [Feature(name=score, column=score)],
+            # Its online store: a default path of its own, or its own table in a given
+            # file. Its offline store is the Parquet the runs publish.
+            "offline_store": OfflineStore(uri=batch.output.uri if batch else None),
             "materialization": Materialization(),
         }
     )
