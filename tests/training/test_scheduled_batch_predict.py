@@ -233,6 +233,14 @@ def test_the_command_reports_to_the_operator_and_fails_clearly(
     reported = json.loads(result.read_text())["batchPrediction"]
     assert reported["rows"] == 120 and reported["modelVersion"] == "v1"
     assert "120 entities scored by version v1" in capsys.readouterr().err
+    # An application looks the prediction up as it looks features up.
+    lookup = ["features", "get-online", "-f", str(files), "--name", "churn-predictions",
+              "--artifact-root", str(context.artifact_root),
+              "--entity", "customer_id=C000001"]  # fmt: skip
+    assert cli.main(lookup) == 0
+    [answer] = json.loads(capsys.readouterr().out)
+    assert set(answer["features"]) == {"churn_score"}
+    assert 0 < answer["features"]["churn_score"] < 1
     assert cli.main([*argv, "--model", str(tmp_path / "nowhere")]) == 1
     assert json.loads(result.read_text())["error"].startswith("ModelNotFound: ")
 
