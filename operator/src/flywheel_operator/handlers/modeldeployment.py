@@ -131,7 +131,11 @@ def _batch_prediction(
     status. None when the API refused the CronJob (the status says why)."""
     batch = resource.spec.batch_prediction
     if batch is None:
-        return new if p.apply([], BATCH_CHILD_KINDS) is not None else None
+        # Only a deployment that had batch prediction (its condition says so) has a
+        # CronJob to remove: the others skip the LIST a prune costs.
+        if decide.had_batch(p.old) and p.apply([], BATCH_CHILD_KINDS) is None:
+            return None
+        return decide.without_batch(new)
     refs = [(kind, name) for _, kind, name in resource.batch_references()]
     reads = [r for r in refs if r[0] != "TrainingJob"]
     found, waiting = upstream.look_up(ctx.kube, p.namespace, reads, dependencies.has_phase)

@@ -516,6 +516,20 @@ def batch_model(
     return next((v for v in served if v is not None and v.version == stable_version), None)
 
 
+def had_batch(status: ModelDeploymentStatus) -> bool:
+    return status.batch_prediction is not None or any(
+        c.type == BATCH_PREDICTED for c in status.conditions
+    )
+
+
+def without_batch(status: ModelDeploymentStatus) -> ModelDeploymentStatus:
+    """The status once spec.batchPrediction is removed: no batch field, no condition."""
+    out = status.model_copy(deep=True)
+    out.batch_prediction = None
+    out.conditions = [c for c in out.conditions if c.type != BATCH_PREDICTED]
+    return out
+
+
 def batch_status(
     new: ModelDeploymentStatus, old: ModelDeploymentStatus, run: Run, now: datetime
 ) -> ModelDeploymentStatus:

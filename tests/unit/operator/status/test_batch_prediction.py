@@ -39,6 +39,10 @@ def test_a_published_run_is_reported_and_a_failed_one_keeps_it() -> None:
     running = decide.batch_status(failed, failed, Run("j3", RunState.RUNNING), T0)
     assert conds(running)[decide.BATCH_PREDICTED] == ("False", "BatchFailed")
     assert json.loads(done.model_dump_json(by_alias=True))["batchPrediction"]["view"]
+    # spec.batchPrediction removed: the status forgets it.
+    assert decide.had_batch(running) and not decide.had_batch(old)
+    gone = decide.without_batch(running)
+    assert gone.batch_prediction is None and decide.BATCH_PREDICTED not in conds(gone)
 
 
 def test_the_model_is_the_stable_served_now_unless_the_spec_names_one() -> None:
