@@ -217,6 +217,13 @@ def test_bad_references_name_the_field_and_publish_nothing(context: RunContext) 
     with pytest.raises(batchpredict.BatchError, match=r"feature\(s\) \['noise'\]"):
         batchpredict.run(fresh, version(ctx, "v1"), ctx)
     assert publish.current(stores.offline_root(predictions_view(fresh, narrow), ctx)) is None
+    # Features older than the ttl are not scored; the error says so and what to do.
+    body = context.resources["FeatureView/customer"].to_wire()
+    body["spec"]["ttl"] = "30d"
+    stale = FeatureView.model_validate(body)
+    ctx = context.replace(resources={**context.resources, stale.key: stale})
+    with pytest.raises(batchpredict.BatchError, match="none of its 120 entities has features"):
+        batchpredict.run(fresh, version(ctx, "v1"), ctx)
 
 
 def test_the_command_reports_to_the_operator_and_fails_clearly(

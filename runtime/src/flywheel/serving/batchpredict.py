@@ -89,13 +89,16 @@ def run(
             f"FeatureView {view.name!r} does not define; score it with a model trained on "
             "this FeatureView",
         )
-    entities, rows, times = _latest_features(md, view, context, now)
+    entities, rows, times, asked = _latest_features(md, view, context, now)
     if not entities:
-        raise BatchError(
-            "NoEntities",
-            f"FeatureView {view.name!r} has no entity with features fresher than its ttl "
-            f"({view.spec.ttl}) at {now.isoformat()}; materialize it first",
+        why = (
+            "its online store holds no entity: materialize it first"
+            if not asked
+            else f"none of its {asked} entities has features fresher than its ttl "
+            f"({view.spec.ttl}) at {now.isoformat()}: materialize newer data, or give the "
+            "FeatureView a longer ttl"
         )
+        raise BatchError("NoEntities", f"FeatureView {view.name!r}: nothing to score; {why}")
     table = _feature_table(view, entities, rows, names)
     scores = batch.score_table(model_, table)[batch.PREDICTION]
     score = score_name(md.name)
@@ -178,9 +181,9 @@ def _feature_view(md: ModelDeployment, context: RunContext) -> FeatureView:
 
 def _latest_features(
     md: ModelDeployment, view: FeatureView, context: RunContext, now: datetime
-) -> tuple[list[online.Entity], list[online.Row], list[int]]:
-    """The entities with fresh features at `now`, in key order, their features and the
-    event time of the row those features come from."""
+) -> tuple[list[online.Entity], list[online.Row], list[int], int]:
+    """The entities with fresh features at `now`, in key order, their features, the
+    event time of the row those features come from, and how many entities were asked."""
     try:
         opened = runner.open_online_view(view, context)
     except online.StoreError as exc:
@@ -199,7 +202,7 @@ def _latest_features(
         for e, r, t in zip(entities, rows, times, strict=True)
         if r is not None and t is not None
     ]
-    return [e for e, _, _ in kept], [r for _, r, _ in kept], [t for _, _, t in kept]
+    return [e for e, _, _ in kept], [r for _, r, _ in kept], [t for _, _, t in kept], len(wanted)
 
 
 def _wanted_entities(
