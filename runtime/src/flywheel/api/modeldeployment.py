@@ -344,6 +344,10 @@ class RouterState(FlywheelModel):
         return self
 
 
+BATCH_NEEDS_VIEW = (
+    "batchPrediction needs a FeatureView to score: batchPrediction.featureViewRef, or the "
+    "deployment's featureViewRef"
+)
 BATCH_OUTPUT_SOMEWHERE = "batchPrediction.output must write to the online store, Parquet or both"
 BATCH_URI_NEEDS_PARQUET = "batchPrediction.output.uri is where Parquet goes; it needs parquet: true"
 
@@ -397,8 +401,10 @@ class BatchPrediction(FlywheelModel):
     `<deployment>-predictions`, feature `<deployment>_score`) and versioned Parquet."""
 
     schedule: common.Cron
-    feature_view_ref: common.LocalObjectReference = Field(
-        description="Whose entities are scored, with their latest online features."
+    feature_view_ref: common.LocalObjectReference | None = Field(
+        default=None,
+        description="Whose entities are scored, with their latest online features; "
+        "default: spec.featureViewRef, the FeatureView the router looks entities up in.",
     )
     entities: BatchEntities = Field(default_factory=BatchEntities)
     model: ModelRef | None = Field(
@@ -451,6 +457,12 @@ class ModelDeploymentSpec(FlywheelModel):
     )
 
     model_config = common.with_cel(
+        {
+            "rule": "!has(self.batchPrediction) || has(self.batchPrediction.featureViewRef) || "
+            "has(self.featureViewRef)",
+            "message": BATCH_NEEDS_VIEW,
+            "fieldPath": ".batchPrediction",
+        },
         {
             "rule": "!has(self.featureViewRef) || self.backend == 'triton'",
             "message": "featureViewRef (entity lookups in the router) needs backend triton: "
@@ -506,7 +518,17 @@ class ModelDeploymentSpec(FlywheelModel):
             raise ValueError(
                 f"the candidate must differ from stable (both are {self.stable.describe()})"
             )
+        if self.batch_prediction is not None and self.batch_feature_view is None:
+            raise ValueError(BATCH_NEEDS_VIEW)
         return self
+
+    @property
+    def batch_feature_view(self) -> str | None:
+        """The FeatureView batch prediction scores: its own, else the deployment's."""
+        if self.batch_prediction is None:
+            return None
+        ref = self.batch_prediction.feature_view_ref or self.feature_view_ref
+        return ref.name if ref is not None else None
 
 
 class AnalysisDecision(enum.StrEnum):
@@ -647,7 +669,10 @@ class ModelDeployment(common.Resource):
         if batch is None:
             return []
         prefix = "spec.batchPrediction"
-        out = [(f"{prefix}.featureViewRef", "FeatureView", batch.feature_view_ref.name)]
+        view = self.spec.batch_feature_view
+        assert view is not None  # the spec requires one
+        field = f"{prefix}.featureViewRef" if batch.feature_view_ref else "spec.featureViewRef"
+        out = [(field, "FeatureView", view)]
         entities = batch.entities.dataset_ref
         if entities is not None:
             out.append((f"{prefix}.entities.datasetRef", "Dataset", entities.name))

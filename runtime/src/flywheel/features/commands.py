@@ -95,8 +95,8 @@ def _predictions_view(args: argparse.Namespace, deployment: str) -> tuple[Featur
     md, context = entrypoints.select_object(
         argparse.Namespace(**{**vars(args), "name": deployment}), "ModelDeployment"
     )
-    assert isinstance(md, ModelDeployment) and md.spec.batch_prediction is not None
-    ref = md.spec.batch_prediction.feature_view_ref.name
+    assert isinstance(md, ModelDeployment) and md.spec.batch_feature_view is not None
+    ref = md.spec.batch_feature_view
     view = context.input_resource("FeatureView", ref)
     if not isinstance(view, FeatureView):
         raise SystemExit(

@@ -161,14 +161,14 @@ def describe(done: BatchPredictionStatus) -> str:
 
 
 def _feature_view(md: ModelDeployment, context: RunContext) -> FeatureView:
-    assert md.spec.batch_prediction is not None
-    name = md.spec.batch_prediction.feature_view_ref.name
+    name = md.spec.batch_feature_view
+    assert name is not None  # the spec requires one
     view = context.input_resource("FeatureView", name)
     if not isinstance(view, FeatureView):
         raise BatchError(
             "FeatureViewNotFound",
-            f"spec.batchPrediction.featureViewRef: FeatureView {name!r} is not among the "
-            "inputs; give its manifest with the deployment's",
+            f"spec.batchPrediction: FeatureView {name!r} is not among the inputs; give its "
+            "manifest with the deployment's",
         )
     if not view.spec.online_store.enabled:
         raise BatchError(
