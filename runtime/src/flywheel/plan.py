@@ -41,6 +41,8 @@ def order(items: list[Loaded]) -> tuple[list[Step], list[ManifestError]]:
     errors = problems(items)
     for key, item in by_key.items():
         refs = item.resource.references() + _alias_trainings(item.resource, items)
+        if isinstance(item.resource, api.ModelDeployment):  # batch prediction reads these
+            refs += [(k, n) for _, k, n in item.resource.batch_references()]
         wanted = list(dict.fromkeys(f"{k}/{n}" for k, n in refs))
         deps[key] = [r for r in wanted if r in by_key and r != key]
     if errors:
@@ -81,7 +83,9 @@ def _alias_trainings(resource: Resource, items: list[Loaded]) -> list[tuple[str,
     if not isinstance(resource, api.ModelDeployment):
         return []
     spec = resource.spec
-    models = {r.model_name for r in (spec.stable, spec.candidate) if r is not None and r.alias}
+    batch = spec.batch_prediction.model if spec.batch_prediction else None
+    refs = (spec.stable, spec.candidate, batch)
+    models = {r.model_name for r in refs if r is not None and r.alias}
     return [
         ("TrainingJob", i.resource.name)
         for i in items
@@ -129,7 +133,7 @@ def reference_fields(resource: Resource) -> list[tuple[str, str, str]]:
                 (f"spec.{field}.trainingJobRef", "TrainingJob", ref.training_job_ref.name)
                 for field, ref in refs
                 if ref is not None and ref.training_job_ref is not None
-            ]
+            ] + resource.batch_references()
         case api.DriftMonitor(spec=spec):
             out = [("spec.deploymentRef", "ModelDeployment", spec.deployment_ref.name)]
             target = spec.reference.target()

@@ -488,3 +488,38 @@ def _lookup_args(feature_view: dict[str, Any] | None, settings: Settings) -> lis
         return []
     name = feature_view["metadata"]["name"]
     return ["--feature-view", name, "--artifact-root", settings.artifact_root]
+
+
+BATCH = "batch"
+
+
+def batch_cronjob(
+    owner: dict[str, Any],
+    settings: Settings,
+    model: ServedVersion,
+    inputs: dict[str, Any],
+    manifests: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """spec.batchPrediction -> a CronJob `<md>-batch` running `flywheel batch-predict`
+    with `model` (the stable version unless the spec names one): a promotion changes
+    its template, not its schedule. `inputs`/`manifests`: the FeatureView's (and the
+    entities Dataset's) statuses and manifests; the Secrets and claims they name (a
+    redis online store's URL, a store on a claim) are mounted as their own Jobs mount
+    them."""
+    batch = owner["spec"]["batchPrediction"]
+    args = ["batch-predict", "--model", model.artifact_uri, "--model-version", model.version]
+    if model.model_name:
+        args += ["--model-name", model.model_name]
+    name = labels.child_name(owner["metadata"]["name"], BATCH, limit=52)
+    cron = jobs.runtime_cronjob(
+        owner, name, BATCH, batch["schedule"], args, settings, inputs, manifests
+    )
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    mounted = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+               if "persistentVolumeClaim" in v}  # fmt: skip
+    specs = [m.get("spec") or {} for m in manifests]
+    claims = [c for c in pods.claims_in(args, *specs) if c not in mounted]
+    pods.mount_claims(pod, claims, settings.pvc_root)
+    have = {(v["secret"]["secretName"]) for v in pod["volumes"] if "secret" in v}
+    pods.mount_secrets(pod, [r for r in pods.secret_refs(specs) if r[0] not in have])
+    return cron

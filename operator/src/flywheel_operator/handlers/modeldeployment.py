@@ -6,16 +6,17 @@ from datetime import timedelta
 from typing import Any
 
 from flywheel.api import ModelDeployment
-from flywheel.api.common import duration_seconds
+from flywheel.api.common import ConditionStatus, duration_seconds
 from flywheel.api.modeldeployment import Backend, ModelDeploymentStatus
 from flywheel.serving import rayserve, rollout
 from flywheel.serving.versions import ServedVersion
 from flywheel_operator import labels
 from flywheel_operator.builders import modeldeployment as build
+from flywheel_operator.builders import pods
 from flywheel_operator.handlers import upstream
 from flywheel_operator.handlers.reconciliation import KUBERAY_RECHECK, Context, Pass
-from flywheel_operator.kube import router_metrics
-from flywheel_operator.status import aliases, dependencies, observe, reporting
+from flywheel_operator.kube import router_metrics, runs
+from flywheel_operator.status import aliases, dependencies, observe, reporting, results
 from flywheel_operator.status import modeldeployment as decide
 from flywheel_operator.status import trainingjob as training
 from flywheel_operator.status.conditions import set_status_condition
@@ -26,6 +27,7 @@ KUBERAY_HINT = (
     "with `helm repo add kuberay https://ray-project.github.io/kuberay-helm/ && "
     "helm install kuberay-operator kuberay/kuberay-operator`, or use backend triton"
 )
+BATCH_CHILD_KINDS = ("CronJob",)
 CHILD_KINDS = {
     Backend.RAYSERVE: ("RayService",),
     Backend.TRITON: ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget"),
@@ -96,6 +98,10 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         measured,
         action.value if action else None,
     )
+    batched = _batch_prediction(ctx, p, resource, new, [*plan.versions, stable, candidate], moves)
+    if batched is None:
+        return
+    new = batched
     found = decide.candidate_condition(spec, stable, candidate, trainings, moves)
     if found is not None:
         set_status_condition(new, decide.CANDIDATE_AVAILABLE, *found, p.now)
@@ -111,6 +117,54 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     if move is not None:
         _move_alias(ctx, p, move, {j["metadata"]["name"] for j in movers}, stamp)
     p.finish(new)
+
+
+def _batch_prediction(
+    ctx: Context,
+    p: Pass[ModelDeploymentStatus],
+    resource: ModelDeployment,
+    new: ModelDeploymentStatus,
+    served: list[ServedVersion | None],
+    moves: list[aliases.Assignment],
+) -> ModelDeploymentStatus | None:
+    """spec.batchPrediction: its CronJob (none without it), and its last run in the
+    status. None when the API refused the CronJob (the status says why)."""
+    batch = resource.spec.batch_prediction
+    if batch is None:
+        # Only a deployment that had batch prediction (its condition says so) has a
+        # CronJob to remove: the others skip the LIST a prune costs.
+        if decide.had_batch(p.old) and p.apply([], BATCH_CHILD_KINDS) is None:
+            return None
+        return decide.without_batch(new)
+    refs = [(kind, name) for _, kind, name in resource.batch_references()]
+    reads = [r for r in refs if r[0] != "TrainingJob"]
+    found, waiting = upstream.look_up(ctx.kube, p.namespace, reads, dependencies.has_phase)
+    trained = [r for r in refs if r[0] == "TrainingJob"]
+    succeeded = dependencies.condition_true(training.SUCCEEDED)
+    jobs, waiting_more = upstream.look_up(ctx.kube, p.namespace, trained, succeeded)
+    model = decide.batch_model(
+        resource.spec, served, new.stable_version, jobs, ctx.settings.artifact_root, moves
+    )
+    if waiting or waiting_more or model is None:
+        why = "; ".join(waiting + waiting_more) or "waiting for the version to score with"
+        unknown = ConditionStatus.UNKNOWN
+        set_status_condition(new, decide.BATCH_PREDICTED, unknown, "Waiting", why, p.now)
+        return new
+    try:
+        cron = build.batch_cronjob(
+            p.body, ctx.settings, model, results.as_inputs(found), pods.input_manifests(found)
+        )
+    except pods.EnvTooLarge as exc:
+        set_status_condition(new, decide.BATCH_PREDICTED, False, "InputsTooLarge", str(exc), p.now)
+        return new
+    if p.apply([cron], BATCH_CHILD_KINDS) is None:
+        return None
+    selector = {
+        labels.owner_label("ModelDeployment"): resource.name,
+        "app.kubernetes.io/component": build.BATCH,
+    }
+    made, made_pods = runs.jobs_with_pods(ctx.kube, p.namespace, selector)
+    return decide.batch_status(new, p.old, observe.last_cronjob_run(made, made_pods), p.now)
 
 
 def _alias_moves(

@@ -7,12 +7,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from flywheel.api.common import duration_seconds, resource_key
+from flywheel.api.common import ConditionStatus, duration_seconds, resource_key
 from flywheel.api.modeldeployment import (
     ROLLOUT_ACTION_ANNOTATION,
     AnalysisDecision,
     AnalysisResult,
     Backend,
+    BatchPredictionStatus,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelRef,
@@ -21,8 +22,10 @@ from flywheel.api.modeldeployment import (
 )
 from flywheel.serving import rollout
 from flywheel.serving.versions import ServedVersion
+from flywheel_operator.redaction import redact
 from flywheel_operator.status import aliases, observe
 from flywheel_operator.status.conditions import PROGRESSING, READY, set_status_condition
+from flywheel_operator.status.observe import Run, RunState
 
 PROMOTED = "Promoted"
 ROLLED_BACK = "RolledBack"
@@ -490,3 +493,69 @@ def rollout_events(old: ModelDeploymentStatus, new: ModelDeploymentStatus) -> li
     if analysis and analysis.decision != old_verdict:
         events.append(RolloutEvent("Normal", f"Analysis{analysis.decision}", said))
     return events
+
+
+BATCH_PREDICTED = "BatchPredicted"
+
+
+def batch_model(
+    spec: ModelDeploymentSpec,
+    served: Iterable[ServedVersion | None],
+    stable_version: str | None,
+    upstream: dict[str, dict[str, Any]],
+    artifact_root: str,
+    moves: Iterable[aliases.Assignment] = (),
+) -> ServedVersion | None:
+    """The version batch prediction scores with: `batchPrediction.model`, else the
+    version the deployment serves as stable now (after a promotion, the promoted one);
+    None while it is not known yet."""
+    batch = spec.batch_prediction
+    assert batch is not None
+    if batch.model is not None:
+        return resolve(batch.model, upstream, artifact_root, moves)
+    return next((v for v in served if v is not None and v.version == stable_version), None)
+
+
+def had_batch(status: ModelDeploymentStatus) -> bool:
+    return status.batch_prediction is not None or any(
+        c.type == BATCH_PREDICTED for c in status.conditions
+    )
+
+
+def without_batch(status: ModelDeploymentStatus) -> ModelDeploymentStatus:
+    """The status once spec.batchPrediction is removed: no batch field, no condition."""
+    out = status.model_copy(deep=True)
+    out.batch_prediction = None
+    out.conditions = [c for c in out.conditions if c.type != BATCH_PREDICTED]
+    return out
+
+
+def batch_status(
+    new: ModelDeploymentStatus, old: ModelDeploymentStatus, run: Run, now: datetime
+) -> ModelDeploymentStatus:
+    """`status.batchPrediction` from the CronJob's latest run, and the BatchPredicted
+    condition: True once a run published (it stays so while the next one runs), False
+    with the runtime's error when the latest failed (the last published run stays)."""
+    out = new.model_copy(deep=True)
+    out.batch_prediction = old.batch_prediction
+    result = (run.result or {}).get("batchPrediction")
+    if run.state == RunState.SUCCEEDED and isinstance(result, dict):
+        out.batch_prediction = BatchPredictionStatus.model_validate(redact(result))
+        done = out.batch_prediction
+        message = (
+            f"{done.rows} entities scored by version {done.model_version}: "
+            f"{done.view}/{done.score_name}, Parquet version {done.output_version}"
+        )
+        set_status_condition(out, BATCH_PREDICTED, True, "Published", message, now)
+    elif run.state == RunState.FAILED or run.state == RunState.SUCCEEDED:
+        failure = run.message or "the run reported no result"
+        set_status_condition(out, BATCH_PREDICTED, False, "BatchFailed", failure, now)
+    elif out.batch_prediction is None:
+        waiting = "waiting for the first run" if run.state == RunState.MISSING else "running"
+        set_status_condition(
+            out, BATCH_PREDICTED, ConditionStatus.UNKNOWN, "Scheduled", waiting, now
+        )
+    else:
+        kept = [c for c in old.conditions if c.type == BATCH_PREDICTED]
+        out.conditions = [c for c in out.conditions if c.type != BATCH_PREDICTED] + kept
+    return out

@@ -10,7 +10,8 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from flywheel.api import common
-from flywheel.api.common import FlywheelModel
+from flywheel.api.common import FlywheelModel, ObjectMeta
+from flywheel.api.featureview import Feature, FeatureView, Materialization, OfflineStore
 
 
 class Backend(enum.StrEnum):
@@ -343,6 +344,77 @@ class RouterState(FlywheelModel):
         return self
 
 
+BATCH_NEEDS_VIEW = (
+    "batchPrediction needs a FeatureView to score: batchPrediction.featureViewRef, or the "
+    "deployment's featureViewRef"
+)
+BATCH_OUTPUT_SOMEWHERE = "batchPrediction.output must write to the online store, Parquet or both"
+BATCH_URI_NEEDS_PARQUET = "batchPrediction.output.uri is where Parquet goes; it needs parquet: true"
+
+
+class BatchPredictionOutput(FlywheelModel):
+    """Where a batch run's predictions go."""
+
+    online: bool = Field(
+        default=True,
+        description="Write each entity's prediction into the online store, where "
+        "`<deployment>-predictions` answers the same lookup as features.",
+    )
+    parquet: bool = Field(
+        default=True, description="Publish every run's predictions as a Parquet version."
+    )
+    uri: common.StorageURI | None = Field(
+        default=None,
+        description="The root of the Parquet versions (the offline store of the view "
+        "`<deployment>-predictions`); defaults to <artifact root>/featureviews/<namespace>/"
+        "<deployment>-predictions/offline.",
+    )
+
+    model_config = common.with_cel(
+        {"rule": "self.online || self.parquet", "message": BATCH_OUTPUT_SOMEWHERE},
+        {"rule": "!has(self.uri) || self.parquet", "message": BATCH_URI_NEEDS_PARQUET},
+    )
+
+    @model_validator(mode="after")
+    def _writes_somewhere(self) -> Self:
+        if not (self.online or self.parquet):
+            raise ValueError(BATCH_OUTPUT_SOMEWHERE)
+        if self.uri is not None and not self.parquet:
+            raise ValueError(BATCH_URI_NEEDS_PARQUET)
+        return self
+
+
+class BatchEntities(FlywheelModel):
+    """Which entities a batch run scores: all of the FeatureView's (the default), or
+    those whose join keys a Dataset's current snapshot holds."""
+
+    dataset_ref: common.LocalObjectReference | None = Field(
+        default=None,
+        description="A Dataset with columns named like the FeatureView's join keys; none: "
+        "every entity the online store holds features for now.",
+    )
+
+
+class BatchPrediction(FlywheelModel):
+    """Score a FeatureView's entities on a schedule and store the predictions where an
+    application looks features up: the online store (a view named
+    `<deployment>-predictions`, feature `<deployment>_score`) and versioned Parquet."""
+
+    schedule: common.Cron
+    feature_view_ref: common.LocalObjectReference | None = Field(
+        default=None,
+        description="Whose entities are scored, with their latest online features; "
+        "default: spec.featureViewRef, the FeatureView the router looks entities up in.",
+    )
+    entities: BatchEntities = Field(default_factory=BatchEntities)
+    model: ModelRef | None = Field(
+        default=None,
+        description="The version that scores; default: the version the deployment serves "
+        "as stable (it follows promotions).",
+    )
+    output: BatchPredictionOutput = Field(default_factory=BatchPredictionOutput)
+
+
 class ModelDeploymentSpec(FlywheelModel):
     backend: Backend = Backend.RAYSERVE
     stable: ModelRef
@@ -378,8 +450,19 @@ class ModelDeploymentSpec(FlywheelModel):
         "transform training used), and logs the keys for a DriftMonitor's skew check. "
         "backend triton only.",
     )
+    batch_prediction: BatchPrediction | None = Field(
+        default=None,
+        description="Also score a FeatureView's entities on a schedule, into the online "
+        "store and Parquet.",
+    )
 
     model_config = common.with_cel(
+        {
+            "rule": "!has(self.batchPrediction) || has(self.batchPrediction.featureViewRef) || "
+            "has(self.featureViewRef)",
+            "message": BATCH_NEEDS_VIEW,
+            "fieldPath": ".batchPrediction",
+        },
         {
             "rule": "!has(self.featureViewRef) || self.backend == 'triton'",
             "message": "featureViewRef (entity lookups in the router) needs backend triton: "
@@ -435,7 +518,17 @@ class ModelDeploymentSpec(FlywheelModel):
             raise ValueError(
                 f"the candidate must differ from stable (both are {self.stable.describe()})"
             )
+        if self.batch_prediction is not None and self.batch_feature_view is None:
+            raise ValueError(BATCH_NEEDS_VIEW)
         return self
+
+    @property
+    def batch_feature_view(self) -> str | None:
+        """The FeatureView batch prediction scores: its own, else the deployment's."""
+        if self.batch_prediction is None:
+            return None
+        ref = self.batch_prediction.feature_view_ref or self.feature_view_ref
+        return ref.name if ref is not None else None
 
 
 class AnalysisDecision(enum.StrEnum):
@@ -490,6 +583,24 @@ class AbTestStatus(FlywheelModel):
     )
 
 
+class BatchPredictionStatus(FlywheelModel):
+    """The last batch prediction run that published."""
+
+    last_run_time: datetime | None = None
+    model_version: common.ShortText | None = Field(default=None, description="What scored.")
+    rows: int | None = Field(default=None, ge=0, description="Entities scored.")
+    output_version: common.ShortText | None = Field(
+        default=None, description="The Parquet version published (content-addressed)."
+    )
+    output_uri: common.ReportedURI | None = None
+    view: common.ShortText | None = Field(
+        default=None, description="The online view to look predictions up in."
+    )
+    score_name: common.ShortText | None = Field(
+        default=None, description="The feature the prediction is stored as."
+    )
+
+
 class ModelDeploymentStatus(common.StatusBase):
     stable_version: common.ShortText | None = None
     candidate_version: common.ShortText | None = None
@@ -519,6 +630,9 @@ class ModelDeploymentStatus(common.StatusBase):
         "flywheel.dev/rollout-action annotation.",
     )
     ab_test: AbTestStatus | None = Field(default=None, description="strategy abtest only.")
+    batch_prediction: BatchPredictionStatus | None = Field(
+        default=None, description="spec.batchPrediction only: its last published run."
+    )
 
 
 class ModelDeployment(common.Resource):
@@ -547,3 +661,67 @@ class ModelDeployment(common.Resource):
         if self.spec.feature_view_ref is not None:
             out.append(("FeatureView", self.spec.feature_view_ref.name))
         return out
+
+    def batch_references(self) -> list[tuple[str, str, str]]:
+        """(field, kind, name) of what batch prediction reads: its FeatureView, the
+        Dataset of its entities and a TrainingJob that names its model."""
+        batch = self.spec.batch_prediction
+        if batch is None:
+            return []
+        prefix = "spec.batchPrediction"
+        view = self.spec.batch_feature_view
+        assert view is not None  # the spec requires one
+        field = f"{prefix}.featureViewRef" if batch.feature_view_ref else "spec.featureViewRef"
+        out = [(field, "FeatureView", view)]
+        entities = batch.entities.dataset_ref
+        if entities is not None:
+            out.append((f"{prefix}.entities.datasetRef", "Dataset", entities.name))
+        if batch.model is not None and batch.model.training_job_ref is not None:
+            name = batch.model.training_job_ref.name
+            out.append((f"{prefix}.model.trainingJobRef", "TrainingJob", name))
+        return out
+
+
+PREDICTIONS_SUFFIX = "-predictions"
+
+
+def predictions_view_name(deployment: str) -> str:
+    """The online view an application looks a deployment's batch predictions up in.
+
+    >>> predictions_view_name("churn")
+    'churn-predictions'
+    """
+    return deployment + PREDICTIONS_SUFFIX
+
+
+def score_name(deployment: str) -> str:
+    """The feature a deployment's batch prediction is stored as: its name made an
+    identifier, then `_score`.
+
+    >>> score_name("churn-v2.eu")
+    'churn_v2_eu_score'
+    """
+    name = deployment.replace("-", "_").replace(".", "_") + "_score"
+    return name if name[0].isalpha() else f"md_{name}"
+
+
+def predictions_view(deployment: ModelDeployment, view: FeatureView) -> FeatureView:
+    """The view holding a deployment's batch predictions: the scored FeatureView's
+    entities, ttl and online store type, and one feature, `score_name`. Any lookup of
+    features (Python, `flywheel features get-online`, the feature server) reads it."""
+    name = predictions_view_name(deployment.name)
+    score = score_name(deployment.name)
+    batch = deployment.spec.batch_prediction
+    spec = view.spec.model_copy(
+        update={
+            "features": [Feature(name=score, column=score)],
+            # Its online store: a default path of its own, or its own table in a given
+            # file. Its offline store is the Parquet the runs publish.
+            "offline_store": OfflineStore(uri=batch.output.uri if batch else None),
+            "materialization": Materialization(),
+        }
+    )
+    return FeatureView(
+        metadata=ObjectMeta(name=name, namespace=deployment.metadata.namespace),
+        spec=spec,
+    )

@@ -6,6 +6,9 @@
     flywheel features get-online   -f manifests/ --name customer-features \\
         --entity customer_id=C000001
     flywheel features serve        -f manifests/ --port 8080
+
+`--name <deployment>-predictions` names a ModelDeployment's batch predictions (its
+spec.batchPrediction): they are looked up and served like any FeatureView's features.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from flywheel import entrypoints
 from flywheel.api.dataset import Dataset
 from flywheel.api.featureview import FeatureView
+from flywheel.api.modeldeployment import PREDICTIONS_SUFFIX, ModelDeployment, predictions_view
 
 
 def register(sub: Any) -> None:
@@ -66,9 +70,40 @@ def register(sub: Any) -> None:
 
 
 def _view(args: argparse.Namespace) -> tuple[FeatureView, Any]:
+    name = args.name or ""
+    if name.endswith(PREDICTIONS_SUFFIX) and args.filename:
+        found = _predictions_view(args, name.removesuffix(PREDICTIONS_SUFFIX))
+        if found is not None:
+            return found
     resource, context = entrypoints.select_object(args, "FeatureView")
     assert isinstance(resource, FeatureView)
     return resource, context
+
+
+def _predictions_view(args: argparse.Namespace, deployment: str) -> tuple[FeatureView, Any] | None:
+    """`<md>-predictions`: a ModelDeployment's batch predictions, looked up as features."""
+    from flywheel import manifests
+
+    loaded = manifests.load(args.filename)
+    mds = [
+        r
+        for r in (i.resource for i in loaded.resources)
+        if isinstance(r, ModelDeployment) and r.name == deployment and r.spec.batch_prediction
+    ]
+    if not mds:
+        return None
+    md, context = entrypoints.select_object(
+        argparse.Namespace(**{**vars(args), "name": deployment}), "ModelDeployment"
+    )
+    assert isinstance(md, ModelDeployment) and md.spec.batch_feature_view is not None
+    ref = md.spec.batch_feature_view
+    view = context.input_resource("FeatureView", ref)
+    if not isinstance(view, FeatureView):
+        raise SystemExit(
+            f"error: ModelDeployment {deployment!r} scores FeatureView {ref!r}, which is not "
+            "in the given manifests"
+        )
+    return predictions_view(md, view), context
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:

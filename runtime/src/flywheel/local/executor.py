@@ -18,7 +18,7 @@ from flywheel.api.driftmonitor import DriftMonitor
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.api.trainingjob import TrainingJobStatus
 from flywheel.entrypoints import RunContext
-from flywheel.local import loop
+from flywheel.local import batch, loop
 from flywheel.plan import Step
 from flywheel.training import registry
 
@@ -74,6 +74,9 @@ def _execute(
             failed.add(step.key)
             outcomes.append(_finished(context, Outcome(step, None, f"{type(exc).__name__}: {exc}")))
             continue
+        if isinstance(step.resource, ModelDeployment):
+            assert isinstance(status, ModelDeploymentStatus)
+            status = batch.after_deployment(step.resource, status, step_context)
         statuses[step.key] = status
         if isinstance(step.resource, ModelDeployment):
             loop.promote(step.resource, status, step_context)  # champion moves
@@ -116,6 +119,8 @@ class _Run:
             status = runner(resource, step_context)
         except Exception as exc:
             return _finished(self.context, Outcome(step, None, f"{type(exc).__name__}: {exc}"))
+        if isinstance(resource, ModelDeployment) and isinstance(status, ModelDeploymentStatus):
+            status = batch.after_deployment(resource, status, step_context)
         self.statuses[step.key] = status
         return _finished(self.context, Outcome(step, status))
 

@@ -5,10 +5,12 @@
     flywheel serve triton-repository --uri s3://ml/models/churn/versions/v1 --model churn \
         --config /etc/triton/serving.pbtxt --out /models
 
-and, beside them, batch prediction over a Dataset version:
+and, beside them, batch prediction over a Dataset version, and one run of a
+ModelDeployment's scheduled batch prediction (what its CronJob runs):
 
     flywheel predict --model file:///models/churn/versions/v1 --dataset events \
         --out predictions.parquet
+    flywheel batch-predict -f manifests/ --name churn --model file:///models/churn/versions/v1
 
 This module imports nothing heavy; each command imports what it runs.
 """
@@ -38,6 +40,17 @@ def register(sub: Any) -> None:
     )
     b.add_argument("--out", required=True, help="the Parquet file to write (any URI)")
     b.set_defaults(handler=cmd_predict)
+
+    bp = sub.add_parser(
+        "batch-predict",
+        help="one run of a ModelDeployment's spec.batchPrediction: its FeatureView's "
+        "entities scored into the online store and Parquet",
+    )
+    entrypoints.add_object_arguments(bp)
+    bp.add_argument("--model", required=True, help="the model version directory (any URI)")
+    bp.add_argument("--model-name", help="the registry model (default: the directory's)")
+    bp.add_argument("--model-version", help="its version (default: the directory's name)")
+    bp.set_defaults(handler=cmd_batch_predict)
 
     p = sub.add_parser("serve", help="serving: the rollout router and the v2 model server")
     ssub = p.add_subparsers(dest="serve_command", required=True, metavar="COMMAND")
@@ -164,6 +177,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"by {args.model} in {out.uri}"
     )
     return 0
+
+
+def cmd_batch_predict(args: argparse.Namespace) -> int:
+    import sys
+
+    from flywheel.api.modeldeployment import ModelDeployment
+    from flywheel.serving import batchpredict
+    from flywheel.serving.versions import ServedVersion
+
+    md, context = entrypoints.select_object(args, "ModelDeployment")
+    assert isinstance(md, ModelDeployment)
+    if md.spec.batch_prediction is None:
+        raise SystemExit(f"error: ModelDeployment {md.name!r} has no spec.batchPrediction")
+    # A registry version lives at <model root>/versions/<version>.
+    parts = args.model.rstrip("/").rsplit("/", 3)
+    version = args.model_version or parts[-1]
+    name = args.model_name or (parts[-3] if len(parts) == 4 and parts[-2] == "versions" else "")
+    status = batchpredict.run_status(md, ServedVersion(name, version, args.model), context)
+    entrypoints.write_result(args.result, status)
+    said = status.conditions[-1]
+    print(f"ModelDeployment/{md.name}: batch prediction: {said.reason}: {said.message}",
+          file=sys.stderr)  # fmt: skip
+    return 0 if status.phase != "Failed" else 1
 
 
 def cmd_triton_repository(args: argparse.Namespace) -> int:
