@@ -2,7 +2,8 @@
 children changes, when an object it depends on changes, once per long jittered resync
 period as a safety net, and every few seconds while a rollout is under way.
 
-    watch event (owner or child) ─► Store ─► changed? ─► WorkQueue.add(owner key)
+    watch event (owner) ─► Store ─► changed? ─► WorkQueue.add(owner key)
+    watch event (child) ─► Store ─► changed? ─► WorkQueue.add_after(owner key, 0.5 s)
     safety resync (FLYWHEEL_RESYNC_SECONDS, spread over the period) ─┘
     rollout timer (FLYWHEEL_ROLLOUT_SECONDS, only while rolling out) ─┘
     worker thread: Store.get(owner) ─► RECONCILERS[kind] (reads from the Store)
@@ -131,7 +132,7 @@ def wake(obj: dict[str, Any], written: bool = False) -> None:
         return
     owner = _owner_of(obj)
     if owner is not None and not written:
-        QUEUE.add(owner)
+        QUEUE.add_after(owner, OPERATOR_SETTINGS.child_delay_seconds)
 
 
 STORE = cache.Store([*api.KINDS, *CHILDREN], tracked=api.KINDS, on_change=wake)
