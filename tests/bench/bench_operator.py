@@ -10,13 +10,20 @@ the same machine load. Prints, for Datasets (each reconcile applies
 a Job and writes status), one column per operator:
 - create -> first status write, p50/p99, with Datasets arriving at each rate for
   `--seconds`; the knee is the highest rate whose p99 stays under the 1 s mutating-call SLO
-  (an operator whose p99 passed 5 s is not driven at higher rates);
-- `--idle-objects` created at once: reconciled per second;
+  (an operator whose p99 passed 5 s is not driven at higher rates); beside each rate, once
+  the burst has settled, what one created Dataset cost: reconciles, CPU ms of every
+  process (the operator, etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+  kwok, this client), the operator's API calls per reconcile and the API server's
+  requests (every client's) by verb and resource;
+- `--idle-objects` created at once: reconciled per second; then, once every Job finished
+  (kube-controller-manager, the scheduler and kwok run them well after the first statuses:
+  a restart before that has real work left, which is not a no-op's cost);
 - a restart over those objects, every one of them reconciled with nothing to change: API
   calls per such reconcile (the operator's own requests, from its metrics);
-- idle over them for `--idle-seconds` with a 60 s resync (both operators reconcile each
-  object once a minute): CPU (share of one core), API calls, RSS.
-The load average is printed beside each phase: the machine may be shared.
+- idle over them for `--idle-seconds` with a 60 s resync, from the restart's first resync
+  on (each object is due once a minute): CPU (share of one core), API calls, RSS.
+The load average is printed beside each phase: the machine may be shared, so compare the
+two columns of one run, and the CPU and calls per Dataset rather than the latencies.
 """
 
 from __future__ import annotations
