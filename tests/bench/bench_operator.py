@@ -20,8 +20,8 @@ a Job and writes status), one column per operator:
   a restart before that has real work left, which is not a no-op's cost);
 - a restart over those objects, every one of them reconciled with nothing to change: API
   calls per such reconcile (the operator's own requests, from its metrics);
-- idle over them for `--idle-seconds` with a 60 s resync, from the restart's first resync
-  on (each object is due once a minute): CPU (share of one core), API calls, RSS.
+- idle over them for `--idle-seconds` with a 60 s resync, from one period after the restart
+  settled on (each object is due once a minute): CPU (share of one core), API calls, RSS.
 The load average is printed beside each phase: the machine may be shared, so compare the
 two columns of one run, and the CPU and calls per Dataset rather than the latencies.
 """
@@ -351,8 +351,8 @@ def idle(
     label: str, objects: int, idle_seconds: float,
 ) -> dict[str, float]:  # fmt: skip
     """Objects created at once, reconciled; once every Job finished and the operator is
-    quiet, a restart over them; then idle from the restart's first resync on, so that
-    each object is due `idle_seconds / IDLE_RESYNC_S` times in the window."""
+    quiet, a restart over them; then idle from one resync period after the restart on, so
+    that each object is due `idle_seconds / IDLE_RESYNC_S` times in the window."""
     ns = namespace(kubectl, f"idle-{label}-{objects}")
     result: dict[str, float] = {}
     watcher = StatusWatch(api, ns)
@@ -374,7 +374,6 @@ def idle(
     with running(src, kubeconfig, ns, IDLE_RESYNC_S) as op:
         # The restart reconciles every object; none has anything to change.
         started = op.metrics()
-        restarted = time.monotonic()
         wait_reconciles(op, objects, 600)
         settled = settle(op)
         result["restart_reconciles"] = settled["reconciles"] - started["reconciles"]
@@ -382,7 +381,9 @@ def idle(
             1.0, result["restart_reconciles"]
         )
         restart_calls = per({k: v for k, v in settled.items() if k != "reconciles"}, started, 1)
-        time.sleep(max(0.0, restarted + IDLE_RESYNC_S - time.monotonic()))
+        # The resync's period began when kopf started, before the restart's reconciles,
+        # so a full period from now every object is due once a period.
+        time.sleep(IDLE_RESYNC_S)
         cpu0, before = op.cpu_seconds(), op.metrics()
         time.sleep(idle_seconds)
         after = op.metrics()
