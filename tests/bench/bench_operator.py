@@ -10,13 +10,20 @@ the same machine load. Prints, for Datasets (each reconcile applies
 a Job and writes status), one column per operator:
 - create -> first status write, p50/p99, with Datasets arriving at each rate for
   `--seconds`; the knee is the highest rate whose p99 stays under the 1 s mutating-call SLO
-  (an operator whose p99 passed 5 s is not driven at higher rates);
-- `--idle-objects` created at once: reconciled per second;
+  (an operator whose p99 passed 5 s is not driven at higher rates); beside each rate, once
+  the burst has settled, what one created Dataset cost: reconciles, CPU ms of every
+  process (the operator, etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+  kwok, this client), the operator's API calls per reconcile and the API server's
+  requests (every client's) by verb and resource;
+- `--idle-objects` created at once: reconciled per second; then, once every Job finished
+  (kube-controller-manager, the scheduler and kwok run them well after the first statuses:
+  a restart before that has real work left, which is not a no-op's cost);
 - a restart over those objects, every one of them reconciled with nothing to change: API
   calls per such reconcile (the operator's own requests, from its metrics);
-- idle over them for `--idle-seconds` with a 60 s resync (both operators reconcile each
-  object once a minute): CPU (share of one core), API calls, RSS.
-The load average is printed beside each phase: the machine may be shared.
+- idle over them for `--idle-seconds` with a 60 s resync, from one period after the restart
+  settled on (each object is due once a minute): CPU (share of one core), API calls, RSS.
+The load average is printed beside each phase: the machine may be shared, so compare the
+two columns of one run, and the CPU and calls per Dataset rather than the latencies.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -59,6 +67,53 @@ def dataset(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"source": {"uri": f"s3://bench/{name}.parquet", "format": "parquet"}},
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Costs:
+    """CPU of every process in the loop (the operator, each control plane component, this
+    client) and the API server's own request counts by verb and resource: what one
+    created Dataset costs, and which process is the bottleneck."""
+
+    def __init__(self, cp: ControlPlane, api: k8s.ApiClient) -> None:
+        assert cp.state is not None
+        self.pids = {name: int(p["pid"]) for name, p in cp.state.processes.items()}
+        self.api = api
+
+    def snapshot(self, op: Operator) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out["operator"] = op.cpu_seconds()
+        times = os.times()
+        out["bench client"] = times.user + times.system
+        return out
+
+    def server_requests(self) -> dict[str, float]:
+        """apiserver_request_total summed by verb and resource (every client's)."""
+        response = self.api.call_api("GET", f"{self.api.configuration.host}/metrics")
+        out: dict[str, float] = {}
+        for line in response.read().decode().splitlines():
+            if line.startswith("apiserver_request_total{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+                key = f"{labels['verb']} {labels['resource']}{sub}"
+                out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+
+def per(after: dict[str, float], before: dict[str, float], count: float) -> dict[str, float]:
+    """(after - before) / count for every key that grew."""
+    return {k: (v - before.get(k, 0.0)) / max(count, 1.0) for k, v in after.items()
+            if v > before.get(k, 0.0)}  # fmt: skip
+
+
+def shown(values: dict[str, float], scale: float = 1.0, unit: str = "") -> str:
+    top = sorted(values.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v * scale:.3g}{unit}" for k, v in top if v * scale >= 0.005)
 
 
 def free_port() -> int:
@@ -108,11 +163,13 @@ class Operator:
                 out["reconciles"] += float(line.rsplit(" ", 1)[1])
             elif line.startswith("flywheel_api_request_seconds_count"):
                 out["api"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("flywheel_api_requests_total{"):  # an earlier one has none
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                out[f"{labels['verb']} {labels['resource']}"] = float(line.rsplit(" ", 1)[1])
         return out
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.proc.pid)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -216,31 +273,74 @@ def wait_reconciles(op: Operator, count: float, timeout: float) -> dict[str, flo
     return now
 
 
+def unfinished(api: k8s.CustomObjectsApi, ns: str, after: float = 0.0) -> int:
+    """Jobs of `ns` neither Complete nor Failed, `after` seconds from now."""
+    time.sleep(after)
+    jobs = k8s.BatchV1Api(api.api_client).list_namespaced_job(ns).items
+    finished = [any(c.type in ("Complete", "Failed") and c.status == "True"
+                    for c in ((j.status and j.status.conditions) or [])) for j in jobs]  # fmt: skip
+    return finished.count(False)
+
+
+def wait_for_jobs(api: k8s.CustomObjectsApi, ns: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while unfinished(api, ns) and time.monotonic() < deadline:
+        time.sleep(2)
+
+
 def namespace(kubectl: list[str], name: str) -> str:
     subprocess.run([*kubectl, "create", "namespace", name], check=True, capture_output=True)
     return name
 
 
+def settle(op: Operator, quiet: float = 3.0, timeout: float = 120) -> dict[str, float]:
+    """The metrics once no reconcile has finished for `quiet` seconds: what a burst of
+    creates caused, the follow-ups of its Jobs and Pods included."""
+    deadline = time.monotonic() + timeout
+    last = op.metrics()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = op.metrics()
+        if now["reconciles"] == last["reconciles"]:
+            return now
+        last = now
+    return last
+
+
 def latency(
     api: k8s.CustomObjectsApi, kubectl: list[str], kubeconfig: Path, src: Path | None,
-    label: str, rates: list[int], seconds: float,
+    label: str, rates: list[int], seconds: float, costs: Costs,
 ) -> dict[int, tuple[float, float, float]]:  # fmt: skip
-    """rate -> (achieved rate, p50, p99) of create -> first status write."""
+    """rate -> (achieved rate, p50, p99) of create -> first status write. Prints what one
+    created Dataset cost each process (CPU ms), the operator's API calls per reconcile
+    and the API server's requests per Dataset, by verb and resource."""
     ns = namespace(kubectl, f"lat-{label}")
     out: dict[int, tuple[float, float, float]] = {}
     watcher = StatusWatch(api, ns)
     try:
-        with running(src, kubeconfig, ns, 600):
+        with running(src, kubeconfig, ns, 600) as op:
             watcher.wait(list(create_at(api, ns, "warmup", 1, None)[0]), 120)
             for rate in rates:
                 if out and max(p99 for _, _, p99 in out.values()) > GIVE_UP_P99_S:
                     break  # far past the knee: a higher rate only queues longer
-                sent, achieved = create_at(api, ns, f"r{rate}", max(20, int(rate * seconds)), rate)
+                count = max(20, int(rate * seconds))
+                m0, cpu0, req0 = settle(op), costs.snapshot(op), costs.server_requests()
+                sent, achieved = create_at(api, ns, f"r{rate}", count, rate)
                 watcher.wait(list(sent), 600)
                 lat = [watcher.seen[n] - t for n, t in sent.items()]
                 out[rate] = (achieved, percentile(lat, 0.5), percentile(lat, 0.99))
+                m1 = settle(op)
+                cpu = per(costs.snapshot(op), cpu0, count)
+                requests = per(costs.server_requests(), req0, count)
+                reconciles = m1["reconciles"] - m0["reconciles"]
+                calls = per({k: v for k, v in m1.items() if k != "reconciles"}, m0, reconciles)
                 print(f"  {label:6s} {rate:4d}/s: p50 {out[rate][1] * 1000:7.1f} ms, "
-                      f"p99 {out[rate][2] * 1000:7.1f} ms  ({load()})", flush=True)  # fmt: skip
+                      f"p99 {out[rate][2] * 1000:7.1f} ms  ({load()})\n"
+                      f"         per Dataset: {reconciles / count:.2f} reconciles; CPU ms: "
+                      f"{shown(cpu, 1000)}\n"
+                      f"         operator calls per reconcile: {shown(calls)}\n"
+                      f"         API server requests per Dataset: {shown(requests)}",
+                      flush=True)  # fmt: skip
     finally:
         watcher.stop()
     return out
@@ -250,7 +350,9 @@ def idle(
     api: k8s.CustomObjectsApi, kubectl: list[str], kubeconfig: Path, src: Path | None,
     label: str, objects: int, idle_seconds: float,
 ) -> dict[str, float]:  # fmt: skip
-    """Objects created at once, reconciled; then a restart over them; then idle."""
+    """Objects created at once, reconciled; once every Job finished and the operator is
+    quiet, a restart over them; then idle from one resync period after the restart on, so
+    that each object is due `idle_seconds / IDLE_RESYNC_S` times in the window."""
     ns = namespace(kubectl, f"idle-{label}-{objects}")
     result: dict[str, float] = {}
     watcher = StatusWatch(api, ns)
@@ -261,17 +363,27 @@ def idle(
             sent, _ = create_at(api, ns, "d", objects - 1, None)
             end = watcher.wait(list(sent), 1800)
             result["at_once_per_s"] = (objects - 1) / (end - start)
-            time.sleep(10)  # the Pods' and Jobs' own changes settle
+            # The Jobs run on (kube-controller-manager, the scheduler, kwok) well after
+            # the first statuses; a restart before they finish has real work left.
+            result["unfinished_after_10s"] = unfinished(api, ns, 10)
+            wait_for_jobs(api, ns, 1800)
+            result["jobs_done_s"] = time.monotonic() - end
+            settle(op)
     finally:
         watcher.stop()
     with running(src, kubeconfig, ns, IDLE_RESYNC_S) as op:
         # The restart reconciles every object; none has anything to change.
         started = op.metrics()
-        settled = wait_reconciles(op, objects, 600)
+        wait_reconciles(op, objects, 600)
+        settled = settle(op)
         result["restart_reconciles"] = settled["reconciles"] - started["reconciles"]
         result["calls_per_noop"] = (settled["api"] - started["api"]) / max(
             1.0, result["restart_reconciles"]
         )
+        restart_calls = per({k: v for k, v in settled.items() if k != "reconciles"}, started, 1)
+        # The resync's period began when kopf started, before the restart's reconciles,
+        # so a full period from now every object is due once a period.
+        time.sleep(IDLE_RESYNC_S)
         cpu0, before = op.cpu_seconds(), op.metrics()
         time.sleep(idle_seconds)
         after = op.metrics()
@@ -279,7 +391,12 @@ def idle(
         result["idle_reconciles"] = after["reconciles"] - before["reconciles"]
         result["idle_calls"] = after["api"] - before["api"]
         result["rss_mib"] = op.rss_mib()
-    print(f"  {label:6s} idle over {objects}: {result}  ({load()})", flush=True)
+        calls = per({k: v for k, v in after.items() if k != "reconciles"}, before, 1)
+    print(f"  {label:6s} idle over {objects}: "
+          f"{ {k: round(v, 4) for k, v in result.items()} }  ({load()})\n"
+          f"         calls at restart: {shown(restart_calls) or 'none'}\n"
+          f"         calls in {idle_seconds:.0f} s idle: {shown(calls) or 'none'}",
+          flush=True)  # fmt: skip
     return result
 
 
@@ -297,12 +414,13 @@ def main(
             ["wait", "--for=condition=Established", "crd", "--all"],
         ):
             subprocess.run([*kubectl, *args], check=True, capture_output=True)
-        api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(cp.kubeconfig)))
+        client = k8s_config.new_client_from_config(str(cp.kubeconfig))
+        api, costs = k8s.CustomObjectsApi(client), Costs(cp, client)
         sides: list[tuple[str, Path | None]] = [("after", after)]
         if before is not None:
             sides.insert(0, ("before", before))
         print(f"\nlatency phases ({load()}):", flush=True)
-        lat = {label: latency(api, kubectl, cp.kubeconfig, src, label, rates, seconds)
+        lat = {label: latency(api, kubectl, cp.kubeconfig, src, label, rates, seconds, costs)
                for label, src in sides}  # fmt: skip
         idles: dict[int, dict[str, dict[str, float]]] = {}
         for n in idle_objects:
@@ -345,6 +463,9 @@ def print_tables(
         rows = []
         for key, what in (
             ("at_once_per_s", f"{n} created at once: reconciled per second"),
+            ("unfinished_after_10s", "Jobs unfinished 10 s after the last status"),
+            ("jobs_done_s", "seconds until every Job finished"),
+            ("restart_reconciles", "reconciles at the restart"),
             ("calls_per_noop", "API calls per no-op reconcile (restart)"),
             ("idle_core_share", f"idle CPU, share of one core ({IDLE_RESYNC_S} s resync)"),
             ("idle_reconciles", f"reconciles in {idle_seconds:.0f} s idle"),

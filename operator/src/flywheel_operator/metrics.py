@@ -17,3 +17,9 @@ API_SECONDS = Histogram(
     ["method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+API_REQUESTS = Counter(
+    "flywheel_api_requests_total",
+    "Requests to the API server (each retry counted), by verb and resource: where the "
+    "calls of a reconcile go.",
+    ["verb", "resource"],
+)

@@ -38,6 +38,10 @@ class Settings:
     # its Service, or at `router_url` (a template with {name} and {namespace}).
     prometheus_url: str | None = None
     router_url: str | None = None
+    # A child's change reconciles its owner this much later: the burst of changes a Job
+    # and its Pod go through (created, scheduled, started, finished) is one reconcile and
+    # one status write, not one each. An owner's own change is reconciled at once.
+    child_delay_seconds: float = 0.5
     # How often a rollout under way is analysed, whatever the resync interval.
     rollout_seconds: float = 5.0
     # How often a running training's progress is read from the Ray dashboard.
@@ -62,6 +66,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ray_version=env.get("FLYWHEEL_RAY_VERSION", defaults.ray_version),
         prometheus_url=env.get("FLYWHEEL_PROMETHEUS_URL") or None,
         router_url=env.get("FLYWHEEL_ROUTER_URL") or None,
+        child_delay_seconds=float(
+            env.get("FLYWHEEL_CHILD_DELAY_SECONDS", defaults.child_delay_seconds)
+        ),
         rollout_seconds=float(env.get("FLYWHEEL_ROLLOUT_SECONDS", defaults.rollout_seconds)),
         progress_seconds=float(env.get("FLYWHEEL_PROGRESS_SECONDS", defaults.progress_seconds)),
     )

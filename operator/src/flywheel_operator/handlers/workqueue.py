@@ -5,8 +5,10 @@
                                      │ added again while running: once more after
 
 A key waits at most once; a key being reconciled is not handed to a second worker, and
-the wake-ups that arrive meanwhile become one rerun. A burst of child events (a Job
-created, started, finished) is one reconcile of its owner, not three.
+the wake-ups that arrive meanwhile become one rerun. An `add_after` of a key that will
+run no later anyway (ready, or delayed to an earlier moment) adds nothing: a burst of
+child events (a Job created, its Pod scheduled, started, finished) delayed by a short
+window is one reconcile of its owner, not five.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class WorkQueue(Generic[K]):
         self._running: set[K] = set()
         self._again: set[K] = set()  # added while running
         self._delayed: list[tuple[float, int, K]] = []  # (due, tie, key)
+        self._dues: dict[K, list[float]] = {}  # key -> the dues it has in _delayed
         self._tie = 0
         self._failures: dict[Hashable, int] = {}
         self._threads: list[threading.Thread] = []
@@ -75,8 +78,13 @@ class WorkQueue(Generic[K]):
 
     def add_after(self, key: K, delay: float) -> None:
         with self._cond:
+            due = self._clock() + delay
+            dues = self._dues.get(key)
+            if key in self._queued or (dues and min(dues) <= due):
+                return  # it runs by then anyway, and sees what this wake-up is for
             self._tie += 1
-            heapq.heappush(self._delayed, (self._clock() + delay, self._tie, key))
+            heapq.heappush(self._delayed, (due, self._tie, key))
+            self._dues.setdefault(key, []).append(due)
             self._cond.notify()
 
     def depth(self) -> int:
@@ -97,7 +105,9 @@ class WorkQueue(Generic[K]):
             while not self._stopped:
                 now = self._clock()
                 while self._delayed and self._delayed[0][0] <= now:
-                    self._add(heapq.heappop(self._delayed)[2])
+                    due, _, key = heapq.heappop(self._delayed)
+                    self._undue(key, due)
+                    self._add(key)
                 if self._ready:
                     key = self._ready.popleft()
                     self._queued.discard(key)
@@ -106,6 +116,12 @@ class WorkQueue(Generic[K]):
                 timeout = self._delayed[0][0] - now if self._delayed else None
                 self._cond.wait(timeout)
             return None
+
+    def _undue(self, key: K, due: float) -> None:
+        dues = self._dues[key]
+        dues.remove(due)
+        if not dues:
+            del self._dues[key]
 
     def _work(self) -> None:
         while (key := self._next()) is not None:

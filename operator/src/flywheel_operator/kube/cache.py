@@ -32,6 +32,26 @@ def key_of(obj: dict[str, Any]) -> Key:
     return str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"])
 
 
+# Metadata that changes without changing anything a reconcile reads: the version itself,
+# who wrote which field, and finalizers (the Job controller's tracking finalizer is
+# removed from every Pod of a Job once counted).
+_BOOKKEEPING = frozenset({"resourceVersion", "managedFields", "finalizers"})
+
+
+def differs(held: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether `new` changes anything a reconcile reads of `held` (its predecessor)."""
+    if held is None:
+        return True
+    if held.keys() != new.keys():
+        return True
+    for field, value in new.items():
+        if field != "metadata" and held[field] != value:
+            return True
+    old_meta, new_meta = held["metadata"], new["metadata"]
+    fields = (old_meta.keys() | new_meta.keys()) - _BOOKKEEPING
+    return any(old_meta.get(f) != new_meta.get(f) for f in fields)
+
+
 def _version(obj: dict[str, Any]) -> int | None:
     """The resourceVersion as a number: etcd revisions, which only grow."""
     value = str(obj["metadata"].get("resourceVersion") or "")
@@ -105,6 +125,7 @@ class Store:
 
     def put(self, obj: dict[str, Any], written: bool = False) -> bool:
         """Hold `obj` unless an equal or newer version is held; True when it was newer.
+        `on_change` is told only when it changed more than bookkeeping (`differs`).
 
         `written`: the answer to a write of this operator, not a watch event."""
         if obj.get("kind") not in self._kinds:
@@ -120,7 +141,7 @@ class Store:
             self._objects[key] = obj
             for label, value in (obj["metadata"].get("labels") or {}).items():
                 self._labels.setdefault((key[0], key[1], label, value), set()).add(key[2])
-        if self.on_change is not None:
+        if self.on_change is not None and differs(held, obj):
             self.on_change(obj, written)
         return True
 

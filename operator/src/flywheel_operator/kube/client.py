@@ -277,6 +277,7 @@ class Kube:
                 self.reads += 1
         try:
             while True:
+                metrics.API_REQUESTS.labels(method, _resource_of(url)).inc()
                 status, headers, data = self._request(method, url, body, content_type, query)
                 if status is not None and 200 <= status < 300:
                     return json.loads(data) if data else {}
@@ -319,6 +320,16 @@ class Kube:
             return None, {}, str(exc).encode()
         except ApiException as exc:  # raised by the client for TLS failures
             return None, {}, str(exc).encode()
+
+
+def _resource_of(url: str) -> str:
+    """The resource a request path names, with its subresource: `datasets/status`."""
+    parts = url.strip("/").split("/")
+    if "namespaces" in parts:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts[0] == "api" else parts[3:]
+    return "/".join(parts[:1] + parts[2:3])
 
 
 def _permanent(status: int | None, data: bytes) -> PermanentError:

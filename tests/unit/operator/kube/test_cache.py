@@ -54,3 +54,26 @@ def test_what_a_reconcile_reads_of_another_owner_makes_it_a_dependent() -> None:
     assert store.dependents(("FeatureView", "ml", "fv")) == []
     assert store.dependents(("Job", "ml", "j")) == []
     assert store.dependents(("Dataset", "ml", "other")) == []
+
+
+def test_a_change_of_bookkeeping_only_wakes_nobody() -> None:
+    """The Job controller drops its tracking finalizer from every Pod it counted, and
+    each write moves resourceVersion and managedFields: nothing a reconcile reads."""
+    woken: list[str] = []
+    store = cache.Store(["Pod"], on_change=lambda o, written: woken.append(o["metadata"]["name"]))
+    pod = obj("Pod", "p", "1", owner="d")
+    pod["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]
+    pod["status"] = {"phase": "Succeeded"}
+    assert store.put(pod) and woken == ["p"]
+    bookkeeping = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "2"}}
+    del bookkeeping["metadata"]["finalizers"]
+    bookkeeping["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    assert store.put(bookkeeping)  # held: the newest version
+    assert store.get("Pod", "ml", "p") == bookkeeping
+    assert woken == ["p"]
+    relabelled = obj("Pod", "p", "3", owner="e")
+    relabelled["status"] = {"phase": "Succeeded"}
+    assert store.put(relabelled) and woken == ["p", "p"]
+    finished = {**relabelled, "metadata": {**relabelled["metadata"], "resourceVersion": "4"}}
+    finished["status"] = {"phase": "Failed"}
+    assert store.put(finished) and woken == ["p", "p", "p"]
