@@ -78,8 +78,8 @@ prereqs:
 
 ## Everything CI runs: lint, CRD check, all tests (starts the local control plane)
 test: prereqs dev k8s-tools lint crds-check
-	.venv/bin/pytest -m "not kind and not bench"
-	FLYWHEEL_BENCH_SCALE=$(BENCH_TEST_SCALE) .venv/bin/pytest -m bench -s tests/bench
+	.venv/bin/pytest --durations=30 -m "not kind and not bench"
+	FLYWHEEL_BENCH_SCALE=$(BENCH_TEST_SCALE) .venv/bin/pytest --durations=30 -m bench -s tests/bench
 	.venv/bin/pytest --collect-only -q tests/e2e >/dev/null
 
 ## Benchmarks: print figures and ratios against their baselines

@@ -36,7 +36,8 @@ def trained(world_context: RunContext, ray_cluster: None) -> RunContext:
     statuses = dict(context.statuses)
     resources = dict(context.resources)
     for name, model in (("churn-a", "logistic"), ("churn-b", "mlp")):
-        job = world.job(name, model={"type": model})
+        # One Ray worker: these tests serve the versions; test_train_on_ray shards a fit.
+        job = world.job(name, model={"type": model}, scaling={"numWorkers": 1})
         status = runner.run_trainingjob(job, context.replace(statuses=statuses))
         assert status.phase == "Succeeded", status.conditions
         statuses[job.key], resources[job.key] = status, job
