@@ -35,7 +35,7 @@ PRICE_CHANGE_DAY = 100
 PRICE_RISE = 1.35
 LABEL_DAYS = (50, 70, 90, 105, 112, 119)
 # Log-odds of churn per unit of usage above the average, after the price rise.
-PRICE_SENSITIVITY = 6.0
+PRICE_SENSITIVITY = 8.0
 
 
 def generate(customers: int, out: Path, seed: int = 7) -> None:
@@ -76,7 +76,7 @@ def generate(customers: int, out: Path, seed: int = 7) -> None:
             label_time = START + timedelta(days=day, hours=rng.uniform(0, 23))
             calls_so_far = max((c for d, c in calls_by_day if d <= day), default=0)
             score = (
-                -2.2 + 2.5 * unhappy + 0.02 * calls_so_far - tenure0 / 900 + (plan == "basic") * 0.4
+                -1.0 + 2.5 * unhappy + 0.02 * calls_so_far - tenure0 / 300 + (plan == "basic") * 0.4
             )
             if day >= PRICE_CHANGE_DAY:
                 score += PRICE_SENSITIVITY * (usage - 1.2)
