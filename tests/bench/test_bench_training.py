@@ -160,7 +160,7 @@ def shorter(doc: dict[str, Any]) -> dict[str, Any]:
     if doc["kind"] == "DriftMonitor":
         spec["window"]["size"] = 400
         template = spec["action"]["retrain"]["template"]["spec"]
-        template["hyperparameters"] = {"epochs": 5}
+        template["hyperparameters"]["epochs"] = 5
         template["evaluation"]["notWorseThanDeployed"]["tolerance"] = 0.05
     return doc
 
