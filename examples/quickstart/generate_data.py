@@ -1,9 +1,19 @@
 """Generate the quickstart's churn data: customer activity events and churn labels.
 
 Deterministic (seeded), stdlib only, about 0.5% deliberately bad event rows so that the
-Dataset's quarantine policy has something to catch. From day PRICE_CHANGE_DAY on, prices
-rise by PRICE_RISE: the newest customers' charges drift away from what most of the
-training history shows, which the quickstart's DriftMonitor is there to notice.
+Dataset's quarantine policy has something to catch.
+
+From day PRICE_CHANGE_DAY on, prices rise by PRICE_RISE, and two things change:
+- the data drifts: charges move away from what the training history shows, which the
+  quickstart's DriftMonitor is there to notice;
+- the concept changes: price-sensitive customers, those whose usage puts their charges
+  high for their plan, now churn more (before the rise their usage did not matter). A
+  model trained on the labels before the rise has not seen this and is measurably worse
+  on the labels after it; a model trained on the newer labels learns it.
+
+Every customer is labelled (churned within the period or not) on each of LABEL_DAYS:
+three rounds before the rise and three after, so the newest half of the labels is the
+post-rise half.
 
     python examples/quickstart/generate_data.py [--customers 4000] [--out examples/quickstart/data]
 """
@@ -23,6 +33,9 @@ START = datetime(2026, 1, 1)
 DAYS = 120
 PRICE_CHANGE_DAY = 100
 PRICE_RISE = 1.35
+LABEL_DAYS = (50, 70, 90, 105, 112, 119)
+# Log-odds of churn per unit of usage above the average, after the price rise.
+PRICE_SENSITIVITY = 8.0
 
 
 def generate(customers: int, out: Path, seed: int = 7) -> None:
@@ -36,13 +49,16 @@ def generate(customers: int, out: Path, seed: int = 7) -> None:
         country = rng.choice(COUNTRIES)
         tenure0 = rng.randint(0, 900)
         unhappy = rng.random()  # latent: drives support calls and churn
+        usage = rng.uniform(0.8, 1.6)  # latent: charges relative to the plan's price
         t = START + timedelta(hours=rng.uniform(0, 72))
         calls_total = 0
+        calls_by_day: list[tuple[int, int]] = []
         while t < START + timedelta(days=DAYS):
             calls = rng.choices([0, 1, 2, 3], weights=[10, 3 * unhappy, 2 * unhappy, unhappy])[0]
             calls_total += calls
+            calls_by_day.append(((t - START).days, calls_total))
             price = PLANS[plan] * (PRICE_RISE if (t - START).days >= PRICE_CHANGE_DAY else 1.0)
-            charges = round(price * rng.uniform(0.8, 1.6) + 5 * calls, 2)
+            charges = round(price * usage * rng.uniform(0.9, 1.1) + 5 * calls, 2)
             tenure = tenure0 + (t - START).days
             events.append(
                 [
@@ -56,11 +72,14 @@ def generate(customers: int, out: Path, seed: int = 7) -> None:
                 ]
             )
             t += timedelta(hours=rng.expovariate(1 / 60))
-        for day in (60, 90, 119):
+        for day in LABEL_DAYS:
             label_time = START + timedelta(days=day, hours=rng.uniform(0, 23))
+            calls_so_far = max((c for d, c in calls_by_day if d <= day), default=0)
             score = (
-                -2.2 + 2.5 * unhappy + 0.02 * calls_total - tenure0 / 900 + (plan == "basic") * 0.4
+                -1.0 + 2.5 * unhappy + 0.02 * calls_so_far - tenure0 / 300 + (plan == "basic") * 0.4
             )
+            if day >= PRICE_CHANGE_DAY:
+                score += PRICE_SENSITIVITY * (usage - 1.2)
             churned = int(rng.random() < 1 / (1 + math.exp(-score)))
             labels.append([cid, label_time.replace(microsecond=0).isoformat(sep=" "), churned])
     _corrupt(events, rng)

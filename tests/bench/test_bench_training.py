@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -159,7 +160,7 @@ def shorter(doc: dict[str, Any]) -> dict[str, Any]:
     if doc["kind"] == "DriftMonitor":
         spec["window"]["size"] = 400
         template = spec["action"]["retrain"]["template"]["spec"]
-        template["hyperparameters"] = {"epochs": 5}
+        template["hyperparameters"]["epochs"] = 5
         template["evaluation"]["notWorseThanDeployed"]["tolerance"] = 0.05
     return doc
 
@@ -213,5 +214,13 @@ def test_quickstart_wall_time(tmp_path: Path) -> None:
     ):
         assert line in out, out[-3000:]
     assert out.count("canary promoted: ModelDeployment/churn") == 2, out[-3000:]
+    # Quality restored: the retrained version beats the one it replaced on the same
+    # replayed post-drift traffic (labels neither trained on).
+    before, after = (
+        float(re.search(rf"accuracy {when} retrain: +([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+        for when in ("before", "after")
+    )
+    assert after > before, out[-3000:]
+    assert "quality:              restored" in out, out[-3000:]
     html = (tmp_path / "root" / "run-report.html").read_text()
     assert "<svg" in html and "Traffic split over time" in html and "srcdoc=" in html

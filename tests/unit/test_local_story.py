@@ -127,10 +127,12 @@ def test_the_summary_has_delay_retrain_time_steps_and_accuracy_before_after(
     assert f["detectionDelayDataSeconds"] == (19 * 24 + 20) * 3600
     assert f["servedBeforeDetection"] == 300
     assert f["retrainSeconds"] == 40
-    # Before: the version serving when the retrain rolled out, on its share; after: all.
+    # Both on the retrain's rollout: the version serving before it on its share, the
+    # retrained version on its share and then on all of the traffic.
     assert f["accuracyBefore"] == {"version": "v2", "accuracy": 0.70, "labels": 100}
-    assert f["accuracyAfter"] == {"version": "v3", "accuracy": 0.81, "labels": 100}
+    assert f["accuracyAfter"] == {"version": "v3", "accuracy": 0.805, "labels": 200}
     text = s.summary("/x/run-report.html")
+    assert "quality:              restored: accuracy +0.105 on the same replayed traffic" in text
     assert "19.8 days of data time" in text and "report:               /x/run-report.html" in text
 
 

@@ -38,6 +38,13 @@ class Split(FlywheelModel):
         description="random only: keep each class's share equal in train, validation and "
         "test (a rare class is not left out of the test set by chance).",
     )
+    window: common.Duration | None = Field(
+        default=None,
+        description="Only the labels of this last stretch of time (back from the newest "
+        "label) are split into train, validation and test; older labels are left out. A "
+        "retrain after a change in the world learns from the labels after it, e.g. '20d'. "
+        "Unset: every label.",
+    )
 
     model_config = common.with_cel(
         {

@@ -8,12 +8,13 @@ router, and the rollout walked to its end by the same policy the operator runs.
                           ▼
               flywheel.serving.rollout.step ─► new weights ─► router.apply
 
-The rows are the newest of the stable version's training set (its test split: rows the
-model never trained on), sent as production would send them, many at once, with their
-labels fed back once a window's answers are in; the router's reward counters then give
-each version's accuracy per window. Time is simulated: each analysis interval of the
-spec is one window of replayed requests, so a canary with a 5-minute pause finishes in
-seconds, through the same decisions. Every request is real: the routing, errors,
+The rows are the newest of the newest version's training set (its test split: rows
+neither version trained on when the candidate is a retrain on newer labels), sent as
+production would send them, many at once, with their labels fed back once a window's
+answers are in; the router's reward counters then give each version's accuracy per
+window. Time is simulated: each analysis interval of the spec is one window of replayed
+requests, so a canary with a 5-minute pause finishes in seconds, through the same
+decisions. Every request is real: the routing, errors,
 latencies and the sampled request log the DriftMonitor then reads.
 """
 
@@ -76,7 +77,7 @@ def run_modeldeployment(md: ModelDeployment, context: RunContext) -> ModelDeploy
     try:
         stable = resolve(md.spec.stable, "spec.stable", context)
         candidate = resolve_candidate(md, stable, context)
-        rows = traffic_rows(md, context, stable)
+        rows = traffic_rows(md, context, stable, candidate)
     except Unresolved as exc:
         status.phase = "Failed"
         status.conditions = conditions.set_condition(
@@ -154,13 +155,21 @@ Row = tuple[dict[str, Any], Any, datetime | None]
 
 
 def traffic_rows(
-    md: ModelDeployment, context: RunContext, stable: ServedVersion | None = None
+    md: ModelDeployment,
+    context: RunContext,
+    stable: ServedVersion | None = None,
+    candidate: ServedVersion | None = None,
 ) -> list[Row]:
-    """Rows to replay: the stable version's newest labelled rows (its test split)."""
-    ref = md.spec.stable.training_job_ref or (
-        md.spec.candidate.training_job_ref if md.spec.candidate else None
+    """Rows to replay: the newest version's newest labelled rows (its test split), the
+    candidate's when there is one. A candidate trained on newer labels than the stable
+    version (a retrain) is then measured, against the stable version, on labels neither
+    of them trained on; a candidate trained on the same labels has the same test split."""
+    by_candidate = md.spec.candidate.training_job_ref if md.spec.candidate else None
+    name = (by_candidate.name if by_candidate else _trained_by(candidate, context)) or (
+        md.spec.stable.training_job_ref.name
+        if md.spec.stable.training_job_ref
+        else _trained_by(stable, context)
     )
-    name = ref.name if ref else _trained_by(stable, context)
     job = context.input_resource("TrainingJob", name) if name else None
     if not isinstance(job, TrainingJob):
         raise Unresolved(

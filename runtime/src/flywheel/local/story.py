@@ -174,6 +174,8 @@ class Story:
             }
         facts["rollouts"] = [self._rollout_facts(r) for r in self.rollouts]
         if len(self.rollouts) >= 2:
+            # Both on the last rollout's traffic: the same replayed rows, split between
+            # the version serving before (stable) and the retrained one (the candidate).
             before, after = self.rollouts[-2], self.rollouts[-1]
             serving = after.windows[0]["traffic"] if after.windows else {}
             stable = max(serving, key=lambda v: serving[v]) if serving else None
@@ -181,8 +183,14 @@ class Story:
             if acc is None:  # the last rollout never kept the old version serving
                 acc, n = before.final_accuracy()
             facts["accuracyBefore"] = {"version": stable, "accuracy": acc, "labels": n}
-            final, m = after.final_accuracy()
-            version = after.status.stable_version if after.status else None
+            version = (facts.get("retrain") or {}).get("version") or (
+                after.status.stable_version if after.status else None
+            )
+            if version == stable:
+                version = after.status.stable_version if after.status else None
+            final, m = after.serving_accuracy(version)
+            if final is None:
+                final, m = after.final_accuracy()
             facts["accuracyAfter"] = {"version": version, "accuracy": final, "labels": m}
         return facts
 
@@ -268,10 +276,26 @@ class Story:
                     f"  accuracy {label}: {value} ({a['version']}, "
                     f"{a['labels']} labelled post-drift requests)"
                 )
+        restored = quality(f.get("accuracyBefore"), f.get("accuracyAfter"))
+        if restored:
+            lines.append(f"  quality:              {restored}")
         lines.append(f"  wall time:            {_duration(f['wallSeconds'])}")
         if report_path:
             lines.append(f"  report:               {report_path}")
         return "\n".join(lines)
+
+
+def quality(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str | None:
+    """Whether the retrain restored quality, in the summary's words (None: nothing to say).
+
+    >>> quality({"accuracy": 0.65}, {"accuracy": 0.73})
+    'restored: accuracy +0.080 on the same replayed traffic'
+    """
+    if not before or not after or before["accuracy"] is None or after["accuracy"] is None:
+        return None
+    gain = after["accuracy"] - before["accuracy"]
+    word = "restored" if gain > 0 else "not restored"
+    return f"{word}: accuracy {gain:+.3f} on the same replayed traffic"
 
 
 # --- lines -----------------------------------------------------------------------------

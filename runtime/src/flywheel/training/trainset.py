@@ -2,19 +2,22 @@
 
 Labels (one row per entity and time) come from the label Dataset's snapshot; each
 FeatureView adds its point-in-time correct features through the same join as
-`flywheel features training-set`. The split is by time (the newest rows are the test
-set, so nothing is learnt from the future) or random with a seed.
+`flywheel features training-set`. `split.window` keeps only the newest labels (a retrain
+after a change in the world learns from what came after it). The split is by time (the
+newest rows are the test set, so nothing is learnt from the future) or random with a seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flywheel.api.common import duration_seconds
 from flywheel.api.dataset import Dataset, DatasetStatus
 from flywheel.api.featureview import FeatureView, FeatureViewStatus
 from flywheel.api.trainingjob import SplitStrategy, TrainingJob
@@ -72,6 +75,8 @@ def load(job: TrainingJob, context: RunContext) -> TrainingSet:
         raise TrainingError(
             "LabelColumnMissing", f"every value of the label column {label.column!r} is null"
         )
+    if spec.split.window is not None:
+        table = newest(table, label.timestamp_column, spec.split.window)
     names: list[str] = []
     lineage: dict[str, Any] = {"labels": label_lineage, "featureViews": []}
     for ref in spec.feature_view_refs:
@@ -110,6 +115,14 @@ def load(job: TrainingJob, context: RunContext) -> TrainingSet:
         "rows": table.num_rows,
     }
     return TrainingSet(table, names, label.column, label.timestamp_column, lineage)
+
+
+def newest(table: Any, time_column: str, window: str) -> Any:
+    """The rows of the last `window` up to the newest row's time (`split.window`)."""
+    times = table[time_column]
+    latest = pc.max(times)
+    cutoff = pa.scalar(latest.as_py() - timedelta(seconds=duration_seconds(window)), latest.type)
+    return table.filter(pc.greater(times, cutoff))
 
 
 def split(

@@ -18,6 +18,9 @@ def test_driftmonitor_cronjob_and_retrain_job(settings: Settings) -> None:
     assert tj["apiVersion"] == "flywheel.dev/v1alpha1"
     assert tj["kind"] == "TrainingJob" and tj["metadata"]["name"] == "churn-drift-retrain-3"
     assert tj["spec"]["evaluation"]["notWorseThanDeployed"]["deploymentRef"] == {"name": "churn"}
+    # The template's window travels too: the retrain learns from the newest labels of
+    # the Datasets' newest versions, as `flywheel run`'s retrain does.
+    assert tj["spec"]["split"]["window"] == "20d"
     assert tj["metadata"]["ownerReferences"][0]["kind"] == "DriftMonitor"
     # The drift event that caused it travels with it, to its model card.
     noted = DriftEvent.from_annotations(tj["metadata"]["annotations"])
