@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from flywheel.serving import rollout
-from flywheel.serving.rollout import Metrics
+from flywheel.serving.rollout import Counts, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +158,35 @@ class PrometheusQueries:
             return None
         agree, disagree = values["agree"] or 0.0, values["disagree"] or 0.0
         p99 = values["p99"]
+        arms = self.ab_arms(step, seconds) if step.ab_metric else None
         return Metrics(
             requests=round(requests),
             errors=round(values["errors"] or 0),
             p99_latency_ms=None if p99 is None else p99 * 1000,
             agreement=agree / (agree + disagree) if agree + disagree else None,
+            control=arms[0] if arms else None,
+            treatment=arms[1] if arms else None,
         )
+
+    def ab_arms(self, step: Step, seconds: int) -> tuple[Counts, Counts] | None:
+        """(stable, candidate) outcomes of an A/B test over the step (its one fixed
+        split): feedback and rewards above 0, or requests and those without an error."""
+        stable = next((v for v in step.split if v != step.candidate), None)
+        if stable is None:
+            return None
+        found = []
+        for version in (stable, step.candidate):
+            q = queries(step.deployment, version, seconds)
+            try:
+                if step.ab_metric == "reward":
+                    n, good = self.scalar(q["feedback"]) or 0.0, self.scalar(q["rewarded"]) or 0.0
+                else:
+                    n = self.scalar(q["requests"]) or 0.0
+                    good = n - (self.scalar(q["errors"]) or 0.0)
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            found.append(Counts(round(n), round(good)))
+        return found[0], found[1]
 
     def scalar(self, query: str) -> float | None:
         url = f"{self.url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
@@ -190,6 +213,8 @@ def queries(deployment: str, version: str, seconds: int) -> dict[str, str]:
         "errors": f"sum(increase(flywheel_router_errors_total{{{sel}}}{window}))",
         "p99": "histogram_quantile(0.99, sum by (le) "
         f"(increase(flywheel_router_latency_seconds_bucket{{{sel}}}{window})))",
+        "feedback": f"sum(increase(flywheel_router_rewards_total{{{sel}}}{window}))",
+        "rewarded": f"sum(increase(flywheel_router_rewarded_total{{{sel}}}{window}))",
         "agree": f'sum(increase(flywheel_router_shadow_total{{{sel},outcome="agree"}}{window}))',
         "disagree": "sum(increase(flywheel_router_shadow_total"
         f'{{{sel},outcome="disagree"}}{window}))',

@@ -45,6 +45,10 @@ class RouterMetrics:
             "flywheel_router_reward_sum", "Sum of rewards received through feedback.",
             ["deployment", "version"], registry=r,
         )  # fmt: skip
+        self.rewarded = Counter(
+            "flywheel_router_rewarded", "Feedback whose reward was above 0 (an A/B test's "
+            "successes).", ["deployment", "version"], registry=r,
+        )  # fmt: skip
         self.shadow = Counter(
             "flywheel_router_shadow", "Mirrored requests by outcome "
             "(agree, disagree, error, timeout, dropped).",

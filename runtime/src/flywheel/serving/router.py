@@ -482,6 +482,8 @@ class Router:
             raise ServiceError(400, f"reward must be a finite number, not {reward}")
         self.metrics.child(self.metrics.rewards, cfg.deployment, answered).inc()
         self.metrics.child(self.metrics.reward_sum, cfg.deployment, answered).inc(reward)
+        if reward > 0:
+            self.metrics.child(self.metrics.rewarded, cfg.deployment, answered).inc()
         window = self.windows.setdefault(answered, Window())
         window.feedback += 1
         window.rewarded += int(reward > 0)

@@ -60,7 +60,8 @@ def test_an_unreachable_router_measures_nothing() -> None:
 
 
 def test_prometheus_sums_the_step_s_window() -> None:
-    values = {"requests": "200", "errors": "4", "p99": "0.02", "agree": "0", "disagree": "0"}
+    values = {"requests": "200", "errors": "4", "p99": "0.02", "agree": "0", "disagree": "0",
+              "feedback": "0", "rewarded": "0"}  # fmt: skip
     asked: list[str] = []
 
     def fetch(url: str) -> Any:
@@ -80,3 +81,32 @@ def test_prometheus_without_data_measures_nothing() -> None:
         return {"status": "success", "data": {"result": []}}
 
     assert router_metrics.PrometheusQueries("http://prom", fetch=fetch)(STEP) is None
+
+
+def test_prometheus_counts_both_arms_of_an_ab_test() -> None:
+    import dataclasses
+
+    from flywheel.serving.rollout import Counts
+
+    per_version = {
+        "v1": {"requests": "500", "errors": "5", "feedback": "400", "rewarded": "40"},
+        "v2": {"requests": "480", "errors": "2", "feedback": "390", "rewarded": "62"},
+    }
+
+    def fetch(url: str) -> Any:
+        query = parse_qs(urlparse(url).query)["query"][0]
+        for version, values in per_version.items():
+            for name, q in router_metrics.queries("churn", version, 60).items():
+                if q == query:
+                    found = values.get(name, "0")
+                    return {"status": "success", "data": {"result": [{"value": [0, found]}]}}
+        raise AssertionError(query)
+
+    prom = router_metrics.PrometheusQueries("http://prom", fetch=fetch)
+    step = dataclasses.replace(STEP, split={"v1": 50.0, "v2": 50.0}, ab_metric="reward")
+    measured = prom(step)
+    assert measured is not None
+    assert (measured.control, measured.treatment) == (Counts(400, 40), Counts(390, 62))
+    success = prom(dataclasses.replace(step, ab_metric="success"))
+    assert success is not None
+    assert (success.control, success.treatment) == (Counts(500, 495), Counts(480, 478))
