@@ -53,9 +53,14 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     import ray
 
     from flywheel.serving import rayserve
+    from flywheel.training import cluster
 
     # Serve replicas inherit the environment of the process that starts Ray.
     os.environ[rayserve.STATE_DIR_ENV] = str(tmp_path_factory.mktemp("router-state"))
+    # A local Ray, as `flywheel run` starts one: Ray Train gets the same settings
+    # (no 2 s poll per epoch), so the benchmarks measure what a local run does.
+    for name, value in cluster.LOCAL_TRAIN_ENV.items():
+        os.environ.setdefault(name, value)
     for attempt in range(6):
         # A new port each time: a failed start can leave its dashboard holding the old one.
         dashboard_port = _free_port()
