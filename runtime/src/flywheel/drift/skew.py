@@ -10,6 +10,7 @@ computing a feature itself, a transform that differs between the two paths.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -54,15 +55,16 @@ def check(monitor: DriftMonitor, context: RunContext, live: window.Live) -> Skew
 
 
 def keyed_requests(table: Any, keys: list[str]) -> Any:
-    """The logged requests that give every join key (others were served without one)."""
+    """The logged requests that give every join key (others were served without one).
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"a": [1, None, 3], "b": ["x", "y", None], "c": [1, 2, 3]})
+    >>> keyed_requests(t, ["a", "b", "c"]).num_rows, keyed_requests(t, ["c"]).num_rows
+    (1, 3)
+    """
     if not keys or any(k not in table.column_names for k in keys):
         return table.slice(0, 0)
-    valid = (
-        pc.and_kleene(*[pc.is_valid(table.column(k)) for k in keys])
-        if len(keys) > 1
-        else (pc.is_valid(table.column(keys[0])))
-    )
-    return table.filter(valid)
+    return table.filter(functools.reduce(pc.and_, [pc.is_valid(table.column(k)) for k in keys]))
 
 
 def compare(served: Any, offline: Any, names: list[str], spec: SkewCheck) -> list[FeatureSkew]:
