@@ -76,6 +76,10 @@ class RayHead:
             # As a RayCluster without authOptions: no token on the dashboard (a token left
             # in this machine's ~/.ray would otherwise turn it on).
             "RAY_AUTH_MODE": "disabled",
+            # A RayJob's cluster runs no Serve replicas to migrate: Ray's 30 s drain on
+            # SIGTERM would only wait for a node that never turns idle (its agents hold
+            # leases), as the stop of every test's head showed.
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
         }
         env.pop("RAY_ADDRESS", None)
         self.proc = subprocess.Popen(
