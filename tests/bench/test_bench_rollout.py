@@ -1,7 +1,12 @@
-"""The rollout control loop on the local control plane: from the end of a canary step's
-analysis window to the new weights serving at the router, p50/p99 over a canary.
+"""Rollouts on the local control plane: the control loop's latency, and what the
+operator spends per rollout step when many ModelDeployments roll out at once.
+
+1. The control loop: from the end of a canary step's analysis window to the new weights
+serving at the router, p50/p99 over a canary.
 
     FLYWHEEL_BENCH_SCALE=1 .venv/bin/pytest -m bench -s tests/bench/test_bench_rollout.py
+
+Both run only at FLYWHEEL_BENCH_SCALE >= 0.1 (CI's bench stage, at 0.01, skips them).
 
 The operator runs against the real API server and reads the rollout report of a real
 `flywheel serve router` on 127.0.0.1; the router routes over two real `flywheel serve
@@ -17,10 +22,22 @@ A probe reads the router's own report every few milliseconds. For each step:
 Goal: window end -> serving under 2 s plus the operator's analysis interval
 (FLYWHEEL_ROLLOUT_SECONDS, the part of the loop that plays the metrics scrape interval).
 Argo Rollouts and Flagger analyse on a 1-minute default interval.
+
+2. The operator's cost of a rollout: `scaled(100)` ModelDeployments (Triton path) canary
+at once, two steps each; per step and deployment, the operator's reconciles, API calls
+by verb and resource (its own metrics), its CPU, and the API server's requests (every
+client's). The kubelet is played cheaply: kwok runs the Pods, and the routers are real
+router cores (flywheel.serving.router), one per deployment, configured from their
+ConfigMaps, all in one process behind one HTTP server that answers each one's rollout
+report (FLYWHEEL_ROUTER_URL), routing over two real model servers shared by all. A
+real router per deployment would be 100 processes on this machine; a Prometheus server
+would measure the same counters one hop later, and its scrape interval would stretch
+the steps without changing what the operator does per step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -36,7 +53,9 @@ import yaml
 
 from flywheel.serving import rollout as rollout_mod
 from flywheel_operator.kube import router_metrics
-from tests.bench.common import report, scale
+from tests.bench import bench_operator
+from tests.bench.bench_operator import Costs
+from tests.bench.common import report, scale, scaled
 from tests.cluster import ControlPlane, Kubectl, wait_for
 from tests.integration.conftest import (
     cluster_kubectl,
@@ -47,6 +66,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_operator import free_port, running_operator
 from tests.integration.test_rollout import (
+    FEATURES,
     FLYWHEEL,
     Clients,
     Kubelet,
@@ -57,7 +77,14 @@ from tests.integration.test_rollout import (
 
 __all__ = ["cluster_kubectl", "control_plane", "flywheel_crds", "kubectl", "namespace"]
 
-pytestmark = [pytest.mark.bench, pytest.mark.timeout(1200)]
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.timeout(1800),
+    # Each starts an operator, model servers and routers over the local control plane:
+    # one to two minutes on a shared two-core machine even with one deployment, so
+    # CI's bench stage (scale 0.01) skips them.
+    pytest.mark.skipif(scale() < 0.1, reason="runs at FLYWHEEL_BENCH_SCALE >= 0.1 only"),
+]
 
 ANALYSIS_SECONDS = 1.0  # FLYWHEEL_ROLLOUT_SECONDS: how often the operator analyses
 MIN_REQUESTS = 10
@@ -259,3 +286,236 @@ def test_control_loop(
           f"Argo Rollouts / Flagger default interval 60 s: "
           f"{60 / max(percentile(to_serve, 0.5), 1e-3):.0f}x the p50 here\n"
           f"  {clients.sent} requests, {clients.failed} failed")  # fmt: skip
+
+
+# --- 2. the operator's cost of a rollout ------------------------------------------------
+
+COST_STEPS = [50, 100]
+COST_MIN_REQUESTS = 5
+REQUESTS_PER_ROUTER_S = 2.0
+
+
+def cost_canary(name: str) -> dict[str, Any]:
+    md = canary(COST_STEPS)
+    md["metadata"]["name"] = name
+    analysis = md["spec"]["rollout"]["canary"]["analysis"]
+    analysis["minRequests"] = COST_MIN_REQUESTS
+    md["spec"]["requestLogging"] = {"sampleRate": 0}
+    return md
+
+
+class RouterFleet:
+    """Real router cores, one per ModelDeployment, in one process: each takes its
+    ConfigMap as the kubelet would project it (every version's Service mapped to one of
+    two local model servers, which serve the model as `churn`), one HTTP server answers
+    every router's rollout report, and each router gets a steady trickle of requests."""
+
+    def __init__(self, control_plane: ControlPlane, namespace: str, ports: dict[str, int]):
+        from kubernetes import client, config
+
+        self.api = client.CoreV1Api(config.new_client_from_config(str(control_plane.kubeconfig)))
+        self.namespace, self.ports = namespace, ports
+        self.port = free_port()
+        self.routers: dict[str, Any] = {}
+        self.sent = self.failed = 0
+        self.sending = threading.Event()  # requests flow only once set
+        self.stop = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self._threads = [
+            threading.Thread(target=self.loop.run_until_complete, args=(self._main(),),
+                             daemon=True),
+            threading.Thread(target=self._watch, daemon=True),
+        ]  # fmt: skip
+
+    def __enter__(self) -> RouterFleet:
+        for t in self._threads:
+            t.start()
+        wait_for(lambda: _answers(f"http://127.0.0.1:{self.port}/health"),
+                 what="the router fleet's HTTP server", timeout=60)  # fmt: skip
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    def _watch(self) -> None:
+        from kubernetes import watch
+
+        while not self.stop.is_set():
+            w = watch.Watch()
+            for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
+                                  label_selector="app.kubernetes.io/component=router",
+                                  timeout_seconds=5):  # fmt: skip
+                cm = event["object"]
+                if event["type"] != "DELETED" and "router.json" in (cm.data or {}):
+                    config = json.loads(cm.data["router.json"])
+                    config["endpoints"] = {
+                        v: f"127.0.0.1:{self.ports[v]}" for v in config.get("endpoints", {})
+                    }
+                    config["model"] = "churn"
+                    self.loop.call_soon_threadsafe(self._configure, config)
+                if self.stop.is_set():
+                    w.stop()
+
+    def _configure(self, document: dict[str, Any]) -> None:
+        from flywheel.serving import config as config_mod
+        from flywheel.serving.router import Router
+
+        name = document["deployment"]
+        if name in self.routers:
+            self.routers[name].apply(document)
+        else:
+            self.routers[name] = Router(config_mod.parse(document))
+
+    async def _main(self) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, PlainTextResponse, Response
+        from starlette.routing import Route
+
+        async def rollout_report(request: Request) -> Response:
+            router = self.routers.get(request.path_params["name"])
+            if router is None:
+                return JSONResponse({"error": "no such deployment"}, status_code=404)
+            return JSONResponse(router.rollout_report())
+
+        async def health(_: Request) -> Response:
+            return PlainTextResponse("ok")
+
+        app = Starlette(routes=[Route("/v1/models/{name}/rollout", rollout_report),
+                                Route("/health", health)])  # fmt: skip
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off")  # fmt: skip
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        driving = asyncio.create_task(self._drive())
+        while not self.stop.is_set():
+            await asyncio.sleep(0.1)
+        server.should_exit = True
+        driving.cancel()
+        await serving
+        for router in self.routers.values():
+            await router.close()
+
+    async def _drive(self) -> None:
+        from flywheel.serving import oip
+        from flywheel.serving.routerapp import column_tensors
+
+        rows = [{"tenure": 3.0, "charges": 1.5, "calls": 2.0}]
+        while True:
+            await asyncio.sleep(1 / REQUESTS_PER_ROUTER_S)
+            if not self.sending.is_set():
+                continue
+            calls = [r.infer(oip.InferRequest(column_tensors(rows, FEATURES)))
+                     for r in list(self.routers.values())]  # fmt: skip
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            self.sent += len(results)
+            self.failed += sum(isinstance(r, BaseException) for r in results)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class PhaseWatch(threading.Thread):
+    """Every ModelDeployment's phase, from one watch (polling would add the bench's own
+    LISTs to the API server's counts)."""
+
+    def __init__(self, control_plane: ControlPlane, namespace: str) -> None:
+        super().__init__(daemon=True)
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(str(control_plane.kubeconfig))
+        self.api = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.stop = threading.Event()
+        self.phases: dict[str, str] = {}
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        while not self.stop.is_set():
+            w = watch.Watch()
+            for event in w.stream(self.api.list_namespaced_custom_object, "flywheel.dev",
+                                  "v1alpha1", self.namespace, "modeldeployments",
+                                  timeout_seconds=30):  # fmt: skip
+                md = event["object"]
+                phase = (md.get("status") or {}).get("phase", "")
+                self.phases[md["metadata"]["name"]] = phase
+                if self.stop.is_set():
+                    w.stop()
+
+    def all_in(self, phase: str, count: int) -> bool:
+        phases = dict(self.phases)
+        return len(phases) == count and all(p == phase for p in phases.values())
+
+
+def test_operator_cost_of_a_rollout(
+    control_plane: ControlPlane,
+    namespace: str,
+    kubectl: Kubectl,
+    flywheel_crds: list[str],
+    tmp_path: Path,
+) -> None:
+    from kubernetes import config as k8s_config
+
+    count = scaled(100)
+    costs = Costs(control_plane, k8s_config.new_client_from_config(str(control_plane.kubeconfig)))
+    with contextlib.ExitStack() as stack:
+        v1 = stack.enter_context(model_server(tmp_path, "v1", [0.5, -0.25, 1.0]))
+        v2 = stack.enter_context(model_server(tmp_path, "v2", [0.5, -0.2, 1.1]))
+        fleet = stack.enter_context(RouterFleet(control_plane, namespace, {"v1": v1, "v2": v2}))
+        env = {"FLYWHEEL_ROUTER_URL": f"http://127.0.0.1:{fleet.port}"}
+        op = stack.enter_context(
+            bench_operator.running(None, control_plane.kubeconfig, namespace, 600, env)
+        )
+        phases = PhaseWatch(control_plane, namespace)
+        phases.start()
+        stack.callback(phases.stop.set)
+        names = [f"md-{i}" for i in range(count)]
+        created = time.monotonic()
+        kubectl.apply(yaml.safe_dump_all([cost_canary(n) for n in names]))
+        # Created, their children made and every router configured: what a step costs is
+        # measured from here, without the creations' burst.
+        wait_for(lambda: phases.all_in("Progressing", count),
+                 what="every deployment progressing", timeout=900)  # fmt: skip
+        progressing = time.monotonic() - created
+        wait_for(lambda: len(fleet.routers) == count, what="every router configured",
+                 timeout=300)  # fmt: skip
+        # The tail of the creations (Pods turning ready); the rollout timer never lets
+        # the operator fall quiet for long.
+        bench_operator.settle(op, quiet=1.0, timeout=10)
+        m0, cpu0, req0 = op.metrics(), costs.snapshot(op), costs.server_requests()
+        start = time.monotonic()
+        fleet.sending.set()
+        wait_for(lambda: phases.all_in("Promoted", count), what="every deployment promoted",
+                 timeout=900)  # fmt: skip
+        took = time.monotonic() - start
+        m1, cpu1, req1 = op.metrics(), costs.snapshot(op), costs.server_requests()
+    steps = count * len(COST_STEPS)  # each step ends in a decision: the next step, or promote
+    reconciles = m1["reconciles"] - m0["reconciles"]
+    calls = bench_operator.per({k: v for k, v in m1.items() if k != "reconciles"}, m0, steps)
+    cpu = bench_operator.per(cpu1, cpu0, steps)
+    requests = bench_operator.per(req1, req0, steps)
+    rows = [
+        ["deployments rolling out at once", f"{count}"],
+        ["canary steps each (both analysed)", f"{len(COST_STEPS)} ({COST_STEPS})"],
+        ["seconds from create to all progressing", f"{progressing:.1f}"],
+        ["seconds from traffic to all promoted", f"{took:.1f}"],
+        ["reconciles per step", f"{reconciles / steps:.2f}"],
+        ["operator API calls per step", f"{calls.get('api', 0.0):.2f}"],
+        ["operator CPU ms per step", f"{cpu.get('operator', 0.0) * 1000:.1f}"],
+        ["operator CPU ms per reconcile",
+         f"{(cpu1['operator'] - cpu0['operator']) * 1000 / max(reconciles, 1):.1f}"],
+    ]  # fmt: skip
+    report(f"operator cost of a rollout, {count} deployments at once", ["", "value"], rows)
+    print(f"  operator calls per step: {bench_operator.shown(calls)}\n"
+          f"  API server requests per step (every client): {bench_operator.shown(requests)}\n"
+          f"  CPU ms per step, every process: {bench_operator.shown(cpu, 1000)}\n"
+          f"  router requests {fleet.sent}, failed {fleet.failed}; "
+          f"{bench_operator.load()}")  # fmt: skip
