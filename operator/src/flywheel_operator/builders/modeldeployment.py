@@ -393,6 +393,9 @@ def _router(
             str(ROUTER_PORT),
             "--drain-seconds",
             str(ROUTER_DRAIN_SECONDS),
+            # Weights from the API server the moment they change; the file is the start.
+            "--watch-configmap",
+            name,
             *_state_args(resource),
             *_lookup_args(feature_view, settings),
         ],
@@ -414,6 +417,9 @@ def _router(
     }
     container["volumeMounts"].append({"name": "router-config", "mountPath": "/etc/flywheel"})
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
+    # Its own account, which may read its own ConfigMap and nothing else.
+    pod_spec["serviceAccountName"] = name
+    pod_spec["automountServiceAccountToken"] = True
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
     pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
     shared = resource.spec.router_state.connection_secret_ref
@@ -433,7 +439,8 @@ def _router(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": meta,
-            # The router re-reads this file, so a traffic step restarts nothing.
+            # The router watches this object (and starts from its file): a traffic step
+            # restarts nothing and reaches every replica at once.
             "data": {"router.json": json.dumps(config, sort_keys=True, indent=2)},
         },
         {
@@ -466,6 +473,36 @@ def _router(
                 "selector": selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
             },
+        },
+        # A ReplicaSet creates no Pod before its ServiceAccount exists: it retries.
+        *_router_access(meta, name),
+    ]
+
+
+def _router_access(meta: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The router's ServiceAccount, and a Role bound to it that may get, list and watch
+    its ConfigMap only (`resourceNames`; a watch selects it by `metadata.name`)."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [name],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta["namespace"]}],
         },
     ]
 

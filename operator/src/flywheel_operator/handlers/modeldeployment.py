@@ -30,7 +30,15 @@ KUBERAY_HINT = (
 BATCH_CHILD_KINDS = ("CronJob",)
 CHILD_KINDS = {
     Backend.RAYSERVE: ("RayService",),
-    Backend.TRITON: ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget"),
+    Backend.TRITON: (
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    ),
 }
 
 
