@@ -372,7 +372,7 @@ def _router(
     config: dict[str, Any],
     feature_view: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The router: a ConfigMap it re-reads (a traffic step restarts nothing), a Deployment
+    """The router: a ConfigMap it watches (a traffic step restarts nothing), a Deployment
     probed on the v2 health endpoints that drains on SIGTERM, a PodDisruptionBudget, and
     the Service clients call."""
     name = labels.child_name(resource.name, ROUTER)

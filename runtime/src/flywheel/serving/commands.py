@@ -58,7 +58,12 @@ def register(sub: Any) -> None:
     r = ssub.add_parser(
         "router", help="route v2 inference over model versions (shadow, canary, bandit)"
     )
-    r.add_argument("--config", type=Path, required=True, help="router JSON (re-read on change)")
+    r.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="router JSON (re-read on change; with --watch-configmap, the starting config)",
+    )
     r.add_argument("--host", default="0.0.0.0")
     r.add_argument("--port", type=int, default=8080)
     r.add_argument("--grpc-port", type=int, help="also serve v2 gRPC on this port")
