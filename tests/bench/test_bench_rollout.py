@@ -11,8 +11,9 @@ Both run only at FLYWHEEL_BENCH_SCALE >= 0.1 (CI's bench stage, at 0.01, skips t
 The operator runs against the real API server and reads the rollout report of a real
 `flywheel serve router` on 127.0.0.1; the router routes over two real `flywheel serve
 model` servers (gRPC, as Triton is reached); clients send a steady stream of requests.
-The test plays the kubelet, which brings the router's ConfigMap to the router (see
-tests/integration/test_rollout.py).
+The test plays the kubelet for the router's Pod (tests/cluster/routerpod.py): the Pod's
+own command, as its own ServiceAccount, takes each new split from its ConfigMap through
+the API server (its mounted file is written once, at the start).
 
 A probe reads the router's own report every few milliseconds. For each step:
 - window end: the first report of the step's split whose candidate count reaches the
@@ -56,7 +57,7 @@ from flywheel_operator.kube import router_metrics
 from tests.bench import bench_operator
 from tests.bench.bench_operator import Costs
 from tests.bench.common import report, scale, scaled
-from tests.cluster import ControlPlane, Kubectl, wait_for
+from tests.cluster import ControlPlane, Kubectl, routerpod, wait_for
 from tests.integration.conftest import (
     cluster_kubectl,
     control_plane,
@@ -65,15 +66,7 @@ from tests.integration.conftest import (
     namespace,
 )
 from tests.integration.test_operator import free_port, running_operator
-from tests.integration.test_rollout import (
-    FEATURES,
-    FLYWHEEL,
-    Clients,
-    Kubelet,
-    _projected,
-    model_server,
-    process,
-)
+from tests.integration.test_rollout import FEATURES, Clients, model_server
 
 __all__ = ["cluster_kubectl", "control_plane", "flywheel_crds", "kubectl", "namespace"]
 
@@ -208,10 +201,11 @@ def canary_world(
     router_port = free_port()
     env = {"FLYWHEEL_ROUTER_URL": f"http://127.0.0.1:{router_port}",
            "FLYWHEEL_ROLLOUT_SECONDS": str(ANALYSIS_SECONDS)}  # fmt: skip
-    config = tmp / "router.json"
+    hosts = {"churn-v1": routerpod.loopback_address(), "churn-v2": routerpod.loopback_address()}
     with contextlib.ExitStack() as stack:
-        v1 = stack.enter_context(model_server(tmp, "v1", [0.5, -0.25, 1.0]))
-        v2 = stack.enter_context(model_server(tmp, "v2", [0.5, -0.2, 1.1]))
+        for version, coefs in (("v1", [0.5, -0.25, 1.0]), ("v2", [0.5, -0.2, 1.1])):
+            host = hosts[f"churn-{version}"]
+            stack.enter_context(model_server(tmp, version, coefs, host, 8001))
         stack.enter_context(
             running_operator(control_plane, namespace, tmp / "operator.log",
                              "file:///var/lib/flywheel/", extra_env=env)
@@ -220,16 +214,15 @@ def canary_world(
         watch.start()
         stack.callback(watch.stop.set)
         kubectl.apply(yaml.safe_dump(canary(weights)))
-        kubelet = Kubelet(kubectl, config, {"v1": v1, "v2": v2})
-        wait_for(lambda: _projected(kubelet), what="the router's ConfigMap", timeout=60)
-        kubelet.start()
-        stack.callback(kubelet.stop.set)
-        argv = [FLYWHEEL, "serve", "router", "--config", str(config), "--host", "127.0.0.1",
-                "--port", str(router_port), "--reload-interval", "0.2",
-                "--state-file", str(tmp / "router.db"),
-                "--artifact-root", str(tmp / "artifacts")]  # fmt: skip
+        wait_for(lambda: kubectl.exists("rolebinding", "churn-router"),
+                 what="the router's ServiceAccount, Role and RoleBinding", timeout=120)  # fmt: skip
+        pod = tmp / "router-pod"
+        stack.enter_context(
+            routerpod.router_pod(kubectl, control_plane, "churn-router", pod, hosts, router_port)
+        )
         base = f"http://127.0.0.1:{router_port}"
-        stack.enter_context(process(argv, tmp / "router.log", f"{base}/v2/health/ready"))
+        wait_for(lambda: _answers(f"{base}/v2/health/ready"), what="the router Pod ready",
+                 timeout=120)  # fmt: skip
         probe = Probe(f"{base}/v1/models/churn/rollout")
         probe.start()
         stack.callback(probe.stop.set)
