@@ -60,12 +60,18 @@ def build(
 
 
 def alias_job(
-    owner: dict[str, Any], settings: Settings, alias: str, version: ServedVersion, reason: str
+    owner: dict[str, Any],
+    settings: Settings,
+    alias: str,
+    version: ServedVersion,
+    reason: str,
+    tag: str = "",
 ) -> dict[str, Any]:
     """A Job running `flywheel registry alias set`: the registry moves the alias (with its
     reason, in the model's index), and the Job's annotations tell the operator, which
-    reads no storage, where it moved once the Job completes (`status.aliases`)."""
-    suffix = f"{alias}-{version.key}"
+    reads no storage, where it moved once the Job completes (`status.aliases`). `tag`
+    names a move apart from an earlier one to the same version (an undo)."""
+    suffix = f"{alias}-{version.key}" + (f"-{tag}" if tag else "")
     args = ["registry", "alias", "set", "--model-root", model_root(version, settings.artifact_root)]
     args += ["--alias", alias, "--version", version.version, "--reason", reason]
     name = labels.child_name(owner["metadata"]["name"], suffix)
