@@ -263,6 +263,11 @@ def test_control_loop(
             f"{percentile(to_write, 0.99) * 1000:.0f}",
         ],
         [
+            "ConfigMap written -> router serving",
+            f"{percentile([s - w for w, s in found], 0.5) * 1000:.0f}",
+            f"{percentile([s - w for w, s in found], 0.99) * 1000:.0f}",
+        ],
+        [
             "window end -> router serving",
             f"{percentile(to_serve, 0.5) * 1000:.0f}",
             f"{percentile(to_serve, 0.99) * 1000:.0f}",
