@@ -423,8 +423,10 @@ def _router(
     }
     container["volumeMounts"].append({"name": "router-config", "mountPath": "/etc/flywheel"})
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
-    # Its own account, which may read its own ConfigMap and nothing else.
-    pod_spec["serviceAccountName"] = name
+    # Its own account, which may read its own ConfigMap and nothing else; or the runtime's,
+    # when one is set (it may carry the cloud identity the request log's storage needs).
+    account = settings.runtime_service_account or name
+    pod_spec["serviceAccountName"] = account
     pod_spec["automountServiceAccountToken"] = True
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
     pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
@@ -481,15 +483,17 @@ def _router(
             },
         },
         # A ReplicaSet creates no Pod before its ServiceAccount exists: it retries.
-        *_router_access(meta, name),
+        *_router_access(meta, name, account),
     ]
 
 
-def _router_access(meta: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    """The router's ServiceAccount, and a Role bound to it that may get, list and watch
-    its ConfigMap only (`resourceNames`; a watch selects it by `metadata.name`)."""
+def _router_access(meta: dict[str, Any], name: str, account: str) -> list[dict[str, Any]]:
+    """The router's ServiceAccount (unless it runs as one of the operator's settings),
+    and a Role bound to it that may get, list and watch its ConfigMap only
+    (`resourceNames`; a watch selects it by `metadata.name`)."""
+    own = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        *(own if account == name else []),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -508,7 +512,9 @@ def _router_access(meta: dict[str, Any], name: str) -> list[dict[str, Any]]:
             "kind": "RoleBinding",
             "metadata": meta,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta["namespace"]}],
+            "subjects": [
+                {"kind": "ServiceAccount", "name": account, "namespace": meta["namespace"]}
+            ],
         },
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -210,6 +211,16 @@ def test_the_triton_router_watches_its_own_configmap_and_may_read_nothing_else(
     # The version servers keep no token: they read nothing from the API.
     server = by_kind[("Deployment", "churn-v1")]["spec"]["template"]["spec"]
     assert server["automountServiceAccountToken"] is False
+    # A runtime ServiceAccount in the settings (a cloud identity, say): the router runs
+    # as it, and the Role is bound to it; no account of its own.
+    named = dataclasses.replace(settings, runtime_service_account="flywheel-runtime")
+    children = modeldeployment.build(body, model(body), named, [V1, V2], {"v1": 90, "v2": 10})
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    pod = by_kind[("Deployment", "churn-router")]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "flywheel-runtime"
+    assert ("ServiceAccount", "churn-router") not in by_kind
+    subjects = by_kind[("RoleBinding", "churn-router")]["subjects"]
+    assert [s["name"] for s in subjects] == ["flywheel-runtime"]
 
 
 def test_a_triton_traffic_step_changes_only_the_router_configmap(settings: Settings) -> None:
