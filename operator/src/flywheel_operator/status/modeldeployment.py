@@ -296,8 +296,11 @@ def previous_stable(old: ModelDeploymentStatus) -> ServedVersion | None:
 
 
 def remember_stable(new: ModelDeploymentStatus, stable: ServedVersion) -> ModelDeploymentStatus:
-    """A promotion's status records where the stable of before it is."""
-    if new.previous_stable_version != stable.version or new.previous_stable_artifact:
+    """A promotion's status records where the stable of before it is (a later pass,
+    whose stable is the promoted version, leaves the record as it is)."""
+    if new.previous_stable_version != stable.version:
+        return new
+    if new.previous_stable_artifact == stable.artifact_uri:
         return new
     out = new.model_copy()
     out.previous_stable_model = stable.model_name or None

@@ -274,6 +274,9 @@ def test_a_promotion_remembers_where_the_stable_of_before_is() -> None:
     # Once recorded it stays, whatever the spec's stable resolves to later.
     assert modeldeployment.remember_stable(kept, V2) == kept
     assert modeldeployment.previous_stable(ModelDeploymentStatus()) is None
+    # The next promotion (v2 -> v3) records v2, not what was kept of v1.
+    v3_promoted = kept.model_copy(update={"stable_version": "v3", "previous_stable_version": "v2"})
+    assert modeldeployment.previous_stable(modeldeployment.remember_stable(v3_promoted, V2)) == V2
 
 
 def test_after_a_promotion_by_alias_the_stable_of_before_stays_warm_for_its_window() -> None:
