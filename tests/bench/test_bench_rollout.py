@@ -153,16 +153,21 @@ class ConfigMapWatch(threading.Thread):
         from kubernetes import watch
 
         while not self.stop.is_set():
-            w = watch.Watch()
-            for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
-                                  field_selector="metadata.name=churn-router",
-                                  timeout_seconds=5):  # fmt: skip
-                data = json.loads(event["object"].data["router.json"])
-                traffic = {k: float(v) for k, v in data["traffic"].items()}
-                if not self.seen or self.seen[-1][1] != traffic:
-                    self.seen.append((time.monotonic(), traffic))
-                if self.stop.is_set():
-                    w.stop()
+            try:
+                self._stream(watch.Watch())
+            except Exception:  # a stream cut short (the API server going): watch again
+                time.sleep(0.2)
+
+    def _stream(self, w: Any) -> None:
+        for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
+                              field_selector="metadata.name=churn-router",
+                              timeout_seconds=5):  # fmt: skip
+            data = json.loads(event["object"].data["router.json"])
+            traffic = {k: float(v) for k, v in data["traffic"].items()}
+            if not self.seen or self.seen[-1][1] != traffic:
+                self.seen.append((time.monotonic(), traffic))
+            if self.stop.is_set():
+                w.stop()
 
 
 def step_latencies(
@@ -349,20 +354,25 @@ class RouterFleet:
         from kubernetes import watch
 
         while not self.stop.is_set():
-            w = watch.Watch()
-            for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
-                                  label_selector="app.kubernetes.io/component=router",
-                                  timeout_seconds=5):  # fmt: skip
-                cm = event["object"]
-                if event["type"] != "DELETED" and "router.json" in (cm.data or {}):
-                    config = json.loads(cm.data["router.json"])
-                    config["endpoints"] = {
-                        v: f"127.0.0.1:{self.ports[v]}" for v in config.get("endpoints", {})
-                    }
-                    config["model"] = "churn"
-                    self.loop.call_soon_threadsafe(self._configure, config)
-                if self.stop.is_set():
-                    w.stop()
+            try:
+                self._stream(watch.Watch())
+            except Exception:  # a stream cut short (the API server going): watch again
+                time.sleep(0.2)
+
+    def _stream(self, w: Any) -> None:
+        for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
+                              label_selector="app.kubernetes.io/component=router",
+                              timeout_seconds=5):  # fmt: skip
+            cm = event["object"]
+            if event["type"] != "DELETED" and "router.json" in (cm.data or {}):
+                config = json.loads(cm.data["router.json"])
+                config["endpoints"] = {
+                    v: f"127.0.0.1:{self.ports[v]}" for v in config.get("endpoints", {})
+                }
+                config["model"] = "churn"
+                self.loop.call_soon_threadsafe(self._configure, config)
+            if self.stop.is_set():
+                w.stop()
 
     def _configure(self, document: dict[str, Any]) -> None:
         from flywheel.serving import config as config_mod
@@ -447,16 +457,21 @@ class PhaseWatch(threading.Thread):
         from kubernetes import watch
 
         while not self.stop.is_set():
-            w = watch.Watch()
-            for event in w.stream(self.api.list_namespaced_custom_object, "flywheel.dev",
-                                  "v1alpha1", self.namespace, "modeldeployments",
-                                  timeout_seconds=30):  # fmt: skip
-                md = event["object"]
-                status = md.get("status") or {}
-                self.phases[md["metadata"]["name"]] = status.get("phase", "")
-                self.steps[md["metadata"]["name"]] = (status.get("step") or 0) + 1
-                if self.stop.is_set():
-                    w.stop()
+            try:
+                self._stream(watch.Watch())
+            except Exception:  # a stream cut short (the API server going): watch again
+                time.sleep(0.2)
+
+    def _stream(self, w: Any) -> None:
+        for event in w.stream(self.api.list_namespaced_custom_object, "flywheel.dev",
+                              "v1alpha1", self.namespace, "modeldeployments",
+                              timeout_seconds=30):  # fmt: skip
+            md = event["object"]
+            status = md.get("status") or {}
+            self.phases[md["metadata"]["name"]] = status.get("phase", "")
+            self.steps[md["metadata"]["name"]] = (status.get("step") or 0) + 1
+            if self.stop.is_set():
+                w.stop()
 
     def all_in(self, wanted: tuple[str, ...], count: int) -> bool:
         phases = dict(self.phases)
@@ -506,8 +521,10 @@ def test_operator_cost_of_a_rollout(
                  timeout=1200)  # fmt: skip
         took = time.monotonic() - start
         m1, cpu1, req1 = op.metrics(), costs.snapshot(op), costs.server_requests()
-    # Each step analysed ends in a decision: the next step, promote, or roll back.
-    steps = sum(phases.steps.values())
+    # Each step analysed ends in a decision: the next step, promote, or roll back. (A
+    # promoted deployment's status shows step 0 again once it serves the candidate alone.)
+    steps = sum(len(COST_STEPS) if phases.phases[n] == "Promoted" else phases.steps[n]
+                for n in names)  # fmt: skip
     promoted = sum(p == "Promoted" for p in phases.phases.values())
     reconciles = m1["reconciles"] - m0["reconciles"]
     calls = bench_operator.per({k: v for k, v in m1.items() if k != "reconciles"}, m0, steps)
