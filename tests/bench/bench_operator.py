@@ -129,13 +129,21 @@ def load() -> str:
 class Operator:
     """`python -m flywheel_operator` of one checkout, watching one namespace."""
 
-    def __init__(self, src: Path | None, kubeconfig: Path, namespace: str, resync: int) -> None:
+    def __init__(
+        self,
+        src: Path | None,
+        kubeconfig: Path,
+        namespace: str,
+        resync: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "FLYWHEEL_RESYNC_SECONDS": str(resync),
             "FLYWHEEL_ARTIFACT_ROOT": "file:///var/lib/flywheel/",  # Pods schedule: no PVC
+            **(extra_env or {}),
         }
         if src is not None:  # the earlier checkout's packages come first on the path
             env["PYTHONPATH"] = f"{src / 'operator' / 'src'}{os.pathsep}{src / 'runtime' / 'src'}"
@@ -187,8 +195,14 @@ class Operator:
 
 
 @contextlib.contextmanager
-def running(src: Path | None, kubeconfig: Path, ns: str, resync: int) -> Iterator[Operator]:
-    op = Operator(src, kubeconfig, ns, resync)
+def running(
+    src: Path | None,
+    kubeconfig: Path,
+    ns: str,
+    resync: int,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Operator]:
+    op = Operator(src, kubeconfig, ns, resync, extra_env)
     try:
         yield op
     finally:

@@ -423,6 +423,7 @@ def test_every_kind_reconciles_to_its_end_with_only_the_charts_rbac(
         ("PATCH", "rayjobs"), ("PATCH", "rayservices"),
         ("PATCH", "deployments"), ("PATCH", "services"), ("PATCH", "configmaps"),
         ("PATCH", "poddisruptionbudgets"),
+        ("PATCH", "serviceaccounts"), ("PATCH", "roles"), ("PATCH", "rolebindings"),
         ("DELETE", "deployments"), ("DELETE", "services"), ("DELETE", "configmaps"),
         ("POST", "trainingjobs"), ("POST", "events"),
         *[("PATCH", kind) for kind in

@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from flywheel.serving.versions import ServedVersion
 from flywheel.storage import uris
 from flywheel.training import registry
+from flywheel_operator import labels
 from tests.cluster import Kubectl, wait_for
 from tests.cluster.kubelet import ARTIFACT_CLAIM, Node, run_pod, running_pod
 from tests.integration.test_operator import Operator, columns, condition, quickstart
@@ -239,3 +241,47 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
     md_obj = kubectl.get("md", "churn")
     assert (md_obj["metadata"]["generation"], spec_writers(md_obj)) == written
     assert "flywheel-operator" not in spec_writers(md_obj)
+
+    # The stable of before keeps its servers for previousStableWindow, though the spec
+    # no longer names it (champion moved off it): an undo is instant.
+    v1_servers = labels.child_name("churn", ServedVersion("churn", v1, "").key)
+    assert kubectl.exists("deployment", v1_servers)
+    assert md_obj["status"]["previousStableVersion"] == v1
+    assert md_obj["status"]["previousStableArtifact"].endswith(f"/versions/{v1}")
+
+    # `kubectl flywheel rollout undo md/churn`: v1 serves again at once, and champion
+    # goes back to it in the registry (a Job of its own, the real command).
+    kubectl.run("annotate", "md", "churn", "--overwrite", "flywheel.dev/rollout-action=undo@t2")
+    md_obj = wait_for(
+        lambda: kubectl.get("md", "churn"),
+        lambda o: condition(o, "RolledBack").get("status") == "True",
+        timeout=WAIT,
+        what="md/churn undone",
+    )
+    assert md_obj["status"]["stableVersion"] == v1
+    assert md_obj["status"]["traffic"] == {v1: 100.0}
+    assert md_obj["status"]["lastAction"] == "undo@t2"
+    undo = wait_for(
+        lambda: [j for j in kubectl.items("job", "-l", "app.kubernetes.io/component=alias")
+                 if j["metadata"]["annotations"]["flywheel.dev/version"] == v1],
+        timeout=WAIT,
+        what="the Job moving champion back",
+    )[0]  # fmt: skip
+    run = run_pod(kubectl, running_pod(kubectl, undo["metadata"]["name"]), node)
+    assert run.exit_code == 0, run.log[-3000:]
+    assert registry.alias(root, "champion") == v1
+    back = registry.read_index(root)["aliases"]["champion"]
+    assert back["previous"] == v2 and back["reason"].startswith("undone by md/churn")
+    # With champion back on v1 the spec resolves to what the undo serves: it stays so.
+    md_obj = wait_for(
+        lambda: kubectl.get("md", "churn"),
+        lambda o: (
+            condition(o, "ChampionMoved").get("reason") == "AliasMoved"
+            and f"-> {v1} " in condition(o, "ChampionMoved").get("message", "")
+        ),
+        timeout=WAIT,
+        what="md/churn seeing champion back on v1",
+    )
+    assert md_obj["status"]["stableVersion"] == v1 and md_obj["status"]["phase"] == "RolledBack"
+    assert md_obj["status"]["traffic"] == {v1: 100.0}
+    assert kubectl.exists("deployment", v1_servers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.cluster import ControlPlane, Kubectl, wait_for
+from tests.cluster import ControlPlane, Kubectl, routerpod, wait_for
 from tests.components.serving.support import write_model
 from tests.integration.test_operator import (
     Operator,
@@ -60,14 +61,20 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def model_server(tmp: Path, version: str, weights: list[float]) -> Iterator[int]:
+def model_server(
+    tmp: Path,
+    version: str,
+    weights: list[float],
+    host: str = "127.0.0.1",
+    grpc: int | None = None,
+) -> Iterator[int]:
     """`flywheel serve model` of one version; yields its gRPC port."""
     path = write_model(tmp / "models" / version, weights, 0.1, FEATURES)
-    http, grpc = free_port(), free_port()
+    http, grpc = free_port(), grpc or free_port()
     argv = [FLYWHEEL, "serve", "model", "--uri", str(path), "--name", "churn",
-            "--version", version, "--host", "127.0.0.1", "--port", str(http),
+            "--version", version, "--host", host, "--port", str(http),
             "--grpc-port", str(grpc)]  # fmt: skip
-    url = f"http://127.0.0.1:{http}/v2/health/ready"
+    url = f"http://{host}:{http}/v2/health/ready"
     with process(argv, tmp / f"model-{version}.log", url):
         yield grpc
 
@@ -248,3 +255,67 @@ def test_errors_in_the_candidate_roll_back_to_stable(
             what="the candidate's Deployment pruned after scaleDownDelay",
             timeout=90,
         )
+
+
+def test_the_router_pod_takes_each_step_from_the_api_server_with_its_file_unchanged(
+    control_plane: ControlPlane,
+    namespace: str,
+    kubectl: Kubectl,
+    flywheel_crds: list[str],
+    tmp_path: Path,
+) -> None:
+    """The router Pod's own command, its own ServiceAccount (a TokenRequest's token) and
+    its Role: the config file is written once at its start and never again, as if the
+    kubelet had not refreshed it yet, and still every step's weights are served."""
+    router_port = free_port()
+    env = {"FLYWHEEL_ROUTER_URL": f"http://127.0.0.1:{router_port}",
+           "FLYWHEEL_ROLLOUT_SECONDS": "1"}  # fmt: skip
+    # Each version's Service resolves to a loopback address of its own, where its server
+    # listens at the Service's gRPC port (as Triton behind its Service).
+    hosts = {"churn-v1": routerpod.loopback_address(), "churn-v2": routerpod.loopback_address()}
+    pod = tmp_path / "router-pod"
+    with contextlib.ExitStack() as stack:
+        for version, weights in (("v1", [0.5, -0.25, 1.0]), ("v2", [0.5, -0.2, 1.1])):
+            host = hosts[f"churn-{version}"]
+            stack.enter_context(model_server(tmp_path, version, weights, host, 8001))
+        log = tmp_path / "operator.log"
+        artifacts = "file:///var/lib/flywheel/"
+        stack.enter_context(
+            running_operator(control_plane, namespace, log, artifacts, extra_env=env)
+        )
+        kubectl.apply(yaml.safe_dump(canary()))
+        wait_for(lambda: kubectl.exists("rolebinding", "churn-router"),
+                 what="the router's ServiceAccount, Role and RoleBinding", timeout=60)  # fmt: skip
+        stack.enter_context(
+            routerpod.router_pod(kubectl, control_plane, "churn-router", pod, hosts, router_port)
+        )
+        wait_for(lambda: _answers(f"http://127.0.0.1:{router_port}/v2/health/ready"),
+                 what="the router Pod ready", timeout=60)  # fmt: skip
+        started = routerpod.file_config(pod)
+        clients = Clients(f"http://127.0.0.1:{router_port}/v1/models/churn/predict")
+        clients.start()
+        stack.callback(clients.stop.set)
+        kubectl.wait("--for=condition=Promoted", "md/churn", timeout=180)
+        report = wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{router_port}/v1/models/churn/rollout").json(),
+            lambda r: r["weights"] == {"v2": 1.0},
+            what="the router serving v2=100",
+            timeout=30,
+        )
+        assert report["configError"] is None
+        # Its file is as the Pod started: every step came through the watch.
+        assert routerpod.file_config(pod) == started
+        assert started["traffic"] == {"v1": 80.0, "v2": 20.0}
+        story = reasons(kubectl)
+        assert story.count("RolloutStep") == 2, story
+        assert clients.sent > 0 and clients.failed == 0, (clients.sent, clients.failed)
+        # Its Role lets it read its own ConfigMap and nothing else.
+        account = pod / "serviceaccount"
+        with httpx.Client(
+            base_url=f"{control_plane.server}/api/v1/namespaces/{namespace}/configmaps",
+            headers={"Authorization": f"Bearer {(account / 'token').read_text()}"},
+            verify=ssl.create_default_context(cafile=str(account / "ca.crt")),
+        ) as as_router:
+            assert as_router.get("/churn-router").status_code == 200
+            assert as_router.get("/churn-v1-config").status_code == 403
+            assert as_router.get("").status_code == 403  # a list of every ConfigMap

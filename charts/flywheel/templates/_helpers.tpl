@@ -107,6 +107,14 @@ no access to Secrets: runtime pods mount them, the operator never reads them.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
+# The Triton path's router reads its own ConfigMap through the API server, as its own
+# ServiceAccount bound to a Role limited to that ConfigMap.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, list, watch, create, patch, update, delete]
 # The Triton path's router keeps one replica up through voluntary disruptions.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]

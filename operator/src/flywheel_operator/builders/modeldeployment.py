@@ -60,12 +60,18 @@ def build(
 
 
 def alias_job(
-    owner: dict[str, Any], settings: Settings, alias: str, version: ServedVersion, reason: str
+    owner: dict[str, Any],
+    settings: Settings,
+    alias: str,
+    version: ServedVersion,
+    reason: str,
+    tag: str = "",
 ) -> dict[str, Any]:
     """A Job running `flywheel registry alias set`: the registry moves the alias (with its
     reason, in the model's index), and the Job's annotations tell the operator, which
-    reads no storage, where it moved once the Job completes (`status.aliases`)."""
-    suffix = f"{alias}-{version.key}"
+    reads no storage, where it moved once the Job completes (`status.aliases`). `tag`
+    names a move apart from an earlier one to the same version (an undo)."""
+    suffix = f"{alias}-{version.key}" + (f"-{tag}" if tag else "")
     args = ["registry", "alias", "set", "--model-root", model_root(version, settings.artifact_root)]
     args += ["--alias", alias, "--version", version.version, "--reason", reason]
     name = labels.child_name(owner["metadata"]["name"], suffix)
@@ -372,7 +378,7 @@ def _router(
     config: dict[str, Any],
     feature_view: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The router: a ConfigMap it re-reads (a traffic step restarts nothing), a Deployment
+    """The router: a ConfigMap it watches (a traffic step restarts nothing), a Deployment
     probed on the v2 health endpoints that drains on SIGTERM, a PodDisruptionBudget, and
     the Service clients call."""
     name = labels.child_name(resource.name, ROUTER)
@@ -393,6 +399,9 @@ def _router(
             str(ROUTER_PORT),
             "--drain-seconds",
             str(ROUTER_DRAIN_SECONDS),
+            # Weights from the API server the moment they change; the file is the start.
+            "--watch-configmap",
+            name,
             *_state_args(resource),
             *_lookup_args(feature_view, settings),
         ],
@@ -414,6 +423,11 @@ def _router(
     }
     container["volumeMounts"].append({"name": "router-config", "mountPath": "/etc/flywheel"})
     pod_spec = pods.runtime_pod_spec([container], settings.runtime_service_account, "Always")
+    # Its own account, which may read its own ConfigMap and nothing else; or the runtime's,
+    # when one is set (it may carry the cloud identity the request log's storage needs).
+    account = settings.runtime_service_account or name
+    pod_spec["serviceAccountName"] = account
+    pod_spec["automountServiceAccountToken"] = True
     pod_spec["volumes"].append({"name": "router-config", "configMap": {"name": name}})
     pod_spec["terminationGracePeriodSeconds"] = ROUTER_GRACE_SECONDS
     shared = resource.spec.router_state.connection_secret_ref
@@ -433,7 +447,8 @@ def _router(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": meta,
-            # The router re-reads this file, so a traffic step restarts nothing.
+            # The router watches this object (and starts from its file): a traffic step
+            # restarts nothing and reaches every replica at once.
             "data": {"router.json": json.dumps(config, sort_keys=True, indent=2)},
         },
         {
@@ -466,6 +481,40 @@ def _router(
                 "selector": selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
             },
+        },
+        # A ReplicaSet creates no Pod before its ServiceAccount exists: it retries.
+        *_router_access(meta, name, account),
+    ]
+
+
+def _router_access(meta: dict[str, Any], name: str, account: str) -> list[dict[str, Any]]:
+    """The router's ServiceAccount (unless it runs as one of the operator's settings),
+    and a Role bound to it that may get, list and watch its ConfigMap only
+    (`resourceNames`; a watch selects it by `metadata.name`)."""
+    own = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
+    return [
+        *(own if account == name else []),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [name],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": account, "namespace": meta["namespace"]}
+            ],
         },
     ]
 

@@ -57,6 +57,10 @@ CHILDREN: dict[str, tuple[str, ...]] = {
     "Service": ("v1", "services"),
     "ConfigMap": ("v1", "configmaps"),
     "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    # The Triton path's router reads its own ConfigMap with an account of its own.
+    "ServiceAccount": ("v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
     "Pod": ("v1", "pods"),
     "RayJob": ("ray.io", "v1", "rayjobs"),
     "RayService": ("ray.io", "v1", "rayservices"),

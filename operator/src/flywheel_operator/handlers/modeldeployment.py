@@ -30,7 +30,15 @@ KUBERAY_HINT = (
 BATCH_CHILD_KINDS = ("CronJob",)
 CHILD_KINDS = {
     Backend.RAYSERVE: ("RayService",),
-    Backend.TRITON: ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget"),
+    Backend.TRITON: (
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    ),
 }
 
 
@@ -61,15 +69,15 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     if p.wait_for(waiting):
         return
     assert versions is not None
-    stable, candidate = versions
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    action = decide.requested_action(annotations, p.old)
+    stable, candidate = decide.undo_versions(p.old, *versions, action)
     state = decide.rollout_state(p.old, candidate.version if candidate else None)
     stamp = p.now.isoformat().replace("+00:00", "Z")
     url = build.url(resource, p.namespace)
     measured = _measure(ctx, p, resource, stable, candidate, state, url)
     deadline = timedelta(seconds=duration_seconds(spec.progress_deadline))
     plan = decide.plan_rollout(spec.rollout, state, stable, candidate, measured, p.now, deadline)
-    annotations = body.get("metadata", {}).get("annotations") or {}
-    action = decide.requested_action(annotations, p.old)
     if action is not None:
         plan, said, acted = decide.apply_action(plan, action, spec.rollout, stable, candidate)
         ctx.kube.event(body, "Normal" if acted else "Warning", "RolloutAction", said, stamp)
@@ -78,6 +86,10 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     finished = decide.finished_at(p.old, plan.decision.state.outcome, p.now)
     plan = decide.keep_warm(plan, stable, candidate, finished, *decide.windows(spec), p.now)
     warm = decide.warm_until(plan.decision.state.outcome, finished, *decide.windows(spec))
+    if candidate is None:  # promoted by alias: the stable of before, from the status
+        plan = decide.keep_previous(plan, p.old, decide.windows(spec)[1], p.now)
+        if p.old.finished_at is not None and decide.previous_stable(p.old) is not None:
+            warm = p.old.finished_at + decide.windows(spec)[1]
     if warm is not None and warm > p.now:
         ctx.wake_at(body, warm)  # the kept version is scaled down once its window ends
     children = build.build(body, resource, ctx.settings, plan.versions, plan.split, view)
@@ -98,6 +110,7 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
         measured,
         action.value if action else None,
     )
+    new = decide.remember_stable(new, stable)
     batched = _batch_prediction(ctx, p, resource, new, [*plan.versions, stable, candidate], moves)
     if batched is None:
         return
@@ -113,7 +126,9 @@ def reconcile(ctx: Context, body: dict[str, Any]) -> None:
     for event in decide.rollout_events(p.old, new):
         name = reporting.event_name(body, event.reason, p.old)
         ctx.kube.event(body, event.type, event.reason, event.message, stamp, name)
-    move = decide.champion_move(spec, plan.decision, candidate, moves, resource.name)
+    move = decide.champion_move(
+        spec, plan.decision, candidate, moves, resource.name, stable, new.last_action
+    )
     if move is not None:
         _move_alias(ctx, p, move, {j["metadata"]["name"] for j in movers}, stamp)
     p.finish(new)
@@ -192,7 +207,7 @@ def _move_alias(
     """A promotion moves `champion` in the registry, through a Job running the runtime's
     `flywheel registry alias set` (the operator has no storage access). Made once; its
     completion is the move later passes resolve the alias from."""
-    job = build.alias_job(p.body, ctx.settings, move.alias, move.version, move.reason)
+    job = build.alias_job(p.body, ctx.settings, move.alias, move.version, move.reason, move.tag)
     name = job["metadata"]["name"]
     if name in movers:
         return  # under way (or failed: its Pods and Events say why)

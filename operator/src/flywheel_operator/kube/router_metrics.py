@@ -5,7 +5,9 @@ Two sources, chosen by the operator's settings:
 - the router's own rollout report (`GET /v1/models/<name>/rollout`), counted since the
   router last changed its split, so it is exactly the current step. It is used only once
   the router serves the split of the step being analysed: a report from before the new
-  weights arrived (a ConfigMap takes a while to reach a Pod) belongs to the last step.
+  weights arrived belongs to the last step. (The Triton path's router watches its
+  ConfigMap, so that is a fraction of a second; Ray Serve applies a `user_config` in
+  about as long.)
 - Prometheus (`prometheusURL`): `increase(...)` of the router's counters over the time
   since the step began, summed over every router replica.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,12 +95,15 @@ def waiting_for_alias(spec: ModelDeploymentSpec) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class AliasMove:
-    """An alias to move in the registry, as a promotion asks."""
+    """An alias to move in the registry, as a promotion (or the undo of one) asks."""
 
     model: str
     alias: str
     version: ServedVersion
     reason: str
+    # Tells this move's Job from an earlier one to the same version (an undo goes back
+    # to a version a Job once moved the alias to).
+    tag: str = ""
 
 
 def champion_move(
@@ -108,17 +112,29 @@ def champion_move(
     candidate: ServedVersion | None,
     moves: Iterable[aliases.Assignment],
     name: str,
+    stable: ServedVersion | None = None,
+    action: str | None = None,
 ) -> AliasMove | None:
     """A promotion of a deployment that follows aliases moves `champion` to the promoted
-    version, once: None when nothing was promoted or champion names it already."""
+    version, once; the undo of one (`action`, a rollback while champion still names the
+    candidate) moves it back to `stable`. None when nothing is to move."""
     model = aliases.model_of_deployment(spec)
-    if model is None or candidate is None or decision.state.outcome != AnalysisDecision.PROMOTE:
+    if model is None or candidate is None:
         return None
     champion = aliases.resolve(model, aliases.CHAMPION, moves)
-    if champion is not None and champion.version == candidate.version:
-        return None
-    reason = f"promoted by md/{name}: {decision.message}"[:256]
-    return AliasMove(model, aliases.CHAMPION, candidate, reason)
+    outcome = decision.state.outcome
+    if outcome == AnalysisDecision.PROMOTE:
+        if champion is not None and champion.version == candidate.version:
+            return None
+        reason = f"promoted by md/{name}: {decision.message}"[:256]
+        return AliasMove(model, aliases.CHAMPION, candidate, reason)
+    # A rollback finds champion on the candidate only after a promotion moved it there.
+    undoing = champion is not None and champion.version == candidate.version
+    if outcome == AnalysisDecision.ROLLBACK and undoing and stable is not None:
+        reason = f"undone by md/{name}: {decision.message}"[:256]
+        tag = hashlib.sha256((action or "undo").encode()).hexdigest()[:6]
+        return AliasMove(model, aliases.CHAMPION, stable, reason, f"undo-{tag}")
+    return None
 
 
 CANDIDATE_AVAILABLE = "CandidateAvailable"
@@ -268,6 +284,74 @@ def apply_action(
     wanted = rollout.served(spec_rollout, done, stable.version, candidate.version)
     versions = [v for v in (stable, candidate) if v.version in wanted]
     return RolloutPlan(rollout.Decision(done, verdict, message), split, versions), message, True
+
+
+def previous_stable(old: ModelDeploymentStatus) -> ServedVersion | None:
+    """The stable before the last promotion, as the status remembers it (None before a
+    promotion, or for a status written before it kept the artifact)."""
+    if not old.previous_stable_version or not old.previous_stable_artifact:
+        return None
+    model = old.previous_stable_model or ""
+    return ServedVersion(model, old.previous_stable_version, old.previous_stable_artifact)
+
+
+def remember_stable(new: ModelDeploymentStatus, stable: ServedVersion) -> ModelDeploymentStatus:
+    """A promotion's status records where the stable of before it is (a later pass,
+    whose stable is the promoted version, leaves the record as it is)."""
+    if new.previous_stable_version != stable.version:
+        return new
+    if new.previous_stable_artifact == stable.artifact_uri:
+        return new
+    out = new.model_copy()
+    out.previous_stable_model = stable.model_name or None
+    out.previous_stable_artifact = stable.artifact_uri
+    return out
+
+
+def undo_versions(
+    old: ModelDeploymentStatus,
+    stable: ServedVersion,
+    candidate: ServedVersion | None,
+    action: Action | None,
+) -> tuple[ServedVersion, ServedVersion | None]:
+    """(stable, candidate) to plan with, when an undo concerns a promotion the spec no
+    longer names: after a promotion by alias, `champion` names the promoted version and
+    no candidate is left. The previous stable (from the status) is the stable to go back
+    to and the promoted version the candidate, both when the undo is asked for and until
+    the registry's `champion` is back on the previous stable."""
+    previous = previous_stable(old)
+    if previous is None or previous.version == stable.version:
+        return stable, candidate
+    asked = action is not None and action.action == RolloutAction.UNDO
+    if asked and candidate is None and old.stable_version == stable.version:
+        return previous, stable  # promoted, serving alone: the undo is of its promotion
+    undone = (
+        old.phase == ROLLED_BACK
+        and old.stable_version == previous.version
+        and old.candidate_version == stable.version
+    )
+    if undone:  # undone already; champion still names the undone version
+        return previous, stable
+    return stable, candidate
+
+
+def keep_previous(
+    plan: RolloutPlan,
+    old: ModelDeploymentStatus,
+    previous_stable_window: timedelta,
+    now: datetime,
+) -> RolloutPlan:
+    """After a promotion that left no candidate in the spec (a promotion by alias), the
+    stable of before keeps its servers for `previous_stable_window`, as `keep_warm`
+    keeps it when the spec still names it."""
+    previous = previous_stable(old)
+    if previous is None or old.finished_at is None or old.phase not in ("Promoted", "Ready"):
+        return plan
+    if previous in plan.versions or now >= old.finished_at + previous_stable_window:
+        return plan
+    if any(v.version == previous.version for v in plan.versions):
+        return plan
+    return dataclasses.replace(plan, versions=[*plan.versions, previous])
 
 
 def keep_warm(

@@ -621,6 +621,15 @@ class ModelDeploymentStatus(common.StatusBase):
     previous_stable_version: common.ShortText | None = Field(
         default=None, description="The stable before the last promotion (what undo returns to)."
     )
+    previous_stable_model: common.ShortText | None = Field(
+        default=None, description="The registry model of previousStableVersion."
+    )
+    previous_stable_artifact: common.ReportedURI | None = Field(
+        default=None,
+        description="Where previousStableVersion's model is: what keeps it warm and what "
+        "undo serves again, whatever the spec names now (a promotion by alias moves "
+        "`champion` off it).",
+    )
     finished_at: datetime | None = Field(
         default=None, description="When the rollout was last promoted or rolled back."
     )

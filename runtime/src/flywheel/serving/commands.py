@@ -58,7 +58,12 @@ def register(sub: Any) -> None:
     r = ssub.add_parser(
         "router", help="route v2 inference over model versions (shadow, canary, bandit)"
     )
-    r.add_argument("--config", type=Path, required=True, help="router JSON (re-read on change)")
+    r.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="router JSON (re-read on change; with --watch-configmap, the starting config)",
+    )
     r.add_argument("--host", default="0.0.0.0")
     r.add_argument("--port", type=int, default=8080)
     r.add_argument("--grpc-port", type=int, help="also serve v2 gRPC on this port")
@@ -81,6 +86,18 @@ def register(sub: Any) -> None:
     r.add_argument("--feature-view", help="look entity keys up in this FeatureView's online store")
     r.add_argument(
         "--reload-interval", type=float, default=1.0, help="seconds between config checks"
+    )
+    r.add_argument(
+        "--watch-configmap",
+        metavar="NAME",
+        help="take the config from this ConfigMap through the API server as soon as it "
+        "changes (the Pod's ServiceAccount token; --config is then the starting config)",
+    )
+    r.add_argument(
+        "--service-account-dir",
+        type=Path,
+        default=Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        help="where the Pod's token, ca.crt and namespace are mounted",
     )
     r.add_argument(
         "--drain-seconds",
@@ -116,7 +133,7 @@ def register(sub: Any) -> None:
 
 def cmd_router(args: argparse.Namespace) -> int:
     from flywheel.serving import config as config_mod
-    from flywheel.serving import routerapp, server
+    from flywheel.serving import configwatch, routerapp, server
     from flywheel.serving.router import Router
     from flywheel.serving.state import StateError, open_store
 
@@ -137,7 +154,14 @@ def cmd_router(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {exc}") from None
     features = _feature_lookup(args) if args.feature_view else None
     router = Router(cfg, store=store, features=features)
-    app = routerapp.app(router, args.config, args.reload_interval)
+    configmap = None
+    if args.watch_configmap:
+        try:
+            cluster = configwatch.InCluster.from_env(credentials=args.service_account_dir)
+            configmap = configwatch.ConfigMapWatch(router, cluster, args.watch_configmap)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+    app = routerapp.app(router, args.config, args.reload_interval, configmap=configmap)
     service = routerapp.RouterService(router)
     server.run(
         app, args.host, args.port, args.drain_seconds, service, args.grpc_port,

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flywheel.serving import oip, service
+from flywheel.serving.configwatch import ConfigMapWatch
 from flywheel.serving.router import Router
 from flywheel.serving.service import ServiceError
 
@@ -164,9 +165,12 @@ def app(
     config_path: Path | None = None,
     reload_interval: float = 1.0,
     lifespan: bool = True,
+    configmap: ConfigMapWatch | None = None,
 ) -> Starlette:
     """The router's ASGI app. `lifespan=False` where the host runs the background work
-    (Ray Serve: `Router.start_background` from `reconfigure`)."""
+    (Ray Serve: `Router.start_background` from `reconfigure`). `configmap`: the config
+    comes from the API server (configwatch.py); the file is then only the one it started
+    with."""
     svc = RouterService(router)
 
     def ours(request: Request) -> None:
@@ -211,7 +215,9 @@ def app(
     @contextlib.asynccontextmanager
     async def run(_: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(router.run_background())]
-        if config_path is not None:
+        if configmap is not None:
+            tasks.append(asyncio.create_task(configmap.run()))
+        elif config_path is not None:
             tasks.append(asyncio.create_task(watch_config(router, config_path, reload_interval)))
         try:
             yield

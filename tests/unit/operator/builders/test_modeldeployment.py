@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -137,6 +138,9 @@ def test_triton_version_servers_and_router(settings: Settings) -> None:
         ("Deployment", "churn-router"),
         ("PodDisruptionBudget", "churn-router"),
         ("Service", "churn"),
+        ("ServiceAccount", "churn-router"),
+        ("Role", "churn-router"),
+        ("RoleBinding", "churn-router"),
     ]
     # GPUs asked for: the instances run on them (the default kind is KIND_CPU).
     config = children[0]["data"]["serving.pbtxt"]
@@ -178,6 +182,45 @@ def test_the_triton_router_is_probed_drains_and_survives_disruptions(
     pdb = by_kind[("PodDisruptionBudget", "churn-router")]
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_the_triton_router_watches_its_own_configmap_and_may_read_nothing_else(
+    settings: Settings,
+) -> None:
+    body = _triton()
+    children = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    pod = by_kind[("Deployment", "churn-router")]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--watch-configmap") + 1] == "churn-router"
+    assert args[args.index("--config") + 1] == "/etc/flywheel/router.json"  # the start
+    assert pod["serviceAccountName"] == "churn-router"
+    assert pod["automountServiceAccountToken"] is True
+    [rule] = by_kind[("Role", "churn-router")]["rules"]
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["churn-router"],
+        "verbs": ["get", "list", "watch"],
+    }
+    binding = by_kind[("RoleBinding", "churn-router")]
+    assert binding["roleRef"]["name"] == "churn-router"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "churn-router", "namespace": "ml"}
+    ]
+    # The version servers keep no token: they read nothing from the API.
+    server = by_kind[("Deployment", "churn-v1")]["spec"]["template"]["spec"]
+    assert server["automountServiceAccountToken"] is False
+    # A runtime ServiceAccount in the settings (a cloud identity, say): the router runs
+    # as it, and the Role is bound to it; no account of its own.
+    named = dataclasses.replace(settings, runtime_service_account="flywheel-runtime")
+    children = modeldeployment.build(body, model(body), named, [V1, V2], {"v1": 90, "v2": 10})
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in children}
+    pod = by_kind[("Deployment", "churn-router")]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "flywheel-runtime"
+    assert ("ServiceAccount", "churn-router") not in by_kind
+    subjects = by_kind[("RoleBinding", "churn-router")]["subjects"]
+    assert [s["name"] for s in subjects] == ["flywheel-runtime"]
 
 
 def test_a_triton_traffic_step_changes_only_the_router_configmap(settings: Settings) -> None:

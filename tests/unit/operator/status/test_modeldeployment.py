@@ -16,7 +16,7 @@ from flywheel.api.modeldeployment import (
 )
 from flywheel.serving.rollout import Metrics, State
 from flywheel.serving.versions import ServedVersion
-from flywheel_operator.status import modeldeployment
+from flywheel_operator.status import aliases, modeldeployment
 from tests.unit.operator.status.helpers import T0, conds
 
 CANARY = Rollout.model_validate(
@@ -248,3 +248,89 @@ def test_a_finished_rollout_keeps_its_loser_warm_until_a_known_time() -> None:
     assert until(AnalysisDecision.ROLLBACK, T0, delay, window) == T0 + delay
     assert until(AnalysisDecision.PROMOTE, T0, delay, window) == T0 + window
     assert until(None, T0, delay, window) is None
+
+
+# After a promotion by alias (`candidate: {modelName, alias: candidate}`), `champion`
+# names the promoted version: the spec resolves to (v2, no candidate).
+ALIASED = ModelDeploymentSpec.model_validate(
+    {
+        "stable": {"modelName": "churn", "alias": "champion"},
+        "candidate": {"modelName": "churn", "alias": "candidate"},
+        "rollout": CANARY.model_dump(by_alias=True, exclude_none=True),
+    }
+)
+
+
+def _promoted_by_alias() -> ModelDeploymentStatus:
+    """The status a few passes after a promotion whose champion move has completed."""
+    promoted = ModelDeploymentStatus(stable_version="v2", previous_stable_version="v1")
+    promoted = modeldeployment.remember_stable(promoted, V1)
+    return promoted.model_copy(update={"phase": "Ready", "finished_at": T0})
+
+
+def test_a_promotion_remembers_where_the_stable_of_before_is() -> None:
+    kept = _promoted_by_alias()
+    assert modeldeployment.previous_stable(kept) == V1
+    # Once recorded it stays, whatever the spec's stable resolves to later.
+    assert modeldeployment.remember_stable(kept, V2) == kept
+    assert modeldeployment.previous_stable(ModelDeploymentStatus()) is None
+    # The next promotion (v2 -> v3) records v2, not what was kept of v1.
+    v3_promoted = kept.model_copy(update={"stable_version": "v3", "previous_stable_version": "v2"})
+    assert modeldeployment.previous_stable(modeldeployment.remember_stable(v3_promoted, V2)) == V2
+
+
+def test_after_a_promotion_by_alias_the_stable_of_before_stays_warm_for_its_window() -> None:
+    old, window = _promoted_by_alias(), timedelta(minutes=10)
+    plan = modeldeployment.plan_rollout(CANARY, State(), V2, None, None, T0)
+    assert plan.versions == [V2] and plan.split == {"v2": 100.0}
+    warm = modeldeployment.keep_previous(plan, old, window, T0 + timedelta(minutes=9))
+    assert warm.versions == [V2, V1] and warm.split == {"v2": 100.0}
+    assert modeldeployment.keep_previous(plan, old, window, T0 + window).versions == [V2]
+
+
+def test_undo_after_a_promotion_by_alias_returns_to_the_stable_of_before() -> None:
+    old = _promoted_by_alias()
+    undo = _action("undo@t1")
+    stable, candidate = modeldeployment.undo_versions(old, V2, None, undo)
+    assert (stable, candidate) == (V1, V2)
+    state = modeldeployment.rollout_state(old, candidate.version if candidate else None)
+    assert state.outcome == AnalysisDecision.PROMOTE  # what the undo undoes
+    plan = modeldeployment.plan_rollout(ALIASED.rollout, state, stable, candidate, None, T0)
+    undone, said, acted = modeldeployment.apply_action(plan, undo, ALIASED.rollout, V1, V2)
+    assert acted and undone.split == {"v1": 100.0} and undone.versions == [V1]
+    assert said == "undone by the user: v1 is stable again"
+    # champion goes back to v1 in the registry, through a Job of its own (a Job once
+    # moved champion to v1 already, when v1 was promoted).
+    moves = [aliases.Assignment("churn", "champion", "v2", V2.artifact_uri, T0, "job/a")]
+    move = modeldeployment.champion_move(
+        ALIASED, undone.decision, V2, moves, "churn", V1, "undo@t1"
+    )
+    assert move is not None and move.version == V1 and move.alias == "champion"
+    assert move.reason.startswith("undone by md/churn") and move.tag.startswith("undo-")
+    # The same undo asks for the same Job on every pass until it has moved champion.
+    again = modeldeployment.champion_move(
+        ALIASED, undone.decision, V2, moves, "churn", V1, "undo@t1"
+    )
+    assert again == move
+
+
+def test_an_undone_promotion_by_alias_serves_the_stable_of_before_until_champion_is_back() -> None:
+    undone = _promoted_by_alias().model_copy(
+        update={"phase": "RolledBack", "stable_version": "v1", "candidate_version": "v2"}
+    )
+    # champion still names v2: the status says v1 serves, v2 is the rolled-back one.
+    assert modeldeployment.undo_versions(undone, V2, None, None) == (V1, V2)
+    assert modeldeployment.rollout_state(undone, "v2").outcome == AnalysisDecision.ROLLBACK
+    # champion back on v1 (and `candidate` still on v2): the spec says the same.
+    assert modeldeployment.undo_versions(undone, V1, V2, None) == (V1, V2)
+
+
+def test_undo_with_the_versions_named_in_the_spec_is_left_as_it_was() -> None:
+    promoted = ModelDeploymentStatus(
+        phase="Promoted", stable_version="v2", previous_stable_version="v1", finished_at=T0
+    )
+    promoted = modeldeployment.remember_stable(promoted, V1)
+    # stable v1, candidate v2 in the spec: apply_action undoes it with those.
+    assert modeldeployment.undo_versions(promoted, V1, V2, _action("undo@t")) == (V1, V2)
+    # Nothing asked, nothing undone: the spec's versions.
+    assert modeldeployment.undo_versions(_promoted_by_alias(), V2, None, None) == (V2, None)
