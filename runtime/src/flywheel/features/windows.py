@@ -61,15 +61,16 @@ class Rows:
     def __init__(self, seg: pit.Segments) -> None:
         self.seg = seg
         self.times = seg.times
-        self._gathered: tuple[Int64s, Int64s, Gathered] | None = None
+        # By the identity of the window arrays, which the entries keep alive.
+        self._gathered: dict[tuple[int, int], tuple[Int64s, Int64s, Gathered]] = {}
 
     def gathered(self, lo: Int64s, hi: Int64s) -> Gathered:
         """The rows of windows [lo, hi), laid end to end; the features aggregated over
         the same windows (the same arrays) share one."""
-        last = self._gathered
-        if last is None or last[0] is not lo or last[1] is not hi:
-            last = self._gathered = (lo, hi, Gathered(lo, hi, self))
-        return last[2]
+        key = (id(lo), id(hi))
+        if key not in self._gathered:
+            self._gathered[key] = (lo, hi, Gathered(lo, hi, self))
+        return self._gathered[key][2]
 
     @functools.cached_property
     def entity_start(self) -> Int64s:
