@@ -264,6 +264,12 @@ class Values:
             fill = np.inf if function == AggregationFunction.MIN else -np.inf
         values = np.where(self.present, self.numbers, fill)
         pick = np.minimum if function == AggregationFunction.MIN else np.maximum
+        if len(values) and lo[0] == 0 and hi[-1] == len(values) and np.array_equal(lo[1:], hi[:-1]):
+            # Windows laid end to end (gathered): one reduction per window, in one call.
+            opened = hi > lo
+            out = np.zeros(len(lo), dtype=values.dtype)
+            out[opened] = pick.reduceat(values, lo[opened])
+            return out
         return sparse_extreme(values, lo, hi, pick)
 
 
