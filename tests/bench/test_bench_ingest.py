@@ -5,6 +5,9 @@ The bare read is pyarrow's multi-threaded reader with type inference and nothing
 it and every check of every column, writing nothing. "bare read + write" converts the
 file to Parquet with pyarrow and nothing else, for scale. "full ingest" validates, writes
 the snapshot and its quarantine, profiles it, hashes it and publishes it atomically.
+Both write Parquet with pyarrow's default codec (snappy); the ingest also writes page
+checksums and leaves the dictionary out for columns of mostly distinct values. "load" is
+the 1-minute load average after the measurement: the machine may be shared.
 
     .venv/bin/pytest -m bench -s tests/bench/test_bench_ingest.py
 """
@@ -12,6 +15,7 @@ the snapshot and its quarantine, profiles it, hashes it and publishes it atomica
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +136,7 @@ def measure(fmt: str, path: Path, bare: Callable[[Path], Any], out: Path) -> lis
         f"{rows / ingest_s / 1e6:.2f} ({bare_s / ingest_s:.2f}x)",
         f"{convert_s / ingest_s:.2f}x",
         f"{floor_cpu / ingest_cpu:.2f}x",
+        f"{os.getloadavg()[0]:.1f}",
     ]
 
 
@@ -164,6 +169,7 @@ def test_ingest_throughput(tmp_path: Path) -> None:
             "full ingest",
             "full / floor",
             "(CPU)",
+            "load",
         ],
         results,
     )

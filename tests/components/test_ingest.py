@@ -607,3 +607,25 @@ def test_large_snapshots_are_written_in_parts_that_keep_the_row_order(
     ]
     table = snapshots.current_table(runner.dataset_root(ds, context(tmp_path)))
     assert table.column("v").to_pylist() == list(range(2500))
+
+
+def test_only_columns_whose_values_repeat_are_written_with_a_dictionary(tmp_path: Path) -> None:
+    from flywheel.data import ingest
+    from flywheel.storage import uris
+
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": [f"C{i:06d}" for i in range(1000)],
+            "plan": ["basic", "premium"] * 500,
+            "empty": pa.nulls(1000, pa.string()),
+        }
+    )
+    assert ingest.dictionary_columns(batch) == ["plan", "empty"]
+    writer = ingest._Writer(uris.resolve(str(tmp_path / "data")))
+    writer.write(batch)
+    writer.close()
+    meta = pq.read_metadata(tmp_path / "data" / "part-00000.parquet").row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" not in encodings["id"]
+    assert "RLE_DICTIONARY" in encodings["plan"]
+    assert pq.read_table(tmp_path / "data").to_batches()[0].equals(batch)

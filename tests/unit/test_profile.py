@@ -109,3 +109,27 @@ def test_narrow_integers_are_counted_as_arrow_computes_them(
     edges = np.array(p["histogram"]["edges"])
     bins = np.clip(np.searchsorted(edges, as_float.to_numpy(), side="right") - 1, 0, len(edges) - 2)
     assert p["histogram"]["counts"] == np.bincount(bins, minlength=len(edges) - 1).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from([0.0, 1.0, 1e-300, 1e300, -1e308, 1e308, 2.0**53, 2.0**53 + 2]),
+        ),
+        min_size=2,
+        max_size=2,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_histogram_bins_by_arithmetic_are_the_searched_bins(bounds: list[float], seed: int) -> None:
+    low, high = sorted(bounds)
+    edges = profile.histogram_edges(low, high)
+    rng = np.random.default_rng(seed)
+    inside = rng.uniform(low / 2, high / 2, 4000) * 2  # a range wider than float64 too
+    with np.errstate(over="ignore"):
+        near = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    values = np.concatenate([near[np.isfinite(near)], np.clip(inside, low, high)])
+    searched = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    assert profile.histogram_bins(values, edges).tolist() == searched.tolist()

@@ -7,13 +7,14 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from flywheel.api.featureview import FeatureViewSpec
-from flywheel.features import asof, transform
+from flywheel.features import asof, pit, transform, windows
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -251,3 +252,42 @@ def test_non_numeric_columns_count_and_last_only() -> None:
     assert table.column("l").to_pylist() == ["x", "x"]
     with pytest.raises(transform.FeatureError, match="needs a numeric column"):
         transform.feature_table(source(rows, pa.string()), spec("5s"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(keys, times, st.one_of(floats, ints)), min_size=1, max_size=30),
+    window=st.integers(1, 30),
+    labels=st.lists(st.tuples(keys, st.integers(0, 80)), min_size=1, max_size=6),
+    integer=st.booleans(),
+)
+def test_windows_of_a_few_rows_read_alone_agree_with_the_whole_table(
+    rows: list[Row], window: int, labels: list[tuple[str, int]], integer: bool
+) -> None:
+    """Windows covering fewer rows than the table are evaluated over their own rows
+    only; the same windows beside one covering every row read the whole table."""
+    kind = pa.int64() if integer else pa.float64()
+    rows = [(k, t, v if (type(v) is int) == integer or v is None else None) for k, t, v in rows]
+    table = pit.sort_by_entity_and_time(source(rows, kind), ["id"], "t")
+    seg = pit.segments(table, ["id"], "t")
+    ranges = windows.Rows(seg)
+    entity = dict(zip(seg.keys.to_pylist(), seg.starts.tolist(), strict=True))
+    ends = dict(zip(seg.keys.to_pylist(), seg.ends.tolist(), strict=True))
+    lo = np.array([entity.get(k, 0) for k, _ in labels], dtype=np.int64)
+    hi = np.array([ends.get(k, 0) for k, _ in labels], dtype=np.int64)
+    at = np.array([t * 1_000_000 for _, t in labels], dtype=np.int64) + pit.micros(
+        pa.array([EPOCH], TS)
+    )
+    lo, hi = ranges.ranges(lo, hi, at, window * 1_000_000)
+    assume(int((hi - lo).sum()) < table.num_rows)
+    every = (np.append(lo, 0), np.append(hi, table.num_rows))
+    for f in FUNCTIONS:
+        try:
+            alone = windows.evaluate(table.column("x"), f, lo, hi, ranges).to_pylist()
+        except windows.WindowOverflow:
+            continue
+        try:
+            beside = windows.evaluate(table.column("x"), f, *every, ranges).to_pylist()
+        except windows.WindowOverflow:
+            continue  # the window of every row overflows; the others did not
+        assert all(same(a, b) for a, b in zip(alone, beside[:-1], strict=True)), (f, alone, beside)

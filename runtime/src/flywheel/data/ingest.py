@@ -37,6 +37,9 @@ ROWS_PER_PART = 1_000_000
 # Row groups of up to this many rows (pyarrow's default size): small ones encode slowly.
 ROWS_PER_GROUP = 1 << 20
 MAX_EXAMPLES = 20
+# A column whose first batch has more distinct values than this share of its rows is
+# written without a dictionary.
+DICTIONARY_DISTINCT_RATIO = 0.5
 # Published rows up to this size stay in memory for the profile (no read back).
 PROFILE_IN_MEMORY_BYTES = 1 << 30
 # Batches checked at once; the checks are Arrow kernels, which run without the GIL.
@@ -118,6 +121,7 @@ class _Writer:
         self._group_rows = 0
         self._parts: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+        self._dictionary: list[str] | None = None  # the columns written dictionary-encoded
 
     def write(self, batch: Any) -> None:
         if batch.num_rows == 0:
@@ -127,6 +131,8 @@ class _Writer:
             self.directory.filesystem.create_dir(self.directory.path, recursive=True)
         elif batch.schema != self.schema:
             batch = batch.cast(self.schema)
+        if self._dictionary is None:
+            self._dictionary = dictionary_columns(batch)
         if not self._parts or self._part_rows >= self.rows_per_part:
             self._next_part()
         self._part_rows += batch.num_rows
@@ -154,7 +160,11 @@ class _Writer:
             self._pending.append(pool.submit(writer.close))
         path = self.directory.join(f"part-{len(self._parts):05d}.parquet").path
         writer = pq.ParquetWriter(
-            path, self.schema, filesystem=self.directory.filesystem, write_page_checksum=True
+            path,
+            self.schema,
+            filesystem=self.directory.filesystem,
+            write_page_checksum=True,
+            use_dictionary=self._dictionary,
         )
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
         self._parts.append((writer, pool))
@@ -172,6 +182,22 @@ class _Writer:
             for writer, pool in self._parts:
                 pool.shutdown(wait=True)
                 writer.close()  # a no-op once closed; closes what an error left open
+
+
+def dictionary_columns(batch: Any) -> list[str]:
+    """The columns worth a dictionary, judged by the first batch: those whose values
+    repeat. A column of mostly distinct values (identifiers, instants, measurements)
+    would fill a dictionary only for the writer to give it up, encoding it twice."""
+    names = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        present = len(column) - column.null_count
+        try:
+            distinct = pc.count_distinct(column).as_py() if present else 0
+        except pa.ArrowNotImplementedError:  # nested types: the writer's default
+            distinct = 0
+        if distinct <= present * DICTIONARY_DISTINCT_RATIO:
+            names.append(name)
+    return names
 
 
 def ingest(

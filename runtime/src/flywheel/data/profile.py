@@ -118,8 +118,21 @@ def histogram_bins(values: Any, edges: Any) -> Any:
     >>> histogram_bins(np.array([0.0, 0.5, 1.0, 2.0]), np.array([0.0, 1.0, 2.0])).tolist()
     [0, 0, 1, 1]
     """
-    bins = np.searchsorted(edges, values, side="right") - 1
-    return np.clip(bins, 0, len(edges) - 2)
+    last = len(edges) - 2
+    low, high = float(edges[0]), float(edges[-1])
+    if last < 1 or not np.isfinite(high - low) or len(values) < 1024:
+        return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, last)
+    # Equal-width bins: a value's bin by arithmetic, each checked against its edges (a
+    # binary search per value costs several times more); the few rounding put in a
+    # neighbouring bin are searched.
+    with np.errstate(invalid="ignore"):
+        guess = np.floor((values - low) * ((last + 1) / (high - low)))
+    bins = np.clip(np.nan_to_num(guess), 0, last).astype(np.int64)
+    wrong = ((edges[bins] > values) & (bins > 0)) | ((bins < last) & (edges[bins + 1] <= values))
+    if wrong.any():
+        found = np.searchsorted(edges, values[wrong], side="right") - 1
+        bins[wrong] = np.clip(found, 0, last)
+    return bins
 
 
 def _counted(values: Any, low: int, high: int, edges: Any) -> tuple[list[float], Any]:

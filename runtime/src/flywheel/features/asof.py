@@ -51,7 +51,12 @@ def training_set(
         rows = windows.Rows(seg)
         known = found.rows >= 0
         safe = np.where(known, found.rows, 0)
-        start = rows.entity_start[safe] if len(safe) and len(seg.times) else safe
+        # The first row of each found row's entity: searched among the entities' starts
+        # rather than a start spelled out for every row of the table.
+        if len(safe) and len(seg.starts):
+            start = seg.starts[np.searchsorted(seg.starts, safe, side="right") - 1]
+        else:
+            start = safe
         end = np.where(known, found.rows + 1, start)
         by_window: dict[int, tuple[Any, Any]] = {}
         for feature in aggregated:

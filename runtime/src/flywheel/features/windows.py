@@ -20,7 +20,9 @@ Integer sums are differences of prefix sums of the 32-bit halves of each value: 
 no value outside the window survives the subtraction, and an overflow is detected.
 Float sums add each window's values one pass per row of the longest window (vectorised
 across windows): a running total would cancel a small value against a large one from
-outside the window. Min and max use a sparse table of the rows.
+outside the window. Min and max use a sparse table of the rows. Windows that cover
+fewer rows than the table (a training set's label-time windows) read only their own
+rows, gathered end to end, rather than every row of the table.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ class Rows:
     def __init__(self, seg: pit.Segments) -> None:
         self.seg = seg
         self.times = seg.times
+        # By the identity of the window arrays, which the entries keep alive.
+        self._gathered: dict[tuple[int, int], tuple[Int64s, Int64s, Gathered]] = {}
+
+    def gathered(self, lo: Int64s, hi: Int64s) -> Gathered:
+        """The rows of windows [lo, hi), laid end to end; the features aggregated over
+        the same windows (the same arrays) share one."""
+        key = (id(lo), id(hi))
+        if key not in self._gathered:
+            self._gathered[key] = (lo, hi, Gathered(lo, hi, self))
+        return self._gathered[key][2]
 
     @functools.cached_property
     def entity_start(self) -> Int64s:
@@ -103,9 +115,15 @@ def evaluate(
     `rows` gives the time groups float sums add in; without it each range is one time
     (the partial aggregate of one tile). Windows where `known` is False are null.
     """
+    check_fits_int64(column)  # any value of the column, as when every row is read
+    if int(np.maximum(hi - lo, 0).sum()) < len(column):
+        # The windows cover fewer rows than the table (label-time windows of a few rows
+        # each): read only their rows, laid end to end, instead of every row.
+        gathered = rows.gathered(lo, hi) if rows is not None else Gathered(lo, hi, None)
+        column, lo, hi, rows = gathered.take(column), gathered.lo, gathered.hi, gathered.rows
+    hi_safe = np.maximum(hi, lo)
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     values = Values.of(column, function)
-    hi_safe = np.maximum(hi, lo)
     count = values.count(lo, hi_safe)
     unknown = np.zeros(len(lo), dtype=bool) if known is None else ~known
     if function == AggregationFunction.COUNT:
@@ -134,6 +152,43 @@ def evaluate(
     return out if out.type == column.type else pc.cast(out, column.type)
 
 
+def check_fits_int64(column: Any) -> None:
+    """Integer windows add in int64: a uint64 column must not hold larger values."""
+    if not pa.types.is_uint64(column.type) or not len(column):
+        return
+    if (pc.max(column).as_py() or 0) > INT64_MAX:
+        raise WindowOverflow(f"values above {INT64_MAX} do not fit int64")
+
+
+class Gathered:
+    """The rows of many windows laid end to end, each window's rows in table order.
+
+    Every window aggregation reads only the rows inside its windows, so it gives the
+    same values over these rows as over the whole table; a window's time groups stay
+    whole, since a window never splits the rows of one time. Built once per set of
+    windows: the features aggregated over the same windows share it.
+    """
+
+    def __init__(self, lo: Int64s, hi: Int64s, rows: Rows | None) -> None:
+        lengths = np.maximum(hi - lo, 0)
+        self.hi = np.cumsum(lengths, dtype=np.int64)
+        self.lo = self.hi - lengths
+        total = int(self.hi[-1]) if len(self.hi) else 0
+        # Row of the table for each gathered row: its window's lo plus its offset.
+        self.index = np.arange(total, dtype=np.int64) + np.repeat(lo - self.lo, lengths)
+        self.rows: Rows | None = None
+        if rows is not None:
+            opened = self.lo[lengths > 0]
+            keys = pa.nulls(len(opened), pa.int64())
+            ends = np.append(opened[1:], total).astype(np.int64)
+            times = rows.times[self.index]
+            self.rows = Rows(pit.Segments(keys, opened.astype(np.int64), ends, times))
+        self._gather = pit.Gather(self.index)
+
+    def take(self, column: Any) -> Any:
+        return self._gather(column)
+
+
 class Values:
     """A column's values ready for numpy: missing (null, NaN) rows hold 0."""
 
@@ -148,12 +203,7 @@ class Values:
         valid = np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
         kind = column.type
         if pa.types.is_integer(kind):
-            if (
-                pa.types.is_uint64(kind)
-                and len(column)
-                and (pc.max(column).as_py() or 0) > INT64_MAX
-            ):
-                raise WindowOverflow(f"values above {INT64_MAX} do not fit int64")
+            check_fits_int64(column)
             numbers = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.int64)
             return cls(column, valid, numbers, True)
         if pa.types.is_floating(kind):
@@ -214,6 +264,12 @@ class Values:
             fill = np.inf if function == AggregationFunction.MIN else -np.inf
         values = np.where(self.present, self.numbers, fill)
         pick = np.minimum if function == AggregationFunction.MIN else np.maximum
+        if len(values) and lo[0] == 0 and hi[-1] == len(values) and np.array_equal(lo[1:], hi[:-1]):
+            # Windows laid end to end (gathered): one reduction per window, in one call.
+            opened = hi > lo
+            out = np.zeros(len(lo), dtype=values.dtype)
+            out[opened] = pick.reduceat(values, lo[opened])
+            return out
         return sparse_extreme(values, lo, hi, pick)
 
 
