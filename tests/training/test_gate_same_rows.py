@@ -13,12 +13,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from flywheel.api.featureview import FeatureView
 from flywheel.entrypoints import RunContext
 from flywheel.features import runner as features
-from flywheel.training import runner
+from flywheel.storage import uris
+from flywheel.training import export, runner, warmstart
 from tests.training import world
 
 pytestmark = [
@@ -42,7 +46,11 @@ def deployed(world_context: RunContext, ray_cluster: None) -> dict[str, Any]:
     status = runner.run_trainingjob(world.job(scaling={"numWorkers": 1}), world_context)
     assert status.phase == "Succeeded", status.conditions
     assert status.aliases == ["champion"]
-    return {"version": status.model_version, "auc": status.metrics["auc"]}
+    return {
+        "version": status.model_version,
+        "auc": status.metrics["auc"],
+        "uri": status.artifact_uri,
+    }
 
 
 def gate_of(status: Any) -> dict[str, Any]:
@@ -123,3 +131,20 @@ def test_without_the_deployed_versions_features_the_registry_figure_stands_in(
     )
     html = (version_dir(status.artifact_uri) / "card.html").read_text()
     assert "why not the same rows" in html and "its features [&#x27;noise&#x27;]" in html
+
+
+def test_more_test_rows_than_one_exported_batch_are_scored(
+    deployed: dict[str, Any], world_context: RunContext
+) -> None:
+    """An exported program takes at most export.MAX_BATCH_SIZE rows a call: a larger test
+    split is scored in batches, to the same figure as its rows scored whole."""
+    rows = pq.read_table(version_dir(deployed["uri"]) / warmstart.TEST_WINDOW)
+    copies = export.MAX_BATCH_SIZE // rows.num_rows + 2
+    many = pa.concat_tables([rows] * copies)
+    assert many.num_rows > export.MAX_BATCH_SIZE
+    y = np.asarray(many["churned"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    where = uris.resolve(deployed["uri"])
+    whole = runner._score_deployed(where, "churned", "auc", rows, y[: rows.num_rows], True)
+    scored = runner._score_deployed(where, "churned", "auc", many, y, True)
+    assert isinstance(scored, float) and isinstance(whole, float)
+    assert scored == pytest.approx(whole, abs=1e-9)  # the same rows, repeated

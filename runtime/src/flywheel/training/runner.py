@@ -468,8 +468,7 @@ def evaluate_version(
     ts = trainset.load(job, context)
     parts = split_of(job, ts)
     test_rows = ts.table.take(pa.array(parts.test))
-    with torch.no_grad():
-        scores = module(torch.from_numpy(pre.transform(test_rows))).numpy().reshape(-1)
+    scores = exported_scores(module, pre.transform(test_rows)).reshape(-1)
     calibrated = local / CALIBRATION_FILE
     if calibrated.is_file():
         scores = calibration.Calibrator.from_json(json.loads(calibrated.read_text())).apply(scores)
@@ -726,8 +725,10 @@ def _score_deployed(
         module = _served_module(where)
     except (OSError, RuntimeError) as exc:
         return f"its model at {where.uri} does not load ({exc})"
-    with torch.inference_mode():
-        scores = module(torch.from_numpy(x)).numpy().astype(np.float64)
+    try:
+        scores = exported_scores(module, x).astype(np.float64)
+    except (RuntimeError, AssertionError) as exc:  # an exported program's guard says why
+        return f"its model cannot score these rows ({exc})"
     if scores.ndim > 1 and scores.shape[1] != 1:
         return f"it returns {scores.shape[1]} scores a row, this job one"
     scores = scores.reshape(-1)
@@ -739,6 +740,15 @@ def _score_deployed(
     if value is None or not np.isfinite(value):
         return f"its {metric} on these rows is undefined"
     return float(value)
+
+
+def exported_scores(module: Any, x: Any) -> Any:
+    """The module's output for the rows of `x`, in batches its exported program accepts
+    (at most export.MAX_BATCH_SIZE rows a call)."""
+    size = export.MAX_BATCH_SIZE
+    with torch.inference_mode():
+        parts = [module(torch.from_numpy(x[i : i + size])).numpy() for i in range(0, len(x), size)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
 
 
 def _served_module(where: Location) -> Any:
