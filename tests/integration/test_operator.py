@@ -514,7 +514,7 @@ def test_a_serving_version_reference_waits_for_no_reference_object(
     md = quickstart("ModelDeployment", "churn")
     md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
     dm = quickstart("DriftMonitor", "churn-drift")
-    dm["spec"]["reference"] = {"servingVersion": {}}
+    assert dm["spec"]["reference"] == {"servingVersion": {}}  # the quickstart's, as written
     kubectl.apply(yaml.safe_dump_all([md, dm]))
     # The empty object is kept by the API server (not pruned), and the monitor runs: the
     # version it compares with is found per run, from the request log.

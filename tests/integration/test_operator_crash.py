@@ -288,8 +288,10 @@ STABLE_ONLY = {"stable": {"modelName": "churn", "version": "v1"}, "rollout": {"s
 
 
 def _monitor_spec() -> dict[str, Any]:
+    """The quickstart's monitor as written: its servingVersion reference names no object
+    to wait for, only the deployment."""
     spec = dict(quickstart("DriftMonitor", "churn-drift")["spec"])
-    spec["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    assert spec["reference"] == {"servingVersion": {}}
     return spec
 
 
@@ -373,7 +375,7 @@ SCENARIOS: dict[str, Scenario] = {
             Stage({**_monitor_spec(), "schedule": "*/30 * * * *"}, ("Ready",)),
         ),
         ("CronJob", "Job", "TrainingJob"),
-        upstream=("Dataset/churn-labels", "ModelDeployment/churn"),
+        upstream=("ModelDeployment/churn",),
         base="churn-drift",
     ),
 }

@@ -144,8 +144,10 @@ def test_drift_retrains_canaries_by_alias_promotes_and_moves_champion(
         "candidate": {"modelName": "churn", "alias": "candidate"},
         "rollout": {"strategy": "canary", "canary": {"steps": [{"weight": 10}, {"weight": 50}]}},
     }
+    # The quickstart's monitor as written: it compares with the serving version's training
+    # set, so it waits for no reference object.
     dm = quickstart("DriftMonitor", "churn-drift")
-    dm["spec"]["reference"] = {"datasetRef": {"name": "churn-labels"}}
+    assert dm["spec"]["reference"] == {"servingVersion": {}}
     kubectl.apply(yaml.safe_dump_all([md, dm]))
     # Stable by alias; no version holds `candidate` yet, so stable serves alone.
     md_obj = wait_for(

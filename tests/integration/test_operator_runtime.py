@@ -14,12 +14,17 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from flywheel.training.registry import TRAINING_REFERENCE
 from tests.cluster import ControlPlane, Kubectl, wait_for
 from tests.cluster.controlplane import PLAYED_IMAGE
 from tests.cluster.kubelet import ARTIFACT_CLAIM, Node, Run, end_pod, run_pod, running_pod
@@ -30,6 +35,7 @@ from tests.integration.test_operator import (
     running_operator,
 )
 from tests.s3server import S3Server
+from tests.unit.drift.logs import customers, write_log
 
 ROOT = Path(__file__).resolve().parents[2]
 CLAIM = ARTIFACT_CLAIM
@@ -266,3 +272,46 @@ def test_a_failing_monitor_run_is_retried_then_reported_as_check_failed(
     assert (ready["status"], ready["reason"]) == ("False", "CheckFailed"), ready
     # The runtime's own words, after its reason.
     assert error.split(": ", 1)[1][:60] in ready["message"], (ready, error)
+
+
+def test_the_quickstart_monitor_compares_with_the_serving_versions_training_set(
+    runtime_operator: Operator, kubectl: Kubectl, node: Node, namespace: str
+) -> None:
+    """The quickstart's DriftMonitor as written (`reference: {servingVersion: {}}`): its
+    CronJob's run finds the version serving the window in the request log, and that
+    version's training reference in the registry on the volume, through the deployment
+    among its inputs; the prices risen since that training are found."""
+    volume = node.claim(CLAIM)
+    version = volume / "models" / "churn" / "versions" / "v1"
+    version.mkdir(parents=True)
+    (version / "manifest.json").write_text(json.dumps({"version": "v1", "files": {}}))
+    rng = np.random.default_rng(1)
+    pq.write_table(pa.table(customers(rng, 5000)), version / TRAINING_REFERENCE)
+    # Within the monitor's one-hour window of the run's clock: 2000 requests, v1 answering.
+    start = datetime.now(UTC) - timedelta(minutes=40)
+    live = customers(np.random.default_rng(3), 2000, shift=0.6)
+    log = volume / "request-logs" / namespace / "churn"
+    write_log(log, live, start, step=timedelta(milliseconds=500), version="v1")
+
+    md = quickstart("ModelDeployment", "churn")
+    md["spec"] = {"backend": "triton", "stable": {"modelName": "churn", "version": "v1"}}
+    dm = quickstart("DriftMonitor", "churn-drift")
+    assert dm["spec"]["reference"] == {"servingVersion": {}}
+    dm["spec"]["action"] = {"type": "alert"}  # the retrain's own path is test_operator_loop's
+    kubectl.apply(yaml.safe_dump_all([md, dm]))
+    [cron] = wait_for(lambda: kubectl.items("cronjob"), what="the monitor CronJob")
+    kubectl.wait("--for=condition=Ready", "dm/churn-drift", timeout=60)
+    name = cron["metadata"]["name"]
+    kubectl.run("create", "job", f"{name}-manual", f"--from=cronjob/{name}")
+    run = run_job(kubectl, kubectl.get("job", f"{name}-manual"), node)
+    assert run.exit_code == 0, run.log[-3000:]
+    result = json.loads(run.message)
+    assert result["referenceVersion"] == "ModelVersion/churn@v1", result
+    assert result["modelVersion"] == "v1"
+    assert "monthly_charges" in result["driftedFeatures"], result
+    dm_obj = wait_for(
+        lambda: kubectl.get("dm", "churn-drift"),
+        lambda o: o.get("status", {}).get("referenceVersion") == "ModelVersion/churn@v1",
+        what="dm/churn-drift reporting the serving version's reference",
+    )
+    assert "monthly_charges" in dm_obj["status"]["driftedFeatures"]

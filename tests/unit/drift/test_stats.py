@@ -62,6 +62,45 @@ def test_ks_statistic_with_ties_equals_scipy(a: np.ndarray, b: np.ndarray) -> No
     assert got == pytest.approx(want, abs=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        st.integers(1, 80),
+        elements=st.floats(-1e6, 1e6, allow_nan=False),
+        unique=True,
+    ),
+    hnp.arrays(
+        np.float64,
+        st.integers(1, 80),
+        elements=st.floats(-1e6, 1e6, allow_nan=False),
+        unique=True,
+    ),
+)
+def test_ks_of_untied_samples_equals_scipy_and_the_general_path(
+    a: np.ndarray, b: np.ndarray
+) -> None:
+    """Samples without repeats take the shortcut (unless a value is on both sides):
+    the same statistic as scipy's and as the path over distinct values, bit for bit."""
+    reference = stats.numeric_reference(a)
+    live = np.sort(b)
+    untied = stats._ks_untied(reference, live)
+    if untied is not None:
+        assert untied == stats._ks_tied(reference, live)
+    got = stats.ks(reference, b).score
+    with np.errstate(divide="ignore"):
+        want = sps.ks_2samp(a, b, method="asymp").statistic
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_ks_with_a_value_on_both_sides_takes_the_general_path() -> None:
+    a, b = _samples(7, 1000, 800, shift=0.1)
+    b[:10] = a[:10]  # some live values equal reference values exactly
+    reference = stats.numeric_reference(a)
+    assert stats._ks_untied(reference, np.sort(b)) is None
+    assert stats.ks(reference, b).score == pytest.approx(sps.ks_2samp(a, b).statistic, abs=1e-15)
+
+
 def test_ks_ignores_non_finite_live_values() -> None:
     a, b = _samples(1, 500, 400)
     dirty = np.concatenate([b, [np.nan, np.inf, -np.inf]])

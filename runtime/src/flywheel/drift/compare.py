@@ -28,7 +28,7 @@ from flywheel.api.driftmonitor import (
     TestMethod,
     Verdict,
 )
-from flywheel.drift import stats
+from flywheel.drift import stats, workers
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -186,13 +186,14 @@ def check_all(
     min_samples: int,
 ) -> list[Check]:
     """Every feature present on both sides, in the order of `live`, with verdicts."""
-    checks = [
-        check_feature(
-            references[name], column, choose_test(tests, name, references[name].kind), min_samples
+
+    def check(name: str) -> Check:
+        reference = references[name]
+        return check_feature(
+            reference, live[name], choose_test(tests, name, reference.kind), min_samples
         )
-        for name, column in live.items()
-        if name in references
-    ]
+
+    checks = workers.map_features(check, [name for name in live if name in references])
     return correct(checks, Correction(tests.correction))
 
 

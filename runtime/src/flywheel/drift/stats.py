@@ -95,7 +95,9 @@ def numeric_reference(values: Any, bins: int = DEFAULT_BINS) -> NumericReference
     below = first.astype(np.int64)
     upto = below + counts
     inner = np.unique(np.quantile(x, np.arange(1, bins) / bins)) if x.size else np.empty(0)
-    bin_counts = _bin_counts(x, inner)
+    # x is sorted and finite: each edge's count of values at most it is one binary search.
+    at_most = np.searchsorted(x, inner, side="right")
+    bin_counts = np.diff(np.concatenate(([0], at_most, [x.size]))).astype(np.int64)
     return NumericReference(
         values=distinct,
         below=below,
@@ -167,29 +169,62 @@ def ks(reference: NumericReference, current: Any) -> Result:
     live CDF is constant, so the supremum over [u_i, u_{i+1}) is reached at u_i or just
     before u_{i+1}: D is the largest of |F_ref(u_i) - F_cur(u_i)|,
     |F_ref(u_{i+1}-) - F_cur(u_i)| and F_ref(u_0-), all read from the reference's counts.
+
+    The differences are taken between counts scaled to a common denominator,
+    |a m - b n| / (n m), in integers: exact, and one division for the whole column.
     """
     x = _finite(current)
     m, n = x.size, reference.count
     if m == 0 or n == 0:
         return Result(score=math.nan, p_value=math.nan)
     x.sort()
+    scaled = _ks_untied(reference, x)
+    if scaled is None:
+        scaled = _ks_tied(reference, x)
+    d = scaled / (n * m)
+    return Result(score=d, p_value=ks_p_value(d, n, m))
+
+
+def _ks_untied(reference: NumericReference, x: np.ndarray) -> int | None:
+    """n m D when no value repeats within either sample or across them (continuous
+    features, the common case); None otherwise.
+
+    Then F_ref(x_i-) = at_i / n with at_i the reference values below x_i, F_cur(x_i-) =
+    i / m, and at x_i both CDFs step by exactly one value: with L_i = at_i m - i n, the
+    left differences are L_i and the right ones L_i - n, so n m D = max(max L, n - min L).
+    """
+    m, n = x.size, reference.count
+    if reference.values.size != n or (x[1:] == x[:-1]).any():
+        return None
+    at = np.searchsorted(reference.values, x, side="left")
+    # `at` ascends, so the live values above every reference value are a suffix.
+    inside = m if at[-1] < n else int(np.searchsorted(at, n, side="left"))
+    if (reference.values[at[:inside]] == x[:inside]).any():
+        return None  # a live value equals a reference value: the general path
+    at *= m
+    at -= np.arange(0, m * n, n, dtype=np.int64)
+    return max(int(at.max()), n - int(at.min()))
+
+
+def _ks_tied(reference: NumericReference, x: np.ndarray) -> int:
+    """n m D over the distinct live values, for samples with repeated values."""
+    m, n = x.size, reference.count
     distinct, _, counts = _runs(x)
-    cur = np.cumsum(counts) / m  # F_cur at each distinct live value
+    cur = np.cumsum(counts) * n  # F_cur at each distinct live value, times n m
     at = np.searchsorted(reference.values, distinct, side="left")
     inside = at < reference.values.size
     hit = np.zeros(distinct.size, dtype=bool)
     hit[inside] = reference.values[at[inside]] == distinct[inside]
-    # F_ref(u-): reference values strictly below u; F_ref(u): at most u.
+    # F_ref(u-): reference values strictly below u; F_ref(u): at most u (times n m).
     padded_below = np.append(reference.below, n)
-    left = padded_below[at] / n
+    left = padded_below[at] * m
     padded_upto = np.append(reference.upto, n)
-    right = np.where(hit, padded_upto[at], padded_below[at]) / n
-    d = max(
-        float(left[0]),
-        float(np.abs(right - cur).max()),
-        float(np.abs(left[1:] - cur[:-1]).max()) if distinct.size > 1 else 0.0,
+    right = np.where(hit, padded_upto[at], padded_below[at]) * m
+    return max(
+        int(left[0]),
+        int(np.abs(right - cur).max()),
+        int(np.abs(left[1:] - cur[:-1]).max()) if distinct.size > 1 else 0,
     )
-    return Result(score=d, p_value=ks_p_value(d, n, m))
 
 
 def ks_p_value(d: float, n: int, m: int) -> float:

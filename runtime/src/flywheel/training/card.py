@@ -196,6 +196,26 @@ def _quantization(found: dict[str, Any] | None) -> str:
     return _table(rows)
 
 
+def _deployed(gates: list[dict[str, Any]]) -> str:
+    """notWorseThanDeployed's two figures, and the rows behind them."""
+    found = next((g["comparison"] for g in gates if g.get("comparison")), None)
+    if found is None:
+        return "<p>no notWorseThanDeployed gate, or nothing deployed yet</p>"
+    metric = found["metric"]
+    rows = [
+        ("deployed version", found["deployedVersion"]),
+        (f"{metric}, this version", found["newValue"]),
+        (f"{metric}, deployed version", found["deployedValue"]),
+    ]
+    if found["sameRows"]:
+        rows.append(("measured on", f"this job's test split, the same {found['rows']} rows"))
+        rows.append((f"{metric}, deployed version, registry figure", found["registryValue"]))
+    else:
+        rows.append(("measured on", "each version's own test split (the registry's figure)"))
+        rows.append(("why not the same rows", found["fallback"]))
+    return _table(rows)
+
+
 def render_html(card: dict[str, Any]) -> str:
     e = card["evaluation"]
     gates = [
@@ -244,6 +264,7 @@ th{{text-align:left;padding-right:1em}}img{{margin:0.5em}}</style></head>
 <h2>Warm start</h2>{_warm_start(card.get("warmStart"))}
 <h2>Quantization</h2>{_quantization(card.get("quantization"))}
 <h2>Gates</h2>{_table(gates) if gates else "<p>none</p>"}
+<h2>Compared with the deployed version</h2>{_deployed(card["gates"])}
 <h2>Calibration and slices</h2>{images}
 {_table(slices) if slices else ""}
 <h2>Lineage</h2>{_table(sorted(card["lineage"].items()))}

@@ -195,9 +195,15 @@ class GateResult:
     value: float | None
     bound: str
     passed: bool
+    # notWorseThanDeployed: both versions' figures, the rows they were measured on, and
+    # the version compared (see `comparison`).
+    comparison: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        found = dataclasses.asdict(self)
+        if self.comparison is None:
+            del found["comparison"]
+        return found
 
     def describe(self) -> str:
         shown = "missing" if self.value is None else f"{self.value:.4f}"
@@ -211,7 +217,8 @@ def check_gates(
 ) -> list[GateResult]:
     """Every `evaluation.gates` bound, and the baseline comparison when there is one.
 
-    `baseline`: {"metric", "tolerance", "value", "version"} of the deployed model.
+    `baseline`: {"metric", "tolerance", "value", "version"} of the deployed model, and
+    how `value` was found: {"rows", "registryValue", "fallback"} (`comparison`).
     """
     results = []
     for gate in gates:
@@ -237,6 +244,38 @@ def check_gates(
         else:
             limit, bound = reference - tolerance, f">= {reference:.4f} - {tolerance:g}"
             ok = value is not None and value >= limit
-        bound += f" (deployed version {baseline['version']})"
-        results.append(GateResult("notWorseThanDeployed", metric, value, bound, bool(ok)))
+        found = comparison(baseline, value)
+        bound += f" ({found['basis']})"
+        results.append(GateResult("notWorseThanDeployed", metric, value, bound, bool(ok), found))
     return results
+
+
+def comparison(baseline: dict[str, Any], value: float | None) -> dict[str, Any]:
+    """What notWorseThanDeployed compared, in words (`basis`) and figures.
+
+    >>> comparison({"metric": "auc", "value": 0.7, "version": "3", "rows": 200,
+    ...             "registryValue": 0.8}, 0.75)["basis"]
+    'deployed version 3 scored on the same 200 test rows; its registry figure 0.8000'
+    >>> comparison({"metric": "auc", "value": 0.8, "version": "3", "rows": None,
+    ...             "registryValue": 0.8, "fallback": "no 'x'"}, 0.75)["basis"]
+    "deployed version 3's registry figure, from its own test split: no 'x'"
+    """
+    version, rows = baseline["version"], baseline.get("rows")
+    fallback = baseline.get("fallback")
+    if fallback:
+        basis = f"deployed version {version}'s registry figure, from its own test split: {fallback}"
+    else:
+        basis = f"deployed version {version} scored on the same {rows} test rows"
+        if baseline.get("registryValue") is not None:
+            basis += f"; its registry figure {float(baseline['registryValue']):.4f}"
+    return {
+        "deployedVersion": version,
+        "metric": baseline["metric"],
+        "deployedValue": baseline["value"],
+        "newValue": value,
+        "rows": rows,
+        "registryValue": baseline.get("registryValue"),
+        "sameRows": not fallback,
+        "fallback": fallback,
+        "basis": basis,
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from flywheel.entrypoints import RunContext
 from flywheel.features import calibration
 from flywheel.features.preprocess import CATEGORICAL, HASHED, Preprocessor
 from flywheel.storage import publish
+from flywheel.storage.uris import Location
 from flywheel.training import (
     card,
     cluster,
@@ -86,6 +88,8 @@ class Trained:
     # The training split's raw feature columns (a seeded sample past REFERENCE_ROWS): what
     # a DriftMonitor with `reference.servingVersion` compares live traffic with.
     training_reference: Any = None
+    # notWorseThanDeployed's figure for the deployed version (`_baseline`), or None.
+    baseline: dict[str, Any] | None = None
 
 
 def run_storage(job: TrainingJob, context: RunContext) -> Path:
@@ -387,6 +391,7 @@ def train(job: TrainingJob, context: RunContext, progress: loop.Progress | None)
         int8_gate if int8 else None,
         int8[3] if int8 else None,
         training_reference=training_reference(table, ts.features, parts.train, spec.split.seed),
+        baseline=_baseline(job, context, test_rows, y_test, classification),
     )
 
 
@@ -463,8 +468,7 @@ def evaluate_version(
     ts = trainset.load(job, context)
     parts = split_of(job, ts)
     test_rows = ts.table.take(pa.array(parts.test))
-    with torch.no_grad():
-        scores = module(torch.from_numpy(pre.transform(test_rows))).numpy().reshape(-1)
+    scores = exported_scores(module, pre.transform(test_rows)).reshape(-1)
     calibrated = local / CALIBRATION_FILE
     if calibrated.is_file():
         scores = calibration.Calibrator.from_json(json.loads(calibrated.read_text())).apply(scores)
@@ -490,7 +494,7 @@ def publish_version(
     spec = job.spec
     root = registry.model_root(job, context)
     result = trained.evaluation
-    gates = evaluate.check_gates(result.metrics, spec.evaluation.gates, _baseline(job, context))
+    gates = evaluate.check_gates(result.metrics, spec.evaluation.gates, trained.baseline)
     if trained.forgetting_gate is not None:
         gates.append(trained.forgetting_gate)
     if trained.quantization_gate is not None:
@@ -543,6 +547,9 @@ def publish_version(
             f"; serves int8: size x{trained.quantization['sizeRatio']:.2f}, one-row p50 "
             f"latency x{trained.quantization_latency['p50Ratio']:.2f}"
         )
+    compared = [g for g in gates if g.comparison is not None]
+    if compared:
+        note += "; " + deployed_note(compared[0])
     status.conditions = conditions.set_condition(
         [],
         SUCCEEDED,
@@ -653,24 +660,107 @@ def _cause(job: TrainingJob) -> dict[str, Any]:
     return {"driftEvent": event.to_wire()} if event is not None else {}
 
 
-def _baseline(job: TrainingJob, context: RunContext) -> dict[str, Any] | None:
-    """Metrics of the version the named deployment serves as stable, from the registry."""
+def _baseline(
+    job: TrainingJob, context: RunContext, test_rows: Any, y_test: Any, classification: bool
+) -> dict[str, Any] | None:
+    """The deployed version's figure for notWorseThanDeployed, measured on this job's test
+    rows, so that both versions are compared on the same labels.
+
+    The deployed version scores them as its model server would (its own preprocessing,
+    calibration and quantized copy). When it cannot (its features are not in this training
+    set, another label or task), the registry's figure from the version's own test split
+    stands in, and `fallback` says why.
+    """
     gate = job.spec.evaluation.not_worse_than_deployed
     if gate is None:
         return None
     root = registry.model_root(job, context)
     version = warmstart.served_version(context, gate.deployment_ref.name)
     version = version or registry.alias(root, registry.CHAMPION)
-    metrics = registry.version_metrics(root, version) if version else None
-    if not metrics:
+    if version is None:
         return None  # nothing deployed yet: nothing to be worse than
     metric = str(gate.metric)
-    return {
+    recorded = (registry.version_metrics(root, version) or {}).get(metric)
+    where = registry.version_location(root, version)
+    scored = _score_deployed(
+        where, job.spec.label.column, metric, test_rows, y_test, classification
+    )
+    if isinstance(scored, str) and recorded is None:
+        return None  # neither a figure on these rows nor a registered one
+    found = {
         "metric": metric,
         "tolerance": gate.tolerance,
-        "value": metrics.get(metric),
         "version": version,
+        "registryValue": recorded,
     }
+    if isinstance(scored, str):
+        return {**found, "value": recorded, "rows": None, "fallback": scored}
+    return {**found, "value": scored, "rows": len(y_test), "fallback": None}
+
+
+def _score_deployed(
+    where: Location, label: str, metric: str, rows: Any, y: Any, classification: bool
+) -> float | str:
+    """The version under `where` scored on `rows` as its model server scores them: its
+    `metric`, or why it cannot score them."""
+    signature = publish.read_json(where.join("signature.json")) or {}
+    theirs = signature.get("label")
+    if theirs is not None and theirs != label:
+        return f"it predicts {theirs!r}, this job {label!r}"
+    task = signature.get("task")
+    if task is not None and (task == "classification") != classification:
+        return f"it is a {task} model and this job's label {label!r} is not"
+    state = publish.read_json(where.join("preprocessing.json"))
+    if state is None:
+        return f"its artifact at {where.uri} has no preprocessing.json"
+    pre = Preprocessor.from_json(state)
+    missing = [c.name for c in pre.columns if c.name not in rows.column_names]
+    if missing:
+        return f"its features {missing} are not in this training set"
+    try:
+        x = pre.transform(rows)
+    except (ValueError, TypeError, KeyError) as exc:
+        return f"its preprocessing cannot read these rows ({exc})"
+    try:
+        module = _served_module(where)
+    except (OSError, RuntimeError) as exc:
+        return f"its model at {where.uri} does not load ({exc})"
+    try:
+        scores = exported_scores(module, x).astype(np.float64)
+    except (RuntimeError, AssertionError) as exc:  # an exported program's guard says why
+        return f"its model cannot score these rows ({exc})"
+    if scores.ndim > 1 and scores.shape[1] != 1:
+        return f"it returns {scores.shape[1]} scores a row, this job one"
+    scores = scores.reshape(-1)
+    calibrated = publish.read_json(where.join(CALIBRATION_FILE))
+    if calibrated is not None:
+        scores = calibration.Calibrator.from_json(calibrated).apply(scores)
+    found = evaluate.evaluate(y, scores, classification, [metric], {}).metrics
+    value = found.get(metric)
+    if value is None or not np.isfinite(value):
+        return f"its {metric} on these rows is undefined"
+    return float(value)
+
+
+def exported_scores(module: Any, x: Any) -> Any:
+    """The module's output for the rows of `x`, in batches its exported program accepts
+    (at most export.MAX_BATCH_SIZE rows a call)."""
+    size = export.MAX_BATCH_SIZE
+    with torch.inference_mode():
+        parts = [module(torch.from_numpy(x[i : i + size])).numpy() for i in range(0, len(x), size)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+def _served_module(where: Location) -> Any:
+    """The module a model server runs for the version under `where`: the quantized copy
+    when quantization.json names one (serving/predictor.py reads the same files)."""
+    served = (publish.read_json(where.join(quantize.QUANTIZATION_FILE)) or {}).get("serve")
+    found = where.join(served or export.MODEL_FILE)
+    with found.filesystem.open_input_stream(found.path) as f:
+        data = f.read()
+    if served:
+        return quantize.load(data)
+    return torch.export.load(io.BytesIO(data)).module()
 
 
 def _failed(
@@ -682,6 +772,30 @@ def _failed(
         [], SUCCEEDED, False, reason, message, status.completion_time, status.observed_generation
     )
     return status
+
+
+def deployed_note(gate: evaluate.GateResult) -> str:
+    """The status message's account of notWorseThanDeployed.
+
+    >>> g = evaluate.GateResult("notWorseThanDeployed", "auc", 0.81, ">= 0.6400 - 0.01",
+    ...     True, {"deployedVersion": "2", "deployedValue": 0.64, "rows": 300,
+    ...     "sameRows": True, "fallback": None})
+    >>> deployed_note(g)
+    'auc 0.8100 against deployed version 2: 0.6400 on the same 300 test rows'
+    """
+    found = gate.comparison or {}
+    deployed = found.get("deployedValue")
+    text = (
+        f"{gate.metric} {_figure(gate.value)} against deployed version "
+        f"{found.get('deployedVersion')}: {_figure(deployed)}"
+    )
+    if found.get("sameRows"):
+        return f"{text} on the same {found.get('rows')} test rows"
+    return f"{text} (its registry figure; {found.get('fallback')})"
+
+
+def _figure(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.4f}"
 
 
 def warm_note(warm: dict[str, Any], seconds: float | None) -> str:
