@@ -3,7 +3,7 @@
     await backend.infer(request, timeout=0.5) -> InferResponse   (raises BackendError)
 
 - `HttpBackend`: any server speaking the Open Inference Protocol v2 over REST (Flywheel's
-  model server, KServe, Triton), with httpx and one pooled async client.
+  model server, KServe, Triton), over a pool of keep-alive connections (httpclient.py).
 - `TritonBackend`: Triton through `tritonclient` (its aio HTTP or gRPC client).
 - `RayServeBackend`: a Ray Serve deployment through its `DeploymentHandle`.
 """
@@ -15,7 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from flywheel.serving import oip
+from flywheel.serving import httpclient, oip
+
+# httpclient gives header names in lower case.
+_LENGTH_HEADER = oip.HEADER_LENGTH.lower()
 
 
 class BackendError(Exception):
@@ -50,20 +53,11 @@ class HttpBackend:
         binary: bool = True,
         max_connections: int = 256,
     ) -> None:
-        import httpx
-
         self.version = version
         self.model = model
         self.binary = binary
         self._infer_path = f"/v2/models/{model}/infer"
-        self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=None,
-        )
-        self._httpx = httpx
+        self._client = httpclient.HttpClient(url.rstrip("/"), max_connections)
 
     async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
         if self.binary and request.outputs is None:
@@ -73,35 +67,30 @@ class HttpBackend:
             )
         body, headers = oip.encode_request(request, binary=self.binary)
         try:
-            reply = await self._client.post(
-                self._infer_path,
-                content=body,
-                headers=headers,
-                timeout=self._httpx.Timeout(timeout),
-            )
-        except self._httpx.TimeoutException as exc:
+            reply = await self._client.request("POST", self._infer_path, body, headers, timeout)
+        except httpclient.HttpTimeout as exc:
             raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
-        except self._httpx.HTTPError as exc:
-            raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
-        if reply.status_code != 200:
+        except httpclient.HttpError as exc:
+            raise BackendError(f"{self.version}: {exc}") from exc
+        if reply.status != 200:
             raise BackendError(
-                f"{self.version}: HTTP {reply.status_code}: {reply.text[:200]}",
-                rejected=reply.status_code == 400,
+                f"{self.version}: HTTP {reply.status}: {reply.text[:200]}",
+                rejected=reply.status == 400,
             )
         try:
-            return oip.decode_response(reply.content, reply.headers.get(oip.HEADER_LENGTH))
+            return oip.decode_response(reply.body, reply.headers.get(_LENGTH_HEADER))
         except oip.ProtocolError as exc:
             raise BackendError(f"{self.version}: bad response: {exc}") from exc
 
     async def ready(self) -> bool:
         try:
-            reply = await self._client.get("/v2/health/ready", timeout=2.0)
-        except self._httpx.HTTPError:
+            reply = await self._client.request("GET", "/v2/health/ready", timeout=2.0)
+        except httpclient.HttpError:
             return False
-        return reply.status_code == 200
+        return reply.status == 200
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 class TritonBackend:
