@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from flywheel.serving import oip, service
 from flywheel.serving.router import Router
@@ -164,7 +165,7 @@ def app(
     config_path: Path | None = None,
     reload_interval: float = 1.0,
     lifespan: bool = True,
-) -> Starlette:
+) -> ASGIApp:
     """The router's ASGI app. `lifespan=False` where the host runs the background work
     (Ray Serve: `Router.start_background` from `reconfigure`)."""
     svc = RouterService(router)
@@ -227,7 +228,9 @@ def app(
         Route("/v1/models/{name}/rollout", rollout_route),
         Route("/metrics", metrics_route),
     ]
-    return Starlette(routes=routes, lifespan=run if lifespan else None)
+    return service.with_fast_infer(
+        Starlette(routes=routes, lifespan=run if lifespan else None), svc
+    )
 
 
 def _number(value: Any) -> float | None:
