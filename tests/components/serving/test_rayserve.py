@@ -190,5 +190,10 @@ def test_a_bad_router_config_keeps_the_router_serving(
             "the refused config to be reported",
         )
         assert client.post("/v2/models/churn/infer", json=BODY).status_code == 200
+        # A request the model refuses is the caller's 400, not the version's 502: the
+        # replica's error comes back through the handle as its own type.
+        cube = {"inputs": [{**BODY["inputs"][0], "shape": [1, 1, 3]}]}
+        refused = client.post("/v2/models/churn/infer", json=cube)
+        assert refused.status_code == 400 and "expected [rows, features]" in refused.text
     assert replica_pids("churn") == router_pids
     rayserve.wait_running(dashboard, ["churn"])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from flywheel.serving import config, oip, router, state
+from flywheel.serving import config, oip, router, routerapp, state
 from flywheel.serving.backends import BackendError
 from flywheel.serving.service import ServiceError
 
@@ -221,3 +222,36 @@ def test_a_dominant_arm_is_reported_for_promotion_after_the_hold() -> None:
     r.tick()
     assert r.promote == "v2"
     assert r.rollout_report()["bandit"]["promote"] == "v2"
+
+
+def test_the_shadow_starts_after_the_primarys_answer_is_sent() -> None:
+    r, fakes = make({"candidate": "v2", "strategy": "shadow", "shadow": {"percent": 100}})
+    events: list[str] = []
+    original = fakes["v2"].infer
+
+    async def shadow(req: oip.InferRequest, timeout: float) -> oip.InferResponse:
+        events.append("shadow called")
+        return await original(req, timeout)
+
+    fakes["v2"].infer = shadow  # type: ignore[method-assign,assignment]
+    app = routerapp.app(r, lifespan=False)
+    body = json.dumps(
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+    ).encode()
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/churn/infer", "headers": []}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        events.append(message["type"])
+
+    async def go() -> None:
+        await app(scope, receive, send)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        await r.close()
+
+    run(go())
+    assert events == ["http.response.start", "http.response.body", "shadow called"]
+    assert r.shadow_stats.compared == 1

@@ -3,7 +3,7 @@
     await backend.infer(request, timeout=0.5) -> InferResponse   (raises BackendError)
 
 - `HttpBackend`: any server speaking the Open Inference Protocol v2 over REST (Flywheel's
-  model server, KServe, Triton), with httpx and one pooled async client.
+  model server, KServe, Triton), over a pool of keep-alive connections (httpclient.py).
 - `TritonBackend`: Triton through `tritonclient` (its aio HTTP or gRPC client).
 - `RayServeBackend`: a Ray Serve deployment through its `DeploymentHandle`.
 """
@@ -15,7 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from flywheel.serving import oip
+from flywheel.serving import httpclient, oip
+
+# httpclient gives header names in lower case.
+_LENGTH_HEADER = oip.HEADER_LENGTH.lower()
 
 
 class BackendError(Exception):
@@ -50,20 +53,11 @@ class HttpBackend:
         binary: bool = True,
         max_connections: int = 256,
     ) -> None:
-        import httpx
-
         self.version = version
         self.model = model
         self.binary = binary
         self._infer_path = f"/v2/models/{model}/infer"
-        self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=None,
-        )
-        self._httpx = httpx
+        self._client = httpclient.HttpClient(url.rstrip("/"), max_connections)
 
     async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
         if self.binary and request.outputs is None:
@@ -73,35 +67,30 @@ class HttpBackend:
             )
         body, headers = oip.encode_request(request, binary=self.binary)
         try:
-            reply = await self._client.post(
-                self._infer_path,
-                content=body,
-                headers=headers,
-                timeout=self._httpx.Timeout(timeout),
-            )
-        except self._httpx.TimeoutException as exc:
+            reply = await self._client.request("POST", self._infer_path, body, headers, timeout)
+        except httpclient.HttpTimeout as exc:
             raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
-        except self._httpx.HTTPError as exc:
-            raise BackendError(f"{self.version}: {type(exc).__name__}: {exc}") from exc
-        if reply.status_code != 200:
+        except httpclient.HttpError as exc:
+            raise BackendError(f"{self.version}: {exc}") from exc
+        if reply.status != 200:
             raise BackendError(
-                f"{self.version}: HTTP {reply.status_code}: {reply.text[:200]}",
-                rejected=reply.status_code == 400,
+                f"{self.version}: HTTP {reply.status}: {reply.text[:200]}",
+                rejected=reply.status == 400,
             )
         try:
-            return oip.decode_response(reply.content, reply.headers.get(oip.HEADER_LENGTH))
+            return oip.decode_response(reply.body, reply.headers.get(_LENGTH_HEADER))
         except oip.ProtocolError as exc:
             raise BackendError(f"{self.version}: bad response: {exc}") from exc
 
     async def ready(self) -> bool:
         try:
-            reply = await self._client.get("/v2/health/ready", timeout=2.0)
-        except self._httpx.HTTPError:
+            reply = await self._client.request("GET", "/v2/health/ready", timeout=2.0)
+        except httpclient.HttpError:
             return False
-        return reply.status_code == 200
+        return reply.status == 200
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 class TritonBackend:
@@ -185,7 +174,7 @@ class RayServeBackend:
     """A Ray Serve deployment, found by application and deployment name.
 
     Calls its `infer(InferRequest) -> InferResponse` method through the handle, so
-    tensors travel as numpy arrays in Ray's object store, never as JSON.
+    tensors travel as pickled numpy arrays, never as JSON.
     """
 
     def __init__(self, version: str, app_name: str, deployment: str = "Model") -> None:
@@ -195,10 +184,19 @@ class RayServeBackend:
         self.app_name = app_name
         # No existence check: it is a blocking call to the controller, and a router
         # learns of a version (in `reconfigure`) before sending it traffic.
-        self._handle = serve.get_deployment_handle(deployment, app_name, _check_exists=False)
+        handle = serve.get_deployment_handle(deployment, app_name, _check_exists=False)
+        # By value over Serve's replica-to-replica gRPC, with plain pickle (the v2
+        # dataclasses are importable): no object store round trip, no cloudpickle. The
+        # cheapest hop Serve 2.60 offers; measured in tests/bench/test_bench_rayserve.py.
+        self._infer = handle.options(
+            method_name="infer",
+            _by_reference=False,
+            request_serialization="pickle",
+            response_serialization="pickle",
+        )
 
     async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
-        response = self._handle.infer.remote(request)
+        response = self._infer.remote(request)
         try:
             result: oip.InferResponse = await asyncio.wait_for(response, timeout)
         except TimeoutError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from flywheel.serving import oip, service
 from flywheel.serving.predictor import Predictor
@@ -103,5 +104,5 @@ class ModelServer:
         return self.predict(request), {}
 
 
-def app(server: ModelServer) -> Starlette:
-    return Starlette(routes=service.v2_routes(server))
+def app(server: ModelServer) -> ASGIApp:
+    return service.with_fast_infer(Starlette(routes=service.v2_routes(server)), server)

@@ -43,6 +43,10 @@ DATATYPES: dict[str, Any] = {
 }
 
 
+# numpy dtype -> OIP v2 datatype: one dict lookup per tensor on the hot path.
+_NAMES: dict[np.dtype[Any], str] = {np.dtype(t): name for name, t in DATATYPES.items()}
+
+
 class ProtocolError(ValueError):
     """A request or response that does not follow the protocol (HTTP 400)."""
 
@@ -53,11 +57,11 @@ def datatype_of(array: np.ndarray) -> str:
     >>> datatype_of(np.zeros(2, np.float32))
     'FP32'
     """
-    if array.dtype == np.object_ or array.dtype.kind in "SU":
+    name = _NAMES.get(array.dtype)
+    if name is not None:
+        return name
+    if array.dtype.kind in "SU":
         return "BYTES"
-    for name, dtype in DATATYPES.items():
-        if dtype is not np.object_ and array.dtype == np.dtype(dtype):
-            return name
     raise ProtocolError(f"no OIP v2 datatype for numpy {array.dtype}")
 
 

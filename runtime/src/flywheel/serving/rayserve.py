@@ -45,6 +45,12 @@ STATE_DIR_ENV = "FLYWHEEL_ROUTER_STATE_DIR"
 # A file holding a redis:// URL (a mounted Secret key): the router replicas add their
 # bandit counts to totals there instead of each keeping its own file.
 STATE_URL_FILE_ENV = "FLYWHEEL_ROUTER_STATE_URL_FILE"
+# The router's code never blocks its loop, so its replica runs it, and its handles' request
+# routing, on the replica's own event loop: two thread hops fewer per request.
+ROUTER_SERVE_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
 
 
 # --- the declarative config (pure) ---------------------------------------------------
@@ -103,6 +109,7 @@ def serve_config(
             "route_prefix": "/",
             "import_path": ROUTER_IMPORT,
             "args": {"deployment": deployment},
+            "runtime_env": {"env_vars": dict(ROUTER_SERVE_ENV)},
             "deployments": [
                 {
                     "name": ROUTER_DEPLOYMENT,
@@ -207,7 +214,12 @@ def _deployments() -> tuple[Any, Any]:
             )
             self.tags = {"version": version}
 
-        def infer(self, request: oip.InferRequest) -> oip.InferResponse:
+        async def infer(self, request: oip.InferRequest) -> oip.InferResponse:
+            # async, though it never awaits: Serve runs a sync method on a worker thread,
+            # and for a model that answers in microseconds the thread hop costs more.
+            return self._infer(request)
+
+        def _infer(self, request: oip.InferRequest) -> oip.InferResponse:
             start = time.perf_counter()
             response = self.server.predict(request)
             self.latency.observe(time.perf_counter() - start, self.tags)
@@ -221,7 +233,7 @@ def _deployments() -> tuple[Any, Any]:
             body = await request.body()
             try:
                 decoded = oip.decode_request(body, request.headers.get(oip.HEADER_LENGTH))
-                response = self.infer(decoded)
+                response = self._infer(decoded)
             except oip.ProtocolError as exc:
                 return service.error_response(400, str(exc))
             binary = bool(decoded.parameters.get("binary_data_output", False))

@@ -393,11 +393,34 @@ class Router:
         scores = _scores(response)
         self._remember(request_id, answered, scores)
         policy = self.shadow_policy
-        if policy is not None and answered != policy.target and policy.mirror(self.rng.random()):
-            self._mirror(policy, request, scores)
-        if self.request_log is not None and self.request_log.sampled(self.rng.random()):
-            self._log(request_id, answered, request, rows, scores)
+        mirror = (
+            policy is not None and answered != policy.target and policy.mirror(self.rng.random())
+        )
+        logged = self.request_log is not None and self.request_log.sampled(self.rng.random())
+        if mirror or logged:
+            # Called soon, not now: the caller writes its answer before it next yields,
+            # so the shadow and the log start only after the primary's answer is sent.
+            asyncio.get_running_loop().call_soon(
+                self._after, policy if mirror else None, logged, request_id, answered,
+                request, rows, scores,
+            )  # fmt: skip
         return Routed(response, answered, request_id, version)
+
+    def _after(
+        self,
+        policy: shadow.ShadowPolicy | None,
+        logged: bool,
+        request_id: str,
+        version: str,
+        request: oip.InferRequest,
+        rows: Sequence[Mapping[str, Any]] | None,
+        scores: np.ndarray | None,
+    ) -> None:
+        """A request's work that its caller does not wait for: mirror it, log it."""
+        if policy is not None:
+            self._mirror(policy, request, scores)
+        if logged and self.request_log is not None:
+            self._log(request_id, version, request, rows, scores)
 
     async def _call(
         self, version: str, request: oip.InferRequest, deadline: float
@@ -495,34 +518,25 @@ class Router:
 
     def _mirror(self, policy: shadow.ShadowPolicy, request: oip.InferRequest, scores: Any) -> None:
         queue = self._shadow_queue
-        if queue is None or queue.maxsize != policy.queue_size:
-            queue = self._start_shadow(policy.queue_size)
-        try:
-            queue.put_nowait((policy.target, request, scores))
-            self.shadow_stats.mirrored += 1
-        except asyncio.QueueFull:
+        if queue is None:
+            queue = self._shadow_queue = asyncio.Queue()
+            for _ in range(SHADOW_WORKERS):
+                self._tasks.append(asyncio.get_running_loop().create_task(self._shadow_worker()))
+        # The bound is the policy's, checked here, so a new queue size needs no new queue.
+        if queue.qsize() >= policy.queue_size:
             self.shadow_stats.dropped += 1
             self.metrics.child(
                 self.metrics.shadow, self.config.deployment, policy.target, "dropped"
             ).inc()
-
-    def _start_shadow(self, size: int) -> asyncio.Queue[tuple[str, oip.InferRequest, np.ndarray]]:
-        old = self._shadow_queue
-        queue: asyncio.Queue[tuple[str, oip.InferRequest, np.ndarray]] = asyncio.Queue(size)
-        self._shadow_queue = queue
-        if old is None:
-            for _ in range(SHADOW_WORKERS):
-                self._tasks.append(asyncio.get_running_loop().create_task(self._shadow_worker()))
-        return queue
+            return
+        queue.put_nowait((policy.target, request, scores))
+        self.shadow_stats.mirrored += 1
 
     async def _shadow_worker(self) -> None:
+        queue = self._shadow_queue
+        assert queue is not None
         while True:
-            queue = self._shadow_queue
-            assert queue is not None
-            try:
-                version, request, primary = await asyncio.wait_for(queue.get(), 1.0)
-            except TimeoutError:
-                continue  # the queue may have been replaced by a resize
+            version, request, primary = await queue.get()
             try:
                 await self._shadow_call(version, request, primary)
             except Exception:  # a shadow must never take its worker down

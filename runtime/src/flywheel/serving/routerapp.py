@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from flywheel.serving import oip, service
 from flywheel.serving.configwatch import ConfigMapWatch
@@ -166,7 +167,7 @@ def app(
     reload_interval: float = 1.0,
     lifespan: bool = True,
     configmap: ConfigMapWatch | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The router's ASGI app. `lifespan=False` where the host runs the background work
     (Ray Serve: `Router.start_background` from `reconfigure`). `configmap`: the config
     comes from the API server (configwatch.py); the file is then only the one it started
@@ -233,7 +234,9 @@ def app(
         Route("/v1/models/{name}/rollout", rollout_route),
         Route("/metrics", metrics_route),
     ]
-    return Starlette(routes=routes, lifespan=run if lifespan else None)
+    return service.with_fast_infer(
+        Starlette(routes=routes, lifespan=run if lifespan else None), svc
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -66,6 +66,10 @@ def run(
         app,
         host=host,
         port=port,
+        # Both are installed with uvicorn[standard]; named so a missing one fails loudly
+        # instead of falling back to the pure-Python loop and parser (twice the CPU).
+        loop="uvloop",
+        http="httptools",
         log_level="info",
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(drain_seconds)),
@@ -85,4 +89,5 @@ def run(
             if grpc_server is not None:
                 await grpc_server.stop(drain_seconds)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(main())

@@ -45,7 +45,7 @@ def compare(primary: np.ndarray, shadow: np.ndarray, threshold: float = 0.5) -> 
     b = np.asarray(shadow, dtype=np.float64)
     if a.shape != b.shape:
         return False, float("nan")
-    delta = float(np.mean(np.abs(a - b))) if a.size else 0.0
+    delta = float(np.abs(a - b).sum()) / a.size if a.size else 0.0
     if a.ndim == 2 and a.shape[1] > 1:
         agree = bool(np.array_equal(a.argmax(axis=1), b.argmax(axis=1)))
     else:
