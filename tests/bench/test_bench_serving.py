@@ -9,7 +9,10 @@
 - routing decision time (bandit and canary split). Goal: <= 20 us.
 
 Servers are `flywheel serve model` and `flywheel serve router` processes on 127.0.0.1;
-the load generator is an async httpx client in this process.
+the load generator is an aiohttp client in this process, the same for the direct and the
+routed path (FLYWHEEL_BENCH_CLIENT=httpx for the earlier one, which spends ~2 ms of CPU
+per request on this machine's two cores, beside the servers it measures). Where the time
+goes: each server's CPU per request (utime + stime from /proc, over the requests sent).
 
     FLYWHEEL_BENCH_SCALE=0.1 .venv/bin/pytest -m bench -s tests/bench/test_bench_serving.py
 """
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import random
 import subprocess
 import sys
@@ -27,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import numpy as np
 import pytest
@@ -44,8 +50,19 @@ BODY = json.dumps(
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 
 
+@dataclasses.dataclass
+class Running:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the process so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def process(args: list[str], port: int) -> Iterator[str]:
+def process(args: list[str], port: int) -> Iterator[Running]:
     proc = subprocess.Popen(
         [FLYWHEEL, *args, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -63,7 +80,7 @@ def process(args: list[str], port: int) -> Iterator[str]:
                 return False
 
         support.wait_for(ready, 120, f"{' '.join(args[:2])} to be ready")
-        yield url
+        yield Running(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -74,33 +91,78 @@ def process(args: list[str], port: int) -> Iterator[str]:
             raise AssertionError(f"{' '.join(args[:2])} did not exit after SIGTERM") from None
 
 
+WARMUP = 50
+
+
 async def measure(url: str, path: str, n: int, rate: float | None) -> np.ndarray:
     """Latencies (ms) of n requests: serial when `rate` is None, else sent at `rate`/s."""
+    if os.environ.get("FLYWHEEL_BENCH_CLIENT") == "httpx":
+        return await measure_httpx(url, path, n, rate)
+    headers = {"content-type": "application/json"}
+    # Keep-alive connections, as many as calls in flight (one when serial).
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(url, connector=connector) as session:
+
+        async def call() -> None:
+            async with session.post(path, data=BODY, headers=headers) as reply:
+                body = await reply.read()
+                assert reply.status == 200, body
+
+        for _ in range(WARMUP):
+            await call()
+        return await _timed(call, n, rate)
+
+
+async def measure_httpx(url: str, path: str, n: int, rate: float | None) -> np.ndarray:
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        for _ in range(20):  # warm the connections
-            await client.post(path, content=BODY, headers=headers)
-        out: list[float] = []
 
-        async def one() -> None:
-            start = time.perf_counter()
+        async def call() -> None:
             reply = await client.post(path, content=BODY, headers=headers)
-            out.append((time.perf_counter() - start) * 1000)
             assert reply.status_code == 200, reply.text
 
-        if rate is None:
-            for _ in range(n):
-                await one()
-        else:
-            tasks = []
-            t0 = time.perf_counter()
-            for i in range(n):
-                delay = t0 + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one()))
-            await asyncio.gather(*tasks)
-        return np.array(out)
+        for _ in range(WARMUP):
+            await call()
+        return await _timed(call, n, rate)
+
+
+async def _timed(call: Any, n: int, rate: float | None) -> np.ndarray:
+    out: list[float] = []
+
+    async def one() -> None:
+        start = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - start) * 1000)
+
+    if rate is None:
+        for _ in range(n):
+            await one()
+    else:
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return np.array(out)
+
+
+def run_measured(
+    url: str, n: int, rate: float | None, servers: list[Running]
+) -> tuple[np.ndarray, list[float]]:
+    """Latencies, and each server's CPU microseconds per request over the same requests."""
+    before = [s.cpu_seconds() for s in servers]
+    latencies = asyncio.run(measure(url, "/v2/models/churn/infer", n, rate))
+    time.sleep(0.2)  # shadow calls still under way finish
+    after = [s.cpu_seconds() for s in servers]
+    per_request = [(a - b) / (n + WARMUP) * 1e6 for a, b in zip(after, before, strict=True)]
+    return latencies, per_request
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def pct(a: np.ndarray, q: float) -> float:
@@ -129,11 +191,12 @@ def test_router_hop_and_shadow_cost(models: dict[str, Path], tmp_path: Path) -> 
     rows = []
     p1, p2 = free_port(), free_port()
     model = ["serve", "model", "--name", "churn"]
+    started = load_average()
     with (
         process([*model, "--version", "v1", "--uri", str(models["v1"])], p1) as v1,
         process([*model, "--version", "v2", "--uri", str(models["v2"])], p2) as v2,
     ):
-        endpoints = {"v1": v1, "v2": v2}
+        endpoints = {"v1": v1.url, "v2": v2.url}
         configs: dict[str, dict[str, Any]] = {
             "router, no shadow": {"endpoints": endpoints},
             "router, shadow 10%": {
@@ -147,27 +210,37 @@ def test_router_hop_and_shadow_cost(models: dict[str, Path], tmp_path: Path) -> 
         }  # fmt: skip
         direct: dict[str, np.ndarray] = {}
         for mode, rate in (("serial", None), ("50 rps", 50.0)):
-            direct[mode] = asyncio.run(measure(v1, "/v2/models/churn/infer", n, rate))
-            rows.append(["direct to model", mode, *_row(direct[mode]), "", ""])
+            direct[mode], (model_cpu,) = run_measured(v1.url, n, rate, [v1])
+            rows.append(
+                ["direct to model", mode, *_row(direct[mode]), "", "", "", f"{model_cpu:.0f}"]
+            )
         baseline_p99 = {}
         for name, doc in configs.items():
             port = free_port()
             state = tmp_path / f"{port}.db"
             cfg = router_config(tmp_path, name.replace(" ", "-").replace(",", ""), doc)
             args = ["serve", "router", "--config", str(cfg), "--state-file", str(state)]
-            with process(args, port) as url:
+            with process(args, port) as router:
                 for mode, rate in (("serial", None), ("50 rps", 50.0)):
-                    lat = asyncio.run(measure(url, "/v2/models/churn/infer", n, rate))
+                    lat, (router_cpu, cpu1, cpu2) = run_measured(
+                        router.url, n, rate, [router, v1, v2]
+                    )
                     added = pct(lat, 99) - pct(direct[mode], 99)
                     if name == "router, no shadow":
                         baseline_p99[mode] = pct(lat, 99)
                     inflation = pct(lat, 99) / baseline_p99[mode]
-                    rows.append([name, mode, *_row(lat), f"{added:+.2f}", f"{inflation:.2f}x"])
+                    rows.append(
+                        [name, mode, *_row(lat), f"{added:+.2f}", f"{inflation:.2f}x",
+                         f"{router_cpu:.0f}", f"{cpu1 + cpu2:.0f}"]
+                    )  # fmt: skip
+    client = os.environ.get("FLYWHEEL_BENCH_CLIENT", "aiohttp")
     report(
-        f"Router hop and shadow cost ({n} requests each; ms)",
-        ["path", "load", "p50", "p99", "added p99 vs direct", "p99 vs no shadow"],
+        f"Router hop and shadow cost ({n} requests each; ms; {client} client; "
+        f"load average {started} -> {load_average()})",
+        ["path", "load", "p50", "p99", "added p99 vs direct", "p99 vs no shadow",
+         "router CPU us/req", "model CPU us/req"],
         rows,
-    )
+    )  # fmt: skip
     print("  goals: added p99 <= 1 ms (plain ASGI path); 100% shadow p99 <= 1.05x no shadow")
 
 

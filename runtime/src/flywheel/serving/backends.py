@@ -198,7 +198,9 @@ class RayServeBackend:
     async def infer(self, request: oip.InferRequest, timeout: float) -> oip.InferResponse:
         response = self._infer.remote(request)
         try:
-            result: oip.InferResponse = await asyncio.wait_for(response, timeout)
+            # A timeout scope rather than wait_for: no extra task per call.
+            async with asyncio.timeout(timeout):
+                result: oip.InferResponse = await response
         except TimeoutError as exc:
             response.cancel()  # type: ignore[no-untyped-call]
             raise BackendError(f"{self.version}: timed out after {timeout:.3f}s", True) from exc
