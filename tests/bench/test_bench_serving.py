@@ -10,7 +10,7 @@
 
 Servers are `flywheel serve model` and `flywheel serve router` processes on 127.0.0.1;
 the load generator is an aiohttp client in this process, the same for the direct and the
-routed path (FLYWHEEL_BENCH_CLIENT=httpx for the earlier one, which spends ~2 ms of CPU
+routed path (FLYWHEEL_BENCH_CLIENT=httpx for the earlier one, which spends 1-2 ms of CPU
 per request on this machine's two cores, beside the servers it measures). A routed
 request takes turns with one straight to the model, and "added" is against that same
 run's direct p99, so a busy moment of a shared machine lands on both. Where the time
