@@ -44,7 +44,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,18 @@ def canary(weights: list[int]) -> dict[str, Any]:
     }
 
 
+def rewatch(stop: threading.Event, stream: Callable[[Any], None]) -> None:
+    """`stream(watch.Watch())` until `stop`; a stream cut short (the API server going) is
+    watched again."""
+    from kubernetes import watch
+
+    while not stop.is_set():
+        try:
+            stream(watch.Watch())
+        except Exception:
+            time.sleep(0.2)
+
+
 class Probe(threading.Thread):
     """Reads the router's rollout report every few ms: (time, shares, candidate requests)."""
 
@@ -150,13 +162,7 @@ class ConfigMapWatch(threading.Thread):
         self.seen: list[tuple[float, dict[str, float]]] = []
 
     def run(self) -> None:
-        from kubernetes import watch
-
-        while not self.stop.is_set():
-            try:
-                self._stream(watch.Watch())
-            except Exception:  # a stream cut short (the API server going): watch again
-                time.sleep(0.2)
+        rewatch(self.stop, self._stream)
 
     def _stream(self, w: Any) -> None:
         for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
@@ -351,13 +357,7 @@ class RouterFleet:
             t.join(timeout=15)
 
     def _watch(self) -> None:
-        from kubernetes import watch
-
-        while not self.stop.is_set():
-            try:
-                self._stream(watch.Watch())
-            except Exception:  # a stream cut short (the API server going): watch again
-                time.sleep(0.2)
+        rewatch(self.stop, self._stream)
 
     def _stream(self, w: Any) -> None:
         for event in w.stream(self.api.list_namespaced_config_map, self.namespace,
@@ -454,13 +454,7 @@ class PhaseWatch(threading.Thread):
         self.steps: dict[str, int] = {}  # canary steps analysed, once finished
 
     def run(self) -> None:
-        from kubernetes import watch
-
-        while not self.stop.is_set():
-            try:
-                self._stream(watch.Watch())
-            except Exception:  # a stream cut short (the API server going): watch again
-                time.sleep(0.2)
+        rewatch(self.stop, self._stream)
 
     def _stream(self, w: Any) -> None:
         for event in w.stream(self.api.list_namespaced_custom_object, "flywheel.dev",
