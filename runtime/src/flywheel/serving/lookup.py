@@ -10,6 +10,7 @@ The store's Redis URL Secret or SQLite claim is mounted where the runtime looks 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ class OnlineFeatures:
     def __init__(self, view: Any) -> None:
         self.view = view
         self.feature_names: list[str] = view.feature_names
+        # Tells a reopened store from the same one (a router must keep it across configs).
+        self.opened_at = time.time()
 
     def get(self, entities: Any) -> list[dict[str, Any] | None]:
         # Blocking I/O (SQLite, Redis): the router calls it on a worker thread.

@@ -371,6 +371,10 @@ def _deployments() -> tuple[Any, Any]:
         def pid(self) -> int:
             return os.getpid()
 
+        def lookup_opened_at(self) -> float | None:
+            """When this replica opened its online store (None: no entity lookups)."""
+            return self.features.opened_at if self.features is not None else None
+
     return ModelVersion, RouterDeployment
 
 
