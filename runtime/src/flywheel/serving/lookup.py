@@ -35,9 +35,6 @@ class OnlineFeatures:
         rows: list[dict[str, Any] | None] = self.view.get(entities)
         return rows
 
-    def close(self) -> None:
-        self.view.store.close()
-
 
 def open_view(view: Any, context: entrypoints.RunContext) -> OnlineFeatures:
     """The view's online store, with its join keys typed as the offline store has them."""

@@ -45,6 +45,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from flywheel.serving import lookup
+
 MODEL_DEPLOYMENT = "Model"
 ROUTER_DEPLOYMENT = "Router"
 MODEL_IMPORT = "flywheel.serving.rayserve:model_app"
@@ -155,14 +157,12 @@ def router_args(
     return args
 
 
-def open_lookup(args: dict[str, Any]) -> Any:
+def open_lookup(args: dict[str, Any]) -> lookup.OnlineFeatures | None:
     """The router's entity lookup from its args (None without a FeatureView), opened as
     the standalone router opens it; an error names the field and what to fix."""
     manifest = args.get("featureView")
     if manifest is None:
         return None
-    from flywheel.serving import lookup
-
     if not isinstance(manifest, dict) or not (manifest.get("metadata") or {}).get("name"):
         raise lookup.FeatureLookupError(
             "router args: featureView must be the FeatureView's manifest "
