@@ -17,6 +17,7 @@ from flywheel.drift import reference, runner
 from flywheel.entrypoints import RunContext
 from flywheel.features import runner as features
 from flywheel.serving import commands, config, routerapp
+from flywheel.serving import lookup as serving_lookup
 from flywheel.serving.router import Router
 from tests.components.test_featureview import ENTITIES, START, ctx, feature_view  # noqa: F401
 from tests.unit.serving.test_router import Fake
@@ -54,7 +55,7 @@ def _router(context: RunContext, view: Any) -> Router:
             "uri": str(context.artifact_root / "request-logs" / "default"),
         },
     }
-    lookup = commands.OnlineFeatures(features.open_online_view(view, context))  # as `serve router`
+    lookup = serving_lookup.open_view(view, context)  # as `serve router` opens it
     return Router(config.parse(doc), backend_factory=lambda cfg, v: Fake(v), features=lookup)
 
 
@@ -151,5 +152,5 @@ def test_the_router_finds_its_feature_view_where_the_operator_puts_it(
     [row] = lookup.get([{"customer_id": ENTITIES[0]}])
     assert row is not None and set(SERVED) <= set(row)
     monkeypatch.setenv("FLYWHEEL_INPUT_MANIFESTS", "[]")
-    with pytest.raises(SystemExit, match="--feature-view customer: give its manifest"):
+    with pytest.raises(SystemExit, match="--feature-view customer: its manifest is not among"):
         commands._feature_lookup(args)

@@ -88,6 +88,7 @@ class KubeRay(threading.Thread):
             config = yaml.safe_load(text)
             self.check_weights(config)
             config["http_options"] = http_options(self.serve)
+            self.play_pods(rs, config)
             rayserve.deploy(self.serve["dashboard"], config)
             self.deployed, self.puts = text, self.puts + 1
         wanted = [a["name"] for a in yaml.safe_load(text)["applications"]]
@@ -128,6 +129,10 @@ class KubeRay(threading.Thread):
                 "ray.io", "v1", self.namespace, "rayservices", RAYSERVICE, {"status": status}
             )
             self.written = status
+
+    def play_pods(self, rayservice: dict[str, Any], config: dict[str, Any]) -> None:
+        """What the Ray pods would give the replicas beyond the Serve config (mounted
+        volumes, container environment): nothing, unless a test needs it."""
 
     def check_weights(self, config: dict[str, Any]) -> None:
         router = config["applications"][-1]["deployments"][0]["user_config"]

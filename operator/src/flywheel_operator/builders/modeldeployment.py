@@ -55,7 +55,7 @@ def build(
     """`versions`: stable first, then the candidate; `traffic`: version -> percent;
     `feature_view`: the object spec.featureViewRef names (its online store serves lookups)."""
     if resource.spec.backend == Backend.RAYSERVE:
-        return [rayservice(owner, resource, settings, versions, traffic)]
+        return [rayservice(owner, resource, settings, versions, traffic, feature_view)]
     return triton(owner, resource, settings, versions, traffic, feature_view)
 
 
@@ -139,10 +139,13 @@ def rayservice(
     settings: Settings,
     versions: list[ServedVersion],
     traffic: dict[str, float],
+    feature_view: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The RayService: `serveConfigV2` is the runtime's Serve layout (`rayserve.serve_config`),
     so adding a version adds an application and a traffic step changes the router's
-    `user_config` only; neither touches another application or the cluster spec."""
+    `user_config` only; neither touches another application or the cluster spec.
+    `feature_view`: its manifest goes in the router's args, and its online store's Secret
+    and claim are mounted in the Ray pods, where the router replicas run."""
     spec = resource.spec
     res = spec.resources
     scaling = spec.autoscaling
@@ -157,13 +160,17 @@ def rayservice(
             "max_replicas": scaling.max_replicas,
             "target_ongoing_requests": scaling.target_ongoing_requests,
         },
+        # The view's spec only: a materialization (a new status) restarts no router.
+        feature_view=pods.object_manifest(feature_view) if feature_view else None,
+        artifact_root=settings.artifact_root,
     )
     worker = pods.resources(res)
     gpus_per_pod = math.ceil(res.gpu) if res.gpu else 0
     if gpus_per_pod:
         worker["requests"][pods.GPU_RESOURCE] = str(gpus_per_pod)
         worker["limits"][pods.GPU_RESOURCE] = str(gpus_per_pod)
-    claims = pods.claims_in(settings.artifact_root, [v.artifact_uri for v in versions])
+    view_spec = feature_view["spec"] if feature_view else {}
+    claims = pods.claims_in(settings.artifact_root, [v.artifact_uri for v in versions], view_spec)
     image = settings.ray_cluster_image
     head = raycluster.pod_template(
         owner, "ray-head", image, raycluster.head_resources(), {}, settings, claims
@@ -172,9 +179,13 @@ def rayservice(
         owner, "ray-worker", image, worker, pods.placement(res), settings, claims
     )
     shared = spec.router_state.connection_secret_ref
-    if shared is not None:  # every router replica adds its bandit counts to Redis totals
-        for template in (head, workers):
-            pods.mount_secrets(template["spec"], [(shared.name, shared.key)])
+    # The router replicas run in these pods: a shared bandit's Redis URL, and the
+    # FeatureView's online store (a Redis URL Secret; a SQLite file is on a claim above).
+    secrets = [(shared.name, shared.key)] if shared is not None else []
+    secrets = list(dict.fromkeys(secrets + pods.secret_refs(view_spec)))
+    for template in (head, workers):
+        pods.mount_secrets(template["spec"], secrets)
+        if shared is not None:  # every router replica adds its bandit counts to Redis totals
             for container in template["spec"]["containers"]:
                 container.setdefault("env", []).append(
                     {"name": rayserve.STATE_URL_FILE_ENV, "value": _secret_file(shared)}

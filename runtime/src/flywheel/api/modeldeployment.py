@@ -447,8 +447,9 @@ class ModelDeploymentSpec(FlywheelModel):
         default=None,
         description="Entity lookups: the router answers a predict request that gives "
         '{"entities": [{<join key>: ...}]} with this FeatureView\'s online features (the '
-        "transform training used), and logs the keys for a DriftMonitor's skew check. "
-        "backend triton only.",
+        "transform training used), and logs the keys for a DriftMonitor's skew check. On "
+        "both backends: the view's online store Secret or claim is mounted where the router "
+        "runs (its Pod on triton, the Ray pods on rayserve).",
     )
     batch_prediction: BatchPrediction | None = Field(
         default=None,
@@ -462,12 +463,6 @@ class ModelDeploymentSpec(FlywheelModel):
             "has(self.featureViewRef)",
             "message": BATCH_NEEDS_VIEW,
             "fieldPath": ".batchPrediction",
-        },
-        {
-            "rule": "!has(self.featureViewRef) || self.backend == 'triton'",
-            "message": "featureViewRef (entity lookups in the router) needs backend triton: "
-            "the Ray Serve router has no online store",
-            "fieldPath": ".featureViewRef",
         },
         {
             "rule": "!has(self.rollout) || self.rollout.strategy == 'none' || has(self.candidate)",
@@ -509,11 +504,6 @@ class ModelDeploymentSpec(FlywheelModel):
             raise ValueError("triton needs whole GPUs in resources.gpu; fractions are for rayserve")
         if self.triton is not None and self.backend != Backend.TRITON:
             raise ValueError("triton options are only allowed with backend triton")
-        if self.feature_view_ref is not None and self.backend != Backend.TRITON:
-            raise ValueError(
-                "featureViewRef (entity lookups in the router) needs backend triton: the Ray "
-                "Serve router has no online store"
-            )
         if self.candidate is not None and self.candidate == self.stable:
             raise ValueError(
                 f"the candidate must differ from stable (both are {self.stable.describe()})"

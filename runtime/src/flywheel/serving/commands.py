@@ -240,8 +240,7 @@ def cmd_triton_repository(args: argparse.Namespace) -> int:
 def _feature_lookup(args: argparse.Namespace) -> Any:
     """The FeatureView named by --feature-view, from -f files or (in the router's Pod,
     as the operator starts it) from $FLYWHEEL_INPUT_MANIFESTS."""
-    from flywheel.api.featureview import FeatureView
-    from flywheel.features import runner
+    from flywheel.serving import lookup
 
     namespace = os.environ.get(entrypoints.NAMESPACE_ENV, "default")
     if args.filename:
@@ -249,35 +248,16 @@ def _feature_lookup(args: argparse.Namespace) -> Any:
             **{**vars(args), "name": args.feature_view, "result": None, "namespace": namespace}
         )
         resource, context = entrypoints.select_object(ns, "FeatureView")
-    else:
-        try:
-            given = entrypoints.input_manifests(os.environ.get(entrypoints.INPUT_MANIFESTS_ENV))
-        except ValueError as exc:
-            raise SystemExit(f"error: ${entrypoints.INPUT_MANIFESTS_ENV}: {exc}") from None
-        found = [r for r in given if isinstance(r, FeatureView) and r.name == args.feature_view]
-        if not found:
-            raise SystemExit(
-                f"error: --feature-view {args.feature_view}: give its manifest with -f (or in "
-                f"${entrypoints.INPUT_MANIFESTS_ENV})"
-            )
-        resource = found[0]
-        context = entrypoints.RunContext(
-            artifact_root=entrypoints.local_directory(args.artifact_root),
-            base_dir=Path.cwd(),
-            namespace=resource.metadata.namespace or namespace,
-            resources={r.key: r for r in given},
+        return lookup.open_view(resource, context)
+    try:
+        return lookup.from_manifests(
+            os.environ.get(entrypoints.INPUT_MANIFESTS_ENV),
+            args.feature_view,
+            args.artifact_root,
+            namespace,
+            what="--feature-view",
         )
-    assert isinstance(resource, FeatureView)
-    return OnlineFeatures(runner.open_online_view(resource, context))
-
-
-class OnlineFeatures:
-    """A FeatureView's online store as the router's feature lookup."""
-
-    def __init__(self, view: Any) -> None:
-        self.view = view
-        self.feature_names: list[str] = view.feature_names
-
-    def get(self, entities: Any) -> list[dict[str, Any] | None]:
-        rows: list[dict[str, Any] | None] = self.view.get(entities)
-        return rows
+    except lookup.FeatureLookupError as exc:
+        raise SystemExit(
+            f"error: {exc}: give its manifest with -f (or in ${entrypoints.INPUT_MANIFESTS_ENV})"
+        ) from None

@@ -4,8 +4,16 @@
                                  args {"model", "version", "uri"}: only that version,
                                  so it never changes while the version is served
     application <md>             import_path flywheel.serving.rayserve:router_app
+                                 args {"deployment"} and, for entity lookups,
+                                 {"featureView": its manifest, "artifactRoot"}
                                  deployment "Router": user_config = the router config
                                  (weights, strategy, versions -> applications)
+
+The FeatureView rides in the router's args, not its `user_config`: the replica opens its
+online store once, when it starts, and a rollout step (a `user_config` change) neither
+reopens it nor carries the view's spec. A change of the view's spec restarts the router
+replicas, as it restarts the standalone router's Pod; a materialization (its status)
+changes nothing.
 
 Serve applies a change limited to a deployment's `user_config` in place, through
 `reconfigure`, when the config is deployed declaratively (`PUT /api/serve/applications/`
@@ -36,6 +44,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from flywheel.serving import lookup
 
 MODEL_DEPLOYMENT = "Model"
 ROUTER_DEPLOYMENT = "Router"
@@ -75,11 +85,15 @@ def serve_config(
     num_gpus: float = 0.0,
     autoscaling: dict[str, Any] | None = None,
     http_options: dict[str, Any] | None = None,
+    feature_view: dict[str, Any] | None = None,
+    artifact_root: str | None = None,
 ) -> dict[str, Any]:
     """The whole Serve config: an application per version, then the router's.
 
     `versions`: [{"model", "version", "uri"}]; `router`: the router config (its
-    `applications` are filled in here).
+    `applications` are filled in here); `feature_view`: the manifest (kind, name,
+    namespace, spec) of the FeatureView whose online store answers entity lookups, under
+    `artifact_root` (where its SQLite file and offline schema live).
     """
     apps = []
     applications = {}
@@ -108,7 +122,7 @@ def serve_config(
             "name": deployment,
             "route_prefix": "/",
             "import_path": ROUTER_IMPORT,
-            "args": {"deployment": deployment},
+            "args": router_args(deployment, feature_view, artifact_root),
             "runtime_env": {"env_vars": dict(ROUTER_SERVE_ENV)},
             "deployments": [
                 {
@@ -124,6 +138,47 @@ def serve_config(
     if http_options:
         config["http_options"] = http_options
     return config
+
+
+def router_args(
+    deployment: str, feature_view: dict[str, Any] | None = None, artifact_root: str | None = None
+) -> dict[str, Any]:
+    """The router application's args: what stays fixed for its replicas' lifetime.
+
+    >>> router_args("churn")
+    {'deployment': 'churn'}
+    """
+    args: dict[str, Any] = {"deployment": deployment}
+    if feature_view is not None:
+        if not artifact_root:
+            raise ValueError("serve_config: a feature_view needs the artifact_root it is under")
+        args["featureView"] = feature_view
+        args["artifactRoot"] = artifact_root
+    return args
+
+
+def open_lookup(args: dict[str, Any]) -> lookup.OnlineFeatures | None:
+    """The router's entity lookup from its args (None without a FeatureView), opened as
+    the standalone router opens it; an error names the field and what to fix."""
+    manifest = args.get("featureView")
+    if manifest is None:
+        return None
+    if not isinstance(manifest, dict) or not (manifest.get("metadata") or {}).get("name"):
+        raise lookup.FeatureLookupError(
+            "router args: featureView must be the FeatureView's manifest "
+            "(apiVersion, kind, metadata.name, spec)"
+        )
+    if not args.get("artifactRoot"):
+        raise lookup.FeatureLookupError(
+            "router args: artifactRoot is required with featureView (where its store lives)"
+        )
+    return lookup.from_manifests(
+        [manifest],
+        str(manifest["metadata"]["name"]),
+        str(args["artifactRoot"]),
+        str(manifest["metadata"].get("namespace") or "default"),
+        what="router args: featureView",
+    )
 
 
 # --- the one writer: the dashboard's REST API ----------------------------------------
@@ -245,8 +300,10 @@ def _deployments() -> tuple[Any, Any]:
     class RouterDeployment:
         """The router core over `DeploymentHandle`s, configured by `user_config`."""
 
-        def __init__(self, deployment: str) -> None:
+        def __init__(self, deployment: str, lookup_args: dict[str, Any] | None = None) -> None:
             self.deployment = deployment
+            # Opened once per replica: a reconfigure keeps it (see the module docstring).
+            self.features = open_lookup(lookup_args or {})
             self.router: Router | None = None
             self.routes: Any = None
             self.config_errors = serve_metrics.Counter(
@@ -282,7 +339,7 @@ def _deployments() -> tuple[Any, Any]:
                         if url_file
                         else open_store(state_dir / f"{self.deployment}.db")
                     )
-                    self.router = Router(cfg, store=store)
+                    self.router = Router(cfg, store=store, features=self.features)
                     self.router.listeners.append(self._observe)
                     self.routes = routerapp.app(self.router, lifespan=False)
                     self.router.start_background()
@@ -314,6 +371,10 @@ def _deployments() -> tuple[Any, Any]:
         def pid(self) -> int:
             return os.getpid()
 
+        def lookup_opened_at(self) -> float | None:
+            """When this replica opened its online store (None: no entity lookups)."""
+            return self.features.opened_at if self.features is not None else None
+
     return ModelVersion, RouterDeployment
 
 
@@ -326,4 +387,5 @@ def model_app(args: dict[str, Any]) -> Any:
 def router_app(args: dict[str, Any]) -> Any:
     """The Serve application of the router; its config comes as `user_config`."""
     _, router_deployment = _deployments()
-    return router_deployment.bind(str(args["deployment"]))
+    lookup_args = {k: args[k] for k in ("featureView", "artifactRoot") if k in args}
+    return router_deployment.bind(str(args["deployment"]), lookup_args)

@@ -330,6 +330,111 @@ def test_entity_lookups_give_the_router_the_views_spec_and_its_store_secret(
     assert "--feature-view" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
+def _templates(rayservice: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    return [cluster["headGroupSpec"]["template"]] + [
+        g["template"] for g in cluster["workerGroupSpecs"]
+    ]
+
+
+def _redis_view(secret: str = "online-redis") -> dict[str, Any]:
+    view = owners()["FeatureView/customer-features"]
+    view["spec"]["onlineStore"] = {
+        "type": "redis",
+        "connectionSecretRef": {"name": secret, "key": "url"},
+    }
+    view["status"] = {"phase": "Ready", "offlineVersion": "v7"}
+    return view
+
+
+def test_ray_serve_entity_lookups_mount_the_store_secret_where_the_router_runs(
+    settings: Settings,
+) -> None:
+    body = owners()["ModelDeployment/churn"]
+    body["spec"]["featureViewRef"] = {"name": "customer-features"}
+    view = _redis_view()
+    traffic = {"v1": 90.0, "v2": 10.0}
+    [svc] = modeldeployment.build(body, model(body), settings, [V1, V2], traffic, view)
+    # The router replicas run in the head and the worker pods: both get the Secret key.
+    for template in _templates(svc):
+        pod = template["spec"]
+        [volume] = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"] == {
+            "secretName": "online-redis",
+            "items": [{"key": "url", "path": "url"}],
+        }
+        [container] = pod["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        assert mount == {
+            "name": volume["name"],
+            "mountPath": "/var/run/secrets/flywheel/online-redis",
+            "readOnly": True,
+        }
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["FLYWHEEL_SECRETS_DIR"] == "/var/run/secrets/flywheel"
+    router = _apps(svc)["churn"]
+    assert router["args"] == {
+        "deployment": "churn",
+        "featureView": {
+            "apiVersion": "flywheel.dev/v1alpha1",
+            "kind": "FeatureView",
+            "metadata": {"name": "customer-features", "namespace": "ml"},
+            "spec": view["spec"],
+        },
+        "artifactRoot": settings.artifact_root,
+    }
+    # The view rides in args, fixed for the router's lifetime: its status (a new
+    # materialization) changes nothing, and a traffic step changes the user_config only.
+    view["status"] = {"phase": "Ready", "offlineVersion": "v8"}
+    step = {"v1": 50.0, "v2": 50.0}
+    [later] = modeldeployment.build(body, model(body), settings, [V1, V2], step, view)
+    assert _apps(later)["churn"]["args"] == router["args"]
+    assert later["spec"]["rayClusterConfig"] == svc["spec"]["rayClusterConfig"]
+    assert _apps(later)["churn"]["deployments"][0]["user_config"]["traffic"] == step
+    # Without the view: no Secret, no lookup args, and the same version applications.
+    del body["spec"]["featureViewRef"]
+    [plain] = modeldeployment.build(body, model(body), settings, [V1, V2], traffic)
+    assert "online-redis" not in json.dumps(plain)
+    assert _apps(plain)["churn"]["args"] == {"deployment": "churn"}
+    assert {k: a for k, a in _apps(plain).items() if k != "churn"} == {
+        k: a for k, a in _apps(svc).items() if k != "churn"
+    }
+
+
+def test_ray_serve_entity_lookups_mount_the_claim_of_a_sqlite_store(settings: Settings) -> None:
+    on_claim = dataclasses.replace(settings, artifact_root="pvc://artifacts/flywheel")
+    body = owners()["ModelDeployment/churn"]
+    body["spec"]["featureViewRef"] = {"name": "customer-features"}
+    view = owners()["FeatureView/customer-features"]
+    view["spec"]["onlineStore"] = {"type": "sqlite", "path": "pvc://features/online.sqlite"}
+    [svc] = modeldeployment.build(body, model(body), on_claim, [V1], {"v1": 100.0}, view)
+    for template in _templates(svc):
+        pod = template["spec"]
+        claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+                  if "persistentVolumeClaim" in v}  # fmt: skip
+        assert claims == {"artifacts", "features"}
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert {"/mnt/pvc/artifacts", "/mnt/pvc/features"} <= mounts
+    assert _apps(svc)["churn"]["args"]["artifactRoot"] == "pvc://artifacts/flywheel"
+
+
+def test_ray_serve_router_state_and_the_view_share_one_secret_volume(settings: Settings) -> None:
+    body = owners()["ModelDeployment/churn"]
+    body["spec"]["featureViewRef"] = {"name": "customer-features"}
+    body["spec"]["routerState"] = {
+        "type": "redis",
+        "connectionSecretRef": {"name": "redis", "key": "router"},
+    }
+    view = _redis_view("redis")
+    [svc] = modeldeployment.build(body, model(body), settings, [V1], {"v1": 100.0}, view)
+    for template in _templates(svc):
+        [volume] = [v for v in template["spec"]["volumes"] if "secret" in v]
+        keys = [item["key"] for item in volume["secret"]["items"]]
+        assert volume["secret"]["secretName"] == "redis" and keys == ["router", "url"]
+        env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+        assert env[rayserve.STATE_URL_FILE_ENV] == "/var/run/secrets/flywheel/redis/router"
+
+
 def test_clients_reach_the_router_service() -> None:
     body = owners()["ModelDeployment/churn"]
     assert modeldeployment.url(model(body), "ml") == "http://churn-serve-serve-svc.ml.svc:8000"
