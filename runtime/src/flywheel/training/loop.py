@@ -115,7 +115,7 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
     yv = torch.from_numpy(data.y_val).float().reshape(-1, 1)
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(y))
         shard = torch.from_numpy(order[session.rank :: session.world])
         # Every rank runs the same number of steps, or DDP's all-reduce would wait forever.
@@ -157,8 +157,16 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
         state["optimizer"] = optimizer.state_dict()
         # Seconds go to progress only: the history is part of the version's content.
         seconds = time.perf_counter() - started
+        cpu_seconds = time.thread_time() - cpu_started
         session.report(
-            {**record, "epochs": cfg.epochs, "done": state["done"], "seconds": seconds}, state
+            {
+                **record,
+                "epochs": cfg.epochs,
+                "done": state["done"],
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
+            },
+            state,
         )
     return state
 
