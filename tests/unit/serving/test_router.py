@@ -255,3 +255,26 @@ def test_the_shadow_starts_after_the_primarys_answer_is_sent() -> None:
     run(go())
     assert events == ["http.response.start", "http.response.body", "shadow called"]
     assert r.shadow_stats.compared == 1
+
+
+@pytest.mark.parametrize("endpoint", ["churn-v2:8000", "https://churn-v2:8443", "http://"])
+def test_a_bad_endpoint_names_its_field_and_keeps_the_running_config(endpoint: str) -> None:
+    good = {
+        "deployment": "churn",
+        "model": "churn",
+        "stable": "v1",
+        "backend": "http",
+        "traffic": {"v1": 100},
+        "endpoints": {"v1": "http://127.0.0.1:9"},
+    }
+    r = router.Router(config.parse(good))
+    bad = {
+        **good,
+        "candidate": "v2",
+        "endpoints": {**good["endpoints"], "v2": endpoint},
+    }
+    with pytest.raises(ValueError, match=r"router config: endpoints\.v2: "):
+        router.Router(config.parse(bad))
+    assert not r.apply(bad)
+    assert "endpoints.v2" in (r.config_error or "")
+    assert list(r.backends) == ["v1"]

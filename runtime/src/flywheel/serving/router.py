@@ -55,10 +55,13 @@ def default_backend(config: RouterConfig, version: str) -> Backend:
     url = config.endpoints.get(version)
     if url is None:
         raise ValueError(f"version {version!r} has neither an endpoint nor an application")
-    if config.backend == "http":
-        return backends.HttpBackend(version, url, config.model_name)
-    protocol = config.backend.removeprefix("triton-")
-    return backends.TritonBackend(version, url, config.model_name, protocol)
+    try:
+        if config.backend == "http":
+            return backends.HttpBackend(version, url, config.model_name)
+        protocol = config.backend.removeprefix("triton-")
+        return backends.TritonBackend(version, url, config.model_name, protocol)
+    except ValueError as exc:
+        raise ValueError(f"router config: endpoints.{version}: {exc}") from None
 
 
 class FeatureLookup(Protocol):
