@@ -14,8 +14,8 @@ busy moment of a shared machine lands on all alike. Where the time goes: the han
 as the router times it, and the CPU each Serve process spends per round (utime + stime
 from /proc).
 
-On the two-core development machine (load 7-14) the one hop alone is 1.28-1.31x the bare
-app, and the router app 1.33-1.36x: the goal sits on the floor of one Serve hop. The
+On the two-core development machine (load 5-14) the one hop alone is 1.28-1.31x the bare
+app, and the router app 1.31-1.36x: the goal sits on the floor of one Serve hop. The
 router and one-hop replicas each spend 7.6-9 ms of CPU per request, almost all of it
 Serve's own (docs/serving.md, "The router's cost"); the router's code adds 0.25-0.5 ms.
 
