@@ -91,10 +91,11 @@ def alternating(client: httpx.Client, paths: list[str], n: int) -> list[np.ndarr
 
 
 def serve_processes() -> dict[int, str]:
-    """pid -> role of the Serve actors on this machine (proxy, replicas, controller)."""
+    """pid -> role of this session's Serve actors (proxy, replicas, controller); another
+    Ray on the same machine has processes of the same names."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or not started_here(int(entry.name)):
             continue
         try:
             name = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
@@ -110,6 +111,18 @@ def serve_processes() -> dict[int, str]:
             if name.startswith(prefix):
                 found[int(entry.name)] = role
     return found
+
+
+def started_here(pid: int) -> bool:
+    """Whether `pid` descends from this process (the session's Ray is started from it)."""
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return False
+        if pid == os.getpid():
+            return True
+    return False
 
 
 def cpu_seconds(pid: int) -> float:
