@@ -67,6 +67,16 @@ def test_the_builder_emits_what_the_runtime_layout_builds(settings: Settings) ->
     assert yaml.safe_load(svc["spec"]["serveConfigV2"]) == expected
 
 
+def test_only_the_router_application_gets_the_replica_settings(settings: Settings) -> None:
+    # The router's code never blocks its loop, so its replicas run it on Serve's own loop;
+    # a model's inference may block, so its applications keep Serve's defaults.
+    body = owners()["ModelDeployment/churn"]
+    [svc] = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})
+    apps = _apps(svc)
+    assert apps["churn"]["runtime_env"] == {"env_vars": rayserve.ROUTER_SERVE_ENV}
+    assert "runtime_env" not in apps["churn-v1"] and "runtime_env" not in apps["churn-v2"]
+
+
 def test_a_traffic_step_changes_only_the_router_user_config(settings: Settings) -> None:
     body = owners()["ModelDeployment/churn"]
     a = modeldeployment.build(body, model(body), settings, [V1, V2], {"v1": 90, "v2": 10})[0]
