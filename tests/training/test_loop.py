@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -64,3 +66,38 @@ def test_a_session_resumes_where_its_checkpoint_left() -> None:
     assert [h["epoch"] for h in more["history"]] == [1, 2, 3, 4]
     # Dropout's random stream restarts on resume, so only the first two epochs match.
     assert more["history"][:2] == whole["history"][:2]
+
+
+class Checkpoints(loop.LocalSession):
+    """Records after which epochs the loop checkpointed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any], checkpoint: bool) -> None:
+        super().report(metrics, state, checkpoint)
+        if checkpoint:
+            self.epochs.append(metrics["epoch"])
+
+
+def test_checkpoints_follow_the_clock_and_always_close_the_run() -> None:
+    every = Checkpoints()
+    loop.run_loop(config(epochs=5, checkpoint_interval_s=0.0), data(), every)
+    assert every.epochs == [1, 2, 3, 4, 5]
+    # Epochs of milliseconds: only the last one checkpoints, and a rerun resumes from it.
+    timed = Checkpoints()
+    first = loop.run_loop(config(epochs=3, checkpoint_interval_s=3600.0), data(), timed)
+    assert timed.epochs == [3]
+    first_history = list(first["history"])  # the resumed run continues this very state
+    more = loop.run_loop(config(epochs=5, checkpoint_interval_s=3600.0), data(), timed)
+    assert timed.epochs == [3, 5]
+    assert more["history"][:3] == first_history
+    # Early stopping ends the run: its last epoch checkpoints too.
+    stopped = Checkpoints()
+    state = loop.run_loop(
+        config(epochs=40, patience=1, learning_rate=0.5, checkpoint_interval_s=3600.0),
+        data(),
+        stopped,
+    )
+    assert state["stopped_early"] and stopped.epochs == [state["epoch"]]

@@ -259,7 +259,7 @@ def test_the_shadow_starts_after_the_primarys_answer_is_sent() -> None:
 
 @pytest.mark.parametrize("endpoint", ["churn-v2:8000", "https://churn-v2:8443", "http://"])
 def test_a_bad_endpoint_names_its_field_and_keeps_the_running_config(endpoint: str) -> None:
-    good = {
+    good: dict[str, Any] = {
         "deployment": "churn",
         "model": "churn",
         "stable": "v1",

@@ -2,14 +2,15 @@
 
     fit() ── TorchTrainer(worker_loop, numWorkers x {CPU, GPU}) ──► worker_loop on each rank
        ▲                                                             │ shard rank::world
-       └── progress queue ◄── rank 0: epoch, loss, val_loss ◄────────┘ report + checkpoint
+       └── progress queue ◄── rank 0: epoch, loss, val_loss ◄────────┘ checkpoint (timed)
 
 Each epoch every rank trains on its shard of a permutation seeded by (seed, epoch), DDP
 averages the gradients, and every rank computes the same validation loss (the validation
 rows are small and the parameters identical), so early stopping and a non-finite loss
-stop all ranks together. Rank 0 checkpoints after every epoch into the run's storage;
-a rerun with the same storage and name continues from the last checkpoint, and a run
-whose last checkpoint is final is not trained again.
+stop all ranks together. Rank 0 sends progress after every epoch and checkpoints into the
+run's storage after the last epoch and after any epoch ending CHECKPOINT_INTERVAL_S or more
+after the previous checkpoint; a rerun with the same storage and name continues from the
+last checkpoint, and a run whose last checkpoint is final is not trained again.
 
 `run_loop` takes a `Session`, so the same loop runs in one process without Ray (the
 benchmark's baseline, and tests of the loop itself).
@@ -36,6 +37,10 @@ from flywheel.training import imbalance, models
 from flywheel.training.errors import TrainingError
 
 STATE_FILE = "state.pt"
+# A checkpoint is taken when an epoch ends at least this long after the last one, and
+# always after the last epoch: a rerun loses at most this much training, and epochs of
+# milliseconds do not pay for a checkpoint (and Ray Train's report) each.
+CHECKPOINT_INTERVAL_S = 10.0
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -55,6 +60,7 @@ class LoopConfig:
     focal_gamma: float | None = None  # the focal loss's gamma; None: plain cross-entropy
     # A warm start's weights (the base version's state_dict); None: fresh initialisation.
     initial_state: dict[str, Any] | None = None
+    checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +87,9 @@ class Session(Protocol):
 
     def prepare(self, model: nn.Module) -> nn.Module: ...
     def restore(self) -> dict[str, Any] | None: ...
-    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None: ...
+    def report(self, metrics: dict[str, Any], state: dict[str, Any], checkpoint: bool) -> None: ...
     def all_mean(self, value: float) -> float: ...
+    def agree(self, decision: bool) -> bool: ...
 
 
 def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
@@ -113,6 +120,7 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
     y = torch.from_numpy(data.y_train).float().reshape(-1, 1)
     xv = torch.from_numpy(data.x_val)
     yv = torch.from_numpy(data.y_val).float().reshape(-1, 1)
+    last_checkpoint = time.monotonic()
     while not state["done"] and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         started, cpu_started = time.perf_counter(), time.thread_time()
@@ -158,6 +166,13 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
         # Seconds go to progress only: the history is part of the version's content.
         seconds = time.perf_counter() - started
         cpu_seconds = time.thread_time() - cpu_started
+        # Every rank checkpoints in the same epochs (Ray Train's report is collective):
+        # rank 0's clock decides.
+        due = session.agree(
+            state["done"] or time.monotonic() - last_checkpoint >= cfg.checkpoint_interval_s
+        )
+        if due:
+            last_checkpoint = time.monotonic()
         session.report(
             {
                 **record,
@@ -167,6 +182,7 @@ def run_loop(cfg: LoopConfig, data: Arrays, session: Session) -> dict[str, Any]:
                 "cpu_seconds": cpu_seconds,
             },
             state,
+            checkpoint=due,
         )
     return state
 
@@ -219,13 +235,17 @@ class LocalSession:
     def restore(self) -> dict[str, Any] | None:
         return self.last
 
-    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        self.last = state
+    def report(self, metrics: dict[str, Any], state: dict[str, Any], checkpoint: bool) -> None:
+        if checkpoint:
+            self.last = state
         if self.on_report:
             self.on_report(metrics)
 
     def all_mean(self, value: float) -> float:
         return value
+
+    def agree(self, decision: bool) -> bool:
+        return decision
 
 
 # --- Ray Train ------------------------------------------------------------------------
@@ -257,17 +277,19 @@ class RaySession:
         with checkpoint.as_directory() as directory:
             return load_state(Path(directory))
 
-    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    def report(self, metrics: dict[str, Any], state: dict[str, Any], checkpoint: bool) -> None:
         import ray.train
 
+        if self.rank == 0 and self.progress is not None:
+            self.progress.put(metrics)
+        if not checkpoint:
+            return
         with tempfile.TemporaryDirectory() as directory:
-            checkpoint = None
-            if self.rank == 0 and state is not None:
+            saved = None
+            if self.rank == 0:
                 torch.save(state, os.path.join(directory, STATE_FILE))
-                checkpoint = ray.train.Checkpoint.from_directory(directory)
-                if self.progress is not None:
-                    self.progress.put(metrics)
-            ray.train.report(metrics, checkpoint=checkpoint)
+                saved = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report(metrics, checkpoint=saved)
 
     def all_mean(self, value: float) -> float:
         if not torch.distributed.is_initialized():
@@ -275,6 +297,13 @@ class RaySession:
         tensor = torch.tensor([value], dtype=torch.float64)
         torch.distributed.all_reduce(tensor)
         return float(tensor.item()) / float(self.world)
+
+    def agree(self, decision: bool) -> bool:
+        if not torch.distributed.is_initialized() or self.world == 1:
+            return decision
+        flag = torch.tensor([1 if decision else 0], dtype=torch.int64)
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
 
 def worker_loop(config: dict[str, Any]) -> None:
