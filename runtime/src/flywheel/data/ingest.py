@@ -122,8 +122,11 @@ class _Writer:
         self._parts: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         self._dictionary: list[str] | None = None  # the columns written dictionary-encoded
+        self._finished = False
 
     def write(self, batch: Any) -> None:
+        if self._finished:
+            raise RuntimeError("a finished writer takes no more batches")
         if batch.num_rows == 0:
             return
         if self.schema is None:
@@ -170,12 +173,18 @@ class _Writer:
         self._parts.append((writer, pool))
         self._part_rows = 0
 
+    def finish(self) -> None:
+        """Hand the last row group and the close of the last part to its thread without
+        waiting, so that the encoding overlaps whatever runs before `close`."""
+        if self._parts and not self._finished:
+            self._finished = True
+            self._flush()
+            writer, pool = self._parts[-1]
+            self._pending.append(pool.submit(writer.close))
+
     def close(self) -> None:
         try:
-            if self._parts:
-                self._flush()
-                writer, pool = self._parts[-1]
-                self._pending.append(pool.submit(writer.close))
+            self.finish()
             while self._pending:
                 self._pending.popleft().result()
         finally:
@@ -309,6 +318,9 @@ def _stage(
                 for name in unique_columns:
                     unique_values[name].append(good.column(name))
                 _write_kept(data, kept, good)
+        # The last parts encode while the profile is computed.
+        data.finish()
+        quarantine.finish()
         profiled = _profile_kept(data, kept) if not unique_columns else None
     finally:
         data.close()
