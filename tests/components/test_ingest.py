@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import threading
@@ -607,6 +608,35 @@ def test_large_snapshots_are_written_in_parts_that_keep_the_row_order(
     ]
     table = snapshots.current_table(runner.dataset_root(ds, context(tmp_path)))
     assert table.column("v").to_pylist() == list(range(2500))
+
+
+def test_the_manifest_holds_the_digests_of_the_published_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are hashed as they are written, not read back: the manifest must still
+    name the bytes that were published."""
+    from flywheel.data import ingest, sources
+
+    monkeypatch.setattr(ingest, "ROWS_PER_PART", 1000)
+    monkeypatch.setattr(sources, "BATCH_ROWS", 500)
+    lines = [f"id{i},{i if i % 7 else 'x'}" for i in range(3000)]
+    write(tmp_path / "x.csv", "id,v\n" + "\n".join(lines) + "\n")
+    spec = {
+        "source": {"uri": "./x.csv", "format": "csv"},
+        "schema": {"columns": [{"name": "id", "type": "string"}, {"name": "v", "type": "int64"}]},
+        "validation": {"onError": "quarantine", "maxBadRowFraction": 0.5},
+    }
+    ds = dataset("digests", spec)
+    status = runner.run_dataset(ds, context(tmp_path))
+    root = runner.dataset_root(ds, context(tmp_path))
+    manifest = publish.current(root)
+    assert manifest is not None and manifest["version"] == status.version
+    version = Path(root.path, "versions", manifest["version"])
+    files = {f["path"]: (f["sha256"], f["bytes"]) for f in manifest["files"]}
+    assert {"data/part-00001.parquet", "quarantine/part-00000.parquet"} <= set(files)
+    for path, (sha256, size) in files.items():
+        data = (version / path).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (sha256, size), path
 
 
 def test_only_columns_whose_values_repeat_are_written_with_a_dictionary(tmp_path: Path) -> None:

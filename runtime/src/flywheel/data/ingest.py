@@ -101,6 +101,7 @@ class _Writer:
     releases the GIL), so consecutive parts encode in parallel, and validating the next
     batch overlaps with writing this one. Row order is the order of the part names.
     All batches are cast to the first one's schema; errors surface at the next call.
+    Each part is hashed as it is written (`digests`), so publishing never reads it back.
     """
 
     def __init__(
@@ -119,7 +120,7 @@ class _Writer:
         self._part_rows = 0
         self._group: list[Any] = []  # batches of the row group being gathered
         self._group_rows = 0
-        self._parts: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
+        self._parts: list[_Part] = []
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         self._dictionary: list[str] | None = None  # the columns written dictionary-encoded
         self._finished = False
@@ -151,26 +152,30 @@ class _Writer:
             return
         group = pa.Table.from_batches(self._group, schema=self.schema)
         self._group, self._group_rows = [], 0
-        writer, pool = self._parts[-1]
+        part = self._parts[-1]
         while len(self._pending) >= self.max_pending:
             self._pending.popleft().result()
-        self._pending.append(pool.submit(writer.write_table, group, row_group_size=len(group)))
+        write = part.writer.write_table
+        self._pending.append(part.pool.submit(write, group, row_group_size=len(group)))
 
     def _next_part(self) -> None:
         if self._parts:  # the finished part closes on its own thread, after its writes
             self._flush()
-            writer, pool = self._parts[-1]
-            self._pending.append(pool.submit(writer.close))
-        path = self.directory.join(f"part-{len(self._parts):05d}.parquet").path
-        writer = pq.ParquetWriter(
-            path,
-            self.schema,
-            filesystem=self.directory.filesystem,
-            write_page_checksum=True,
-            use_dictionary=self._dictionary,
-        )
+            part = self._parts[-1]
+            self._pending.append(part.pool.submit(part.close))
+        name = f"part-{len(self._parts):05d}.parquet"
+        path = self.directory.join(name).path
+        stream = self.directory.filesystem.open_output_stream(path, compression=None)
+        sink = publish.HashingSink(stream)
+        try:
+            writer = pq.ParquetWriter(
+                sink, self.schema, write_page_checksum=True, use_dictionary=self._dictionary
+            )
+        except BaseException:
+            sink.close()
+            raise
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
-        self._parts.append((writer, pool))
+        self._parts.append(_Part(name, writer, sink, pool))
         self._part_rows = 0
 
     def finish(self) -> None:
@@ -179,8 +184,8 @@ class _Writer:
         if self._parts and not self._finished:
             self._finished = True
             self._flush()
-            writer, pool = self._parts[-1]
-            self._pending.append(pool.submit(writer.close))
+            part = self._parts[-1]
+            self._pending.append(part.pool.submit(part.close))
 
     def close(self) -> None:
         try:
@@ -188,9 +193,26 @@ class _Writer:
             while self._pending:
                 self._pending.popleft().result()
         finally:
-            for writer, pool in self._parts:
-                pool.shutdown(wait=True)
-                writer.close()  # a no-op once closed; closes what an error left open
+            for part in self._parts:
+                part.pool.shutdown(wait=True)
+                part.close()  # a no-op once closed; closes what an error left open
+
+    def digests(self) -> dict[str, publish.Digest]:
+        """The sha256 and size of each part (by name), taken as it was written; valid
+        once `close` returned."""
+        return {part.name: part.sink.digest() for part in self._parts}
+
+
+@dataclasses.dataclass
+class _Part:
+    name: str  # relative to the writer's directory
+    writer: Any  # pq.ParquetWriter
+    sink: publish.HashingSink
+    pool: concurrent.futures.ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sink.close()
 
 
 def dictionary_columns(batch: Any) -> list[str]:
@@ -229,7 +251,7 @@ def ingest(
         )
     staging = publish.new_staging(destination)
     try:
-        report = _stage(spec, files, staging, checkpoint)
+        report, written = _stage(spec, files, staging, checkpoint)
         checkpoint("staged")
         metadata = {
             "rows": report.published_rows,
@@ -244,6 +266,7 @@ def ingest(
             metadata=metadata,
             checkpoint=checkpoint,
             owner=owner,
+            written=written,
         )
     except BaseException:
         publish.discard(staging)
@@ -283,7 +306,9 @@ def _stage(
     files: list[Location],
     staging: Location,
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
-) -> Report:
+) -> tuple[Report, dict[str, publish.Digest]]:
+    """Validate and write the snapshot into `staging`: the report, and the digests of
+    the parts as they were written (by path within `staging`)."""
     kept = _Kept(PROFILE_IN_MEMORY_BYTES)
     # While the rows are kept anyway, the writer may fall behind freely.
     data = _Writer(staging.join(DATA_DIR), max_pending=64)
@@ -332,7 +357,13 @@ def _stage(
             fix="check that the export that writes the source ran",
             reason="SourceEmpty",
         )
+    written = {
+        f"{directory}/{name}": digest
+        for directory, writer in ((DATA_DIR, data), (QUARANTINE_DIR, quarantine))
+        for name, digest in writer.digests().items()
+    }
     if unique_columns:
+        written = {}  # the parts may be rewritten: they are hashed when published
         _enforce_unique(report, unique_values, staging, data, policy)
     _apply_policy(report, spec)
     checkpoint("written")  # what the store holds now is checked against what was sent
@@ -342,7 +373,7 @@ def _stage(
         profiled = _profile_snapshot(staging)
     publish.write_atomic(staging.join(PROFILE_FILE), publish.dumps(profiled))
     publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
-    return report
+    return report, written
 
 
 def _keep(batch: Any, mask: Any) -> Any:
