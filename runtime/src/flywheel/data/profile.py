@@ -25,6 +25,8 @@ TOP_VALUES = 50
 # Above this many values, a sample decides whether a text column is an identifier.
 IDENTIFIER_SAMPLE = 100_000
 IDENTIFIER_DISTINCT_RATIO = 0.5
+# Values binned per block of this many: the temporaries of a block stay in the cache.
+HISTOGRAM_BLOCK = 1 << 16
 
 
 def profile_table(table: Any) -> dict[str, Any]:
@@ -73,9 +75,9 @@ def column_kind(arrow_type: Any) -> str:
 
 
 def numeric_profile(column: Any) -> dict[str, Any]:
-    # Arrow kernels for the moments and exact quantiles (no sort of a numpy copy); numpy
-    # for the histogram. Integers of a narrow range are counted value by value instead:
-    # the same quantiles and bins from one pass.
+    # Arrow kernels for the moments; numpy for the histogram, whose bins then narrow the
+    # exact quantiles down to the few bins that hold them. Integers of a narrow range are
+    # counted value by value instead: the same quantiles and bins from one pass.
     values = column.drop_null()
     nan = 0
     if pa.types.is_floating(values.type):
@@ -98,9 +100,11 @@ def numeric_profile(column: Any) -> dict[str, Any]:
     if pa.types.is_integer(values.type) and narrow:
         quantiles, counts = _counted(values, exact[0], exact[1], edges)
     else:
-        quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
         array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
-        counts = np.bincount(histogram_bins(array.to_numpy(), edges), minlength=len(edges) - 1)
+        floats = array.to_numpy()
+        bins = histogram_bins(floats, edges)
+        counts = np.bincount(bins, minlength=len(edges) - 1)
+        quantiles = binned_quantiles(floats, bins, counts)
     return out | {
         "min": exact[0],
         "max": exact[1],
@@ -122,6 +126,16 @@ def histogram_bins(values: Any, edges: Any) -> Any:
     low, high = float(edges[0]), float(edges[-1])
     if last < 1 or not np.isfinite(high - low) or len(values) < 1024:
         return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, last)
+    if len(values) > HISTOGRAM_BLOCK:
+        bins = np.empty(len(values), dtype=np.int64)
+        for start in range(0, len(values), HISTOGRAM_BLOCK):
+            end = start + HISTOGRAM_BLOCK
+            bins[start:end] = _arithmetic_bins(values[start:end], edges, low, high, last)
+        return bins
+    return _arithmetic_bins(values, edges, low, high, last)
+
+
+def _arithmetic_bins(values: Any, edges: Any, low: float, high: float, last: int) -> Any:
     # Equal-width bins: a value's bin by arithmetic, each checked against its edges (a
     # binary search per value costs several times more); the few rounding put in a
     # neighbouring bin are searched.
@@ -133,6 +147,40 @@ def histogram_bins(values: Any, edges: Any) -> Any:
         found = np.searchsorted(edges, values[wrong], side="right") - 1
         bins[wrong] = np.clip(found, 0, last)
     return bins
+
+
+def binned_quantiles(values: Any, bins: Any, counts: Any) -> list[float]:
+    """The QUANTILES of `values` (float64, no NaN) exactly as Arrow's linear
+    interpolation computes them, found among the values of the few bins that hold the
+    ranks asked for: bins are ordered ranges of values, so the value of rank r is the
+    (r - values in earlier bins)-th smallest of its bin. No sort of the whole column."""
+    n = len(values)
+    ends = np.cumsum(counts)
+    wanted: list[tuple[int, int, float]] = []  # (lower rank, higher rank, fraction)
+    for q in QUANTILES:
+        index = (n - 1) * q
+        lower = int(index)
+        fraction = index - lower
+        wanted.append((lower, lower + 1 if fraction != 0 else lower, fraction))
+    ranks = sorted({r for lower, higher, _ in wanted for r in (lower, higher)})
+    bin_of = {r: int(np.searchsorted(ends, r, side="right")) for r in ranks}
+    held = sorted(set(bin_of.values()))
+    keep = np.zeros(len(counts), dtype=bool)
+    keep[held] = True
+    subset = values[keep[bins]]  # in value order: the held bins, one after the other
+    offset, before = {}, 0
+    for b in held:
+        offset[b] = before - (int(ends[b]) - int(counts[b]))  # rank -> position in subset
+        before += int(counts[b])
+    positions = [r + offset[bin_of[r]] for r in ranks]
+    selected = np.partition(subset, positions)
+    value_at = {r: float(selected[p]) for r, p in zip(ranks, positions, strict=True)}
+    return [
+        value_at[lower]
+        if fraction == 0
+        else fraction * value_at[higher] + (1 - fraction) * value_at[lower]
+        for lower, higher, fraction in wanted
+    ]
 
 
 def _counted(values: Any, low: int, high: int, edges: Any) -> tuple[list[float], Any]:
