@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import re2
 
 from flywheel.api.dataset import Column, ColumnType, DatasetSchema, ExtraColumns
+from flywheel.data import fixed_regex
 from flywheel.data.errors import IngestError
 
 ARROW_TYPES: dict[str, Any] = {
@@ -150,9 +151,18 @@ def check_column(array: Any, column: Column, source: str) -> tuple[Any, list[Fai
         inside = pc.is_in(typed, value_set=allowed)
         failures.append(Failure(column.name, "allowed", pc.and_not(present, inside)))
     if column.regex is not None:
-        matched = _fill(pc.match_substring_regex(typed, f"^(?:{column.regex})$"))
+        matched = regex_matches(typed, column.regex)
         failures.append(Failure(column.name, "regex", pc.and_not(present, matched)))
     return typed, failures
+
+
+def regex_matches(array: Any, regex: str) -> Any:
+    """Which values fully match `regex` (false for nulls). A regex of fixed-width ASCII
+    text is checked byte by byte, several times cheaper than RE2 and with its result."""
+    allowed = fixed_regex.classes(regex)
+    if allowed is not None and pa.types.is_string(array.type):
+        return fixed_regex.full_match(array, allowed)
+    return _fill(pc.match_substring_regex(array, f"^(?:{regex})$"))
 
 
 def _allowed_values(column: Column, arrow_type: Any, source: str) -> Any:
