@@ -552,6 +552,40 @@ def test_the_profile_is_the_same_held_in_memory_or_read_back(
     assert in_memory.version == read_back.version
 
 
+@pytest.mark.parametrize("on_error", ["quarantine", "warn"])
+def test_value_counts_from_the_allowed_values_check_are_the_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_error: str
+) -> None:
+    """The profile counts a column checked against allowedValues from the check's codes,
+    batch by batch: the same counts, and ties in the order the values first appear, as
+    counting the published column; a value outside the list (published by warn) too."""
+    from flywheel.data import profile, sources
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 4)
+    # "b" and "c" tie and "c" appears first, in the second batch; "x" is not allowed.
+    plans = ["a", "a", None, "a", "c", "a", "b", "x", "b", "c", None, "true"]
+    flags = ["true", "", "false", "true", "true", "false", "true", "1", "", "false", "x", "0"]
+    rows = [f"{p or ''},{f}" for p, f in zip(plans, flags, strict=True)]
+    write(tmp_path / "p.csv", "plan,flag\n" + "\n".join(rows) + "\n")
+    spec = {
+        "source": {"uri": "./p.csv", "format": "csv"},
+        "schema": {
+            "columns": [
+                {"name": "plan", "type": "string", "allowedValues": ["c", "b", "a", "true"]},
+                {"name": "flag", "type": "bool", "allowedValues": [True, False]},
+            ]
+        },
+        "validation": {"onError": on_error, "maxBadRowFraction": 0.5},
+    }
+    status = runner.run_dataset(dataset(f"codes-{on_error}", spec), context(tmp_path))
+    assert status.phase == "Ready" and status.profile_uri and status.snapshot_uri
+    published = pq.read_table(status.snapshot_uri.removeprefix("file://"))
+    got = json.loads(Path(status.profile_uri.removeprefix("file://")).read_text())
+    assert got == json.loads(json.dumps(profile.profile_table(published)))
+    top = [t["value"] for t in got["columns"]["plan"]["top"]]
+    assert top[:3] == ["a", "c", "b"]
+
+
 def test_publishing_to_a_store_without_rename(tmp_path: Path) -> None:
     """Object stores cannot rename a directory: the version is copied file by file, and
     the commit is still the one small current.json."""

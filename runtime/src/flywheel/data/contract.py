@@ -74,6 +74,9 @@ class Conformed:
     batch: Any  # pa.RecordBatch with the contract's types and column order
     raw: Any  # the source batch, for quarantine (the bad value as it was)
     failures: list[Failure]
+    # Per column with allowedValues: each row's index into those values (null: not one
+    # of them), which the checks computed anyway; the profile counts values from it.
+    codes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def bad_mask(self) -> Any:
         return any_of([f.mask for f in self.failures], self.batch.num_rows)
@@ -109,18 +112,21 @@ def conform(batch: Any, contract: DatasetSchema, source: str) -> Conformed:
             column=extra[0],
             fix="add them to spec.schema.columns, or set spec.schema.extraColumns to keep or drop",
         )
-    arrays, fields, failures = [], [], []
+    arrays, fields, failures, codes = [], [], [], {}
     for column in contract.columns:
-        typed, column_failures = check_column(batch.column(column.name), column, source)
+        checked = _check_column(batch.column(column.name), column, source)
+        typed, column_failures, column_codes = checked
         arrays.append(typed)
         fields.append(pa.field(column.name, typed.type))
         failures += column_failures
+        if column_codes is not None:
+            codes[column.name] = column_codes
     if contract.extra_columns == ExtraColumns.KEEP:
         for name in extra:
             arrays.append(batch.column(name))
             fields.append(batch.schema.field(name))
     out = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-    return Conformed(out, batch, [f for f in failures if f.mask.true_count])
+    return Conformed(out, batch, [f for f in failures if f.mask.true_count], codes)
 
 
 def _some(names: list[str], limit: int = 10) -> str:
@@ -131,6 +137,12 @@ def _some(names: list[str], limit: int = 10) -> str:
 
 def check_column(array: Any, column: Column, source: str) -> tuple[Any, list[Failure]]:
     """The column cast to its type, and the failures of each check."""
+    typed, failures, _ = _check_column(array, column, source)
+    return typed, failures
+
+
+def _check_column(array: Any, column: Column, source: str) -> tuple[Any, list[Failure], Any]:
+    """check_column, and the codes of the allowedValues check (None without one)."""
     typed, unconvertible = cast(array, column, source)
     check = "timestamp" if column.type == ColumnType.TIMESTAMP else "type"
     failures = [Failure(column.name, check, unconvertible)]
@@ -146,14 +158,15 @@ def check_column(array: Any, column: Column, source: str) -> tuple[Any, list[Fai
     if column.max is not None:
         above = _fill(pc.greater(typed, column.max))
         failures.append(Failure(column.name, "max", above if nan is None else pc.or_(above, nan)))
+    codes = None
     if column.allowed_values is not None:
-        allowed = _allowed_values(column, typed.type, source)
-        inside = pc.is_in(typed, value_set=allowed)
-        failures.append(Failure(column.name, "allowed", pc.and_not(present, inside)))
+        allowed = allowed_values(column, typed.type, source)
+        codes = pc.index_in(typed, value_set=allowed)  # as dear as is_in, and says which
+        failures.append(Failure(column.name, "allowed", pc.and_not(present, pc.is_valid(codes))))
     if column.regex is not None:
         matched = regex_matches(typed, column.regex)
         failures.append(Failure(column.name, "regex", pc.and_not(present, matched)))
-    return typed, failures
+    return typed, failures, codes
 
 
 def regex_matches(array: Any, regex: str) -> Any:
@@ -165,7 +178,7 @@ def regex_matches(array: Any, regex: str) -> Any:
     return _fill(pc.match_substring_regex(array, f"^(?:{regex})$"))
 
 
-def _allowed_values(column: Column, arrow_type: Any, source: str) -> Any:
+def allowed_values(column: Column, arrow_type: Any, source: str) -> Any:
     try:
         return pa.array(column.allowed_values).cast(arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):

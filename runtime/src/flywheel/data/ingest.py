@@ -317,6 +317,7 @@ def _stage(
     policy = spec.validation.on_error
     unique_columns = [c.name for c in spec.contract.columns if c.unique] if spec.contract else []
     unique_values: dict[str, list[Any]] = {n: [] for n in unique_columns}
+    counted = _code_counts(spec)
     try:
         for file in files:
             batches = pipeline.prefetch(
@@ -336,17 +337,22 @@ def _stage(
                 report.rows += n
                 good = conformed.batch
                 bad = conformed.bad_mask()
+                keep = None
                 if bad.true_count:
                     _record_bad(report, conformed, bad, rows, file.path, quarantine)
                     if policy != OnError.WARN:
-                        good = _keep(good, pc.invert(bad))
+                        keep = pc.invert(bad)
+                        good = _keep(good, keep)
+                for name, counts in counted.items():
+                    codes = conformed.codes[name]
+                    counts.add(codes if keep is None else codes.filter(keep), good.column(name))
                 for name in unique_columns:
                     unique_values[name].append(good.column(name))
                 _write_kept(data, kept, good)
         # The last parts encode while the profile is computed.
         data.finish()
         quarantine.finish()
-        profiled = _profile_kept(data, kept) if not unique_columns else None
+        profiled = _profile_kept(data, kept, counted) if not unique_columns else None
     finally:
         data.close()
         quarantine.close()
@@ -563,7 +569,27 @@ def _write_kept(data: _Writer, kept: _Kept, batch: Any) -> None:
     data.write(batch)
 
 
-def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
+def _code_counts(spec: DatasetSpec) -> dict[str, profile.CodeCounts]:
+    """Value counts, gathered from the allowedValues check, of the text and boolean
+    columns that have one: the profile then hashes none of their values again."""
+    if spec.contract is None:
+        return {}
+    counted = {}
+    for column in spec.contract.columns:
+        arrow_type = contracts.ARROW_TYPES[column.type]
+        if column.allowed_values is None or profile.column_kind(arrow_type) != "categorical":
+            continue
+        try:
+            values = contracts.allowed_values(column, arrow_type, spec.source.uri)
+        except IngestError:
+            continue  # the check reports it, naming the file
+        counted[column.name] = profile.CodeCounts(values)
+    return counted
+
+
+def _profile_kept(
+    data: _Writer, kept: _Kept, counted: dict[str, profile.CodeCounts]
+) -> dict[str, Any] | None:
     if kept.overflowed or data.schema is None:
         return None
     schema = data.schema
@@ -572,7 +598,8 @@ def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
     getters: dict[str, Callable[[], Any]] = {
         n: functools.partial(table.column, n) for n in table.column_names
     }
-    return _profile_columns(getters, table.num_rows)
+    value_counts = {n: c.result() for n, c in counted.items()}
+    return _profile_columns(getters, table.num_rows, value_counts)
 
 
 def _profile_snapshot(staging: Location) -> dict[str, Any]:
@@ -588,9 +615,16 @@ def _profile_snapshot(staging: Location) -> dict[str, Any]:
     return _profile_columns({n: functools.partial(column, n) for n in names}, rows)
 
 
-def _profile_columns(columns: dict[str, Callable[[], Any]], rows: int) -> dict[str, Any]:
+def _profile_columns(
+    columns: dict[str, Callable[[], Any]], rows: int, value_counts: dict[str, Any] | None = None
+) -> dict[str, Any]:
     # Columns are profiled in parallel: Arrow and numpy release the GIL.
     workers = max(1, min(len(columns), os.cpu_count() or 2))
+    known = value_counts or {}
+
+    def one(name: str) -> dict[str, Any]:
+        return profile.profile_column(columns[name](), known.get(name))
+
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        profiles = pool.map(lambda get: profile.profile_column(get()), columns.values())
+        profiles = pool.map(one, columns)
         return {"rows": rows, "columns": dict(zip(columns, profiles, strict=True))}

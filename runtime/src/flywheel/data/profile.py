@@ -36,7 +36,8 @@ def profile_table(table: Any) -> dict[str, Any]:
     }
 
 
-def profile_column(column: Any) -> dict[str, Any]:
+def profile_column(column: Any, value_counts: Any = None) -> dict[str, Any]:
+    """`value_counts`, if given, is `pc.value_counts(column)` computed along the way."""
     kind = column_kind(column.type)
     base = {
         "kind": kind,
@@ -47,7 +48,7 @@ def profile_column(column: Any) -> dict[str, Any]:
     if kind == "numeric":
         return base | numeric_profile(column)
     if kind == "categorical":
-        return base | categorical_profile(column)
+        return base | categorical_profile(column, value_counts)
     if kind == "time":
         valid = column.drop_null()
         if len(valid) == 0:
@@ -223,7 +224,7 @@ def histogram_edges(low: float, high: float) -> Any:
     return distinct if len(distinct) > 1 else np.array([low, high])
 
 
-def categorical_profile(column: Any) -> dict[str, Any]:
+def categorical_profile(column: Any, value_counts: Any = None) -> dict[str, Any]:
     present_count = len(column) - column.null_count
     if present_count > 2 * IDENTIFIER_SAMPLE:
         # Sampled before nulls are dropped: dropping them copies every value.
@@ -233,7 +234,7 @@ def categorical_profile(column: Any) -> dict[str, Any]:
         ratio = len(pc.unique(sample)) / len(sample) if len(sample) else 0.0
         if ratio > IDENTIFIER_DISTINCT_RATIO:
             return {"identifierLike": True, "sampleDistinctRatio": round(ratio, 4)}
-    counts = pc.value_counts(column)
+    counts = pc.value_counts(column) if value_counts is None else value_counts
     if column.null_count:
         counts = counts.filter(pc.is_valid(counts.field("values")))
     values = counts.field("values")
@@ -251,3 +252,33 @@ def categorical_profile(column: Any) -> dict[str, Any]:
         "top": top,
         "other": int(freq.sum() - sum(t["count"] for t in top)),
     }
+
+
+class CodeCounts:
+    """The value counts of a column, gathered batch by batch from codes: each row's
+    index into a list of `values` (null: none of them), which a check computed anyway.
+    `result` is `pc.value_counts` of the whole column, values in the order they first
+    appear, without hashing a value again; None if a value outside the list appeared."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+        self.counts: dict[int, int] = {}
+        self.complete = True
+
+    def add(self, codes: Any, column: Any) -> None:
+        if codes.null_count != column.null_count:  # a value that has no code
+            self.complete = False
+        if not self.complete:
+            return
+        tally = pc.value_counts(codes)
+        found = tally.field("values").to_pylist()
+        for code, count in zip(found, tally.field("counts").to_pylist(), strict=True):
+            if code is not None:
+                self.counts[code] = self.counts.get(code, 0) + count
+
+    def result(self) -> Any:
+        if not self.complete:
+            return None
+        values = self.values.take(pa.array(list(self.counts), pa.int32()))
+        counts = pa.array(list(self.counts.values()), pa.int64())
+        return pa.StructArray.from_arrays([values, counts], names=["values", "counts"])
