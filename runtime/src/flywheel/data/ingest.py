@@ -211,8 +211,10 @@ class _Part:
     pool: concurrent.futures.ThreadPoolExecutor
 
     def close(self) -> None:
-        self.writer.close()
-        self.sink.close()
+        try:
+            self.writer.close()
+        finally:
+            self.sink.close()
 
 
 def dictionary_columns(batch: Any) -> list[str]:
