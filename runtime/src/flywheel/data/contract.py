@@ -13,6 +13,7 @@ booleans, and NaN is neither present (`nullable: false`) nor inside a `min`/`max
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,7 @@ class Conformed:
 
 def any_of(masks: list[Any], length: int) -> Any:
     if not masks:
-        return pa.array(np.zeros(length, dtype=bool))
+        return all_false(length)
     out = masks[0]
     for m in masks[1:]:
         out = pc.or_(out, m)
@@ -219,7 +220,7 @@ def cast(array: Any, column: Column, source: str) -> tuple[Any, Any]:
     an integer, 3e9 to int32) are reported instead of silently altered.
     """
     target = ARROW_TYPES[column.type]
-    no_failures = pa.array(np.zeros(len(array), dtype=bool))
+    no_failures = all_false(len(array))
     if array.type == target:
         return array, no_failures
     if pa.types.is_null(array.type):
@@ -291,7 +292,7 @@ def _parse_text(array: Any, column: Column) -> tuple[Any, Any]:
         return parse_timestamps(array, column.timestamp_format)
     target = ARROW_TYPES[column.type]
     try:
-        return pc.cast(array, target), pa.array(np.zeros(len(array), dtype=bool))
+        return pc.cast(array, target), all_false(len(array))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     looks_right = _fill(pc.match_substring_regex(array, _TEXT_PATTERNS[column.type]), True)
@@ -332,7 +333,7 @@ def _cast_or_rowwise(candidates: Any, target: Any) -> tuple[Any, Any]:
     """Cast text that looks right; the rare value that still fails (a 13th month, an
     integer past int64) is found cell by cell so the rest of the batch survives."""
     try:
-        return pc.cast(candidates, target), pa.array(np.zeros(len(candidates), dtype=bool))
+        return pc.cast(candidates, target), all_false(len(candidates))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         values: list[Any] = []
         failed: list[bool] = []
@@ -351,7 +352,14 @@ def _cast_or_rowwise(candidates: Any, target: Any) -> tuple[Any, Any]:
 
 
 def _no_failures(array: Any) -> Any:
-    return pa.array(np.zeros(len(array), dtype=bool))
+    return all_false(len(array))
+
+
+@functools.lru_cache(maxsize=8)
+def all_false(length: int) -> Any:
+    """A mask of `length` falses: Arrow arrays are immutable, so batches of one size
+    share one instead of converting a numpy array per column and batch."""
+    return pa.array(np.zeros(length, dtype=bool))
 
 
 def _fill(mask: Any, value: bool = False) -> Any:
