@@ -170,3 +170,21 @@ def test_histogram_bins_of_a_large_column_are_binned_block_by_block(
     assert profile.histogram_bins(values, edges).tolist() == whole.tolist()
     searched = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
     assert whole.tolist() == searched.tolist()
+
+
+@pytest.mark.parametrize("block", [1000, 1 << 16])
+@pytest.mark.parametrize("spread", [5, 3000])
+def test_narrow_integers_in_many_chunks_are_counted_block_by_block(
+    block: int, spread: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profile, "HISTOGRAM_BLOCK", block)
+    rng = np.random.default_rng(11)
+    parts = [rng.integers(-spread, spread, size) for size in (7000, 1, 2500, 0, 4000)]
+    column = pa.chunked_array([pa.array(p, pa.int32()) for p in parts], pa.int32())
+    p = profile.profile_column(column)
+    as_float = pa.array(np.concatenate(parts).astype(float))
+    want = pc.quantile(as_float, q=list(profile.QUANTILES), interpolation="linear")
+    assert [p["quantiles"][str(q)] for q in profile.QUANTILES] == want.to_pylist()
+    edges = np.array(p["histogram"]["edges"])
+    bins = np.clip(np.searchsorted(edges, as_float.to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    assert p["histogram"]["counts"] == np.bincount(bins, minlength=len(edges) - 1).tolist()

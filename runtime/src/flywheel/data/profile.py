@@ -187,9 +187,16 @@ def binned_quantiles(values: Any, bins: Any, counts: Any) -> list[float]:
 def _counted(values: Any, low: int, high: int, edges: Any) -> tuple[list[float], Any]:
     """Quantiles (linear interpolation, as Arrow's) and histogram counts of integers
     between low and high, from the count of each value."""
-    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    offsets = array.cast(pa.int64()).to_numpy() - np.int64(low)
-    per_value = np.bincount(offsets, minlength=high - low + 1)
+    # Counted chunk by chunk, block by block: no copy of the column, and temporaries
+    # that stay in the cache.
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    per_value = np.zeros(high - low + 1, dtype=np.int64)
+    step = max(HISTOGRAM_BLOCK, 4 * len(per_value))  # a wide range: fewer, larger blocks
+    for chunk in chunks:
+        ints = chunk.cast(pa.int64()).to_numpy()
+        for start in range(0, len(ints), step):
+            block = ints[start : start + step] - np.int64(low)
+            per_value += np.bincount(block, minlength=len(per_value))
     ranks = np.cumsum(per_value)
     n = int(ranks[-1])
 
