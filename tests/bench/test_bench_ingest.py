@@ -3,11 +3,14 @@
 The bare read is pyarrow's multi-threaded reader with type inference and nothing else.
 "read + validate" is the ingest's contract pass alone: the file read as the ingest reads
 it and every check of every column, writing nothing. "bare read + write" converts the
-file to Parquet with pyarrow and nothing else, for scale. "full ingest" validates, writes
-the snapshot and its quarantine, profiles it, hashes it and publishes it atomically.
-Both write Parquet with pyarrow's default codec (snappy); the ingest also writes page
-checksums and leaves the dictionary out for columns of mostly distinct values. "load" is
-the 1-minute load average after the measurement: the machine may be shared.
+file to Parquet with pyarrow and nothing else: the floor a user would otherwise run
+(`pq.read_table` or `read_csv`, then `pq.write_table`, default settings and threads).
+"full ingest" validates, writes the snapshot and its quarantine, profiles it, hashes it
+(as the bytes are written) and publishes it atomically. Both write Parquet with pyarrow's
+default codec (snappy); the ingest also writes page checksums and leaves the dictionary
+out for columns of mostly distinct values. "load" is the 1-minute load average after the
+measurement: the machine may be shared, so compare ratios within one run. The floor and
+the full ingest take turns, five rounds, each keeping its least wall and CPU time.
 
     .venv/bin/pytest -m bench -s tests/bench/test_bench_ingest.py
 """
@@ -99,14 +102,17 @@ def read_and_validate(path: Path, fmt: str) -> int:
     return bad
 
 
-def cpu_of(repeats: int, fn: Callable[[], Any]) -> float:
-    """The least CPU time (every thread of the process) of `repeats` calls: on a busy
-    machine wall time says more about the neighbours than about the work."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
+def interleaved(rounds: int, fns: list[Callable[[], Any]]) -> list[tuple[float, float, Any]]:
+    """Each function's least wall time and least CPU time (every thread of the process)
+    over `rounds`, the functions taking turns within each round, and its last result:
+    a neighbour's burst then slows both sides of a ratio, not one of them."""
+    best = [(float("inf"), float("inf"), None) for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[i] = (min(best[i][0], wall), min(best[i][1], cpu), result)
     return best
 
 
@@ -122,9 +128,7 @@ def measure(fmt: str, path: Path, bare: Callable[[Path], Any], out: Path) -> lis
     def floor() -> None:
         pq.write_table(bare(path), out / f"{fmt}-plain.parquet")
 
-    ingest_s, result = best_of(3, run)
-    convert_s, _ = best_of(3, floor)
-    ingest_cpu, floor_cpu = cpu_of(3, run), cpu_of(3, floor)
+    (convert_s, floor_cpu, _), (ingest_s, ingest_cpu, result) = interleaved(5, [floor, run])
     rows = read.num_rows
     assert result.report.rows == rows and result.report.bad_rows == bad > 0
     return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import threading
@@ -551,6 +552,40 @@ def test_the_profile_is_the_same_held_in_memory_or_read_back(
     assert in_memory.version == read_back.version
 
 
+@pytest.mark.parametrize("on_error", ["quarantine", "warn"])
+def test_value_counts_from_the_allowed_values_check_are_the_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_error: str
+) -> None:
+    """The profile counts a column checked against allowedValues from the check's codes,
+    batch by batch: the same counts, and ties in the order the values first appear, as
+    counting the published column; a value outside the list (published by warn) too."""
+    from flywheel.data import profile, sources
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 4)
+    # "b" and "c" tie and "c" appears first, in the second batch; "x" is not allowed.
+    plans = ["a", "a", None, "a", "c", "a", "b", "x", "b", "c", None, "true"]
+    flags = ["true", "", "false", "true", "true", "false", "true", "1", "", "false", "x", "0"]
+    rows = [f"{p or ''},{f}" for p, f in zip(plans, flags, strict=True)]
+    write(tmp_path / "p.csv", "plan,flag\n" + "\n".join(rows) + "\n")
+    spec = {
+        "source": {"uri": "./p.csv", "format": "csv"},
+        "schema": {
+            "columns": [
+                {"name": "plan", "type": "string", "allowedValues": ["c", "b", "a", "true"]},
+                {"name": "flag", "type": "bool", "allowedValues": [True, False]},
+            ]
+        },
+        "validation": {"onError": on_error, "maxBadRowFraction": 0.5},
+    }
+    status = runner.run_dataset(dataset(f"codes-{on_error}", spec), context(tmp_path))
+    assert status.phase == "Ready" and status.profile_uri and status.snapshot_uri
+    published = pq.read_table(status.snapshot_uri.removeprefix("file://"))
+    got = json.loads(Path(status.profile_uri.removeprefix("file://")).read_text())
+    assert got == json.loads(json.dumps(profile.profile_table(published)))
+    top = [t["value"] for t in got["columns"]["plan"]["top"]]
+    assert top[:3] == ["a", "c", "b"]
+
+
 def test_publishing_to_a_store_without_rename(tmp_path: Path) -> None:
     """Object stores cannot rename a directory: the version is copied file by file, and
     the commit is still the one small current.json."""
@@ -607,6 +642,35 @@ def test_large_snapshots_are_written_in_parts_that_keep_the_row_order(
     ]
     table = snapshots.current_table(runner.dataset_root(ds, context(tmp_path)))
     assert table.column("v").to_pylist() == list(range(2500))
+
+
+def test_the_manifest_holds_the_digests_of_the_published_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are hashed as they are written, not read back: the manifest must still
+    name the bytes that were published."""
+    from flywheel.data import ingest, sources
+
+    monkeypatch.setattr(ingest, "ROWS_PER_PART", 1000)
+    monkeypatch.setattr(sources, "BATCH_ROWS", 500)
+    lines = [f"id{i},{i if i % 7 else 'x'}" for i in range(3000)]
+    write(tmp_path / "x.csv", "id,v\n" + "\n".join(lines) + "\n")
+    spec = {
+        "source": {"uri": "./x.csv", "format": "csv"},
+        "schema": {"columns": [{"name": "id", "type": "string"}, {"name": "v", "type": "int64"}]},
+        "validation": {"onError": "quarantine", "maxBadRowFraction": 0.5},
+    }
+    ds = dataset("digests", spec)
+    status = runner.run_dataset(ds, context(tmp_path))
+    root = runner.dataset_root(ds, context(tmp_path))
+    manifest = publish.current(root)
+    assert manifest is not None and manifest["version"] == status.version
+    version = Path(root.path, "versions", manifest["version"])
+    files = {f["path"]: (f["sha256"], f["bytes"]) for f in manifest["files"]}
+    assert {"data/part-00001.parquet", "quarantine/part-00000.parquet"} <= set(files)
+    for path, (sha256, size) in files.items():
+        data = (version / path).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (sha256, size), path
 
 
 def test_only_columns_whose_values_repeat_are_written_with_a_dictionary(tmp_path: Path) -> None:

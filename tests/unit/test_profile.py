@@ -133,3 +133,58 @@ def test_histogram_bins_by_arithmetic_are_the_searched_bins(bounds: list[float],
     values = np.concatenate([near[np.isfinite(near)], np.clip(inside, low, high)])
     searched = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
     assert profile.histogram_bins(values, edges).tolist() == searched.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from([0.0, -0.5, 1.0, 1e-300, 1e300, -1e308, 1e308, 2.0**53]),
+            st.integers(-5, 5).map(float),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 3),
+)
+@example([1.7976931348623157e308, -9.9792015476736e291], 1)  # a range wider than float64
+def test_quantiles_from_the_bins_are_arrows(values: list[float], repeat: int) -> None:
+    """The quantiles read from the few bins that hold them are exactly Arrow's sort and
+    linear interpolation (repeated values and more than 1024 of them included)."""
+    array = pa.array(values * (1 + repeat * 600 // len(values)), pa.float64())
+    p = profile.profile_column(pa.chunked_array([array]))
+    want = pc.quantile(array, q=list(profile.QUANTILES), interpolation="linear").to_pylist()
+    assert [p["quantiles"][str(q)] for q in profile.QUANTILES] == want
+
+
+@pytest.mark.parametrize("block", [1024, 1500, 1 << 16])
+def test_histogram_bins_of_a_large_column_are_binned_block_by_block(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(0, 1, 5000), rng.integers(-3, 4, 5000).astype(float)])
+    edges = profile.histogram_edges(float(values.min()), float(values.max()))
+    whole = profile.histogram_bins(values, edges)
+    monkeypatch.setattr(profile, "HISTOGRAM_BLOCK", block)
+    assert profile.histogram_bins(values, edges).tolist() == whole.tolist()
+    searched = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    assert whole.tolist() == searched.tolist()
+
+
+@pytest.mark.parametrize("block", [1000, 1 << 16])
+@pytest.mark.parametrize("spread", [5, 3000])
+def test_narrow_integers_in_many_chunks_are_counted_block_by_block(
+    block: int, spread: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profile, "HISTOGRAM_BLOCK", block)
+    rng = np.random.default_rng(11)
+    parts = [rng.integers(-spread, spread, size) for size in (7000, 1, 2500, 0, 4000)]
+    column = pa.chunked_array([pa.array(p, pa.int32()) for p in parts], pa.int32())
+    p = profile.profile_column(column)
+    as_float = pa.array(np.concatenate(parts).astype(float))
+    want = pc.quantile(as_float, q=list(profile.QUANTILES), interpolation="linear")
+    assert [p["quantiles"][str(q)] for q in profile.QUANTILES] == want.to_pylist()
+    edges = np.array(p["histogram"]["edges"])
+    bins = np.clip(np.searchsorted(edges, as_float.to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    assert p["histogram"]["counts"] == np.bincount(bins, minlength=len(edges) - 1).tolist()

@@ -111,3 +111,20 @@ def test_validate_never_imports_the_data_plane() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_hashing_sink_gives_the_digest_content_version_reads_back(tmp_path: Path) -> None:
+    staging = uris.resolve(str(tmp_path / "staging"))
+    staging.filesystem.create_dir(staging.join("data").path, recursive=True)
+    sink = publish.HashingSink(staging.filesystem.open_output_stream(staging.join("data/a").path))
+    for block in (b"x" * 5000, b"", b"yz"):
+        sink.write(block)
+    sink.close()
+    publish.write_atomic(staging.join("b.json"), b"{}")
+    digest = sink.digest()
+    assert digest == publish.Digest(publish.file_digest(staging.join("data/a")), 5002)
+    read_back = publish.content_version(staging, "salt")
+    assert publish.content_version(staging, "salt", {"data/a": digest}) == read_back
+    # A size that disagrees with the store is not trusted: the file is read again.
+    wrong = publish.Digest("0" * 64, 5001)
+    assert publish.content_version(staging, "salt", {"data/a": wrong}) == read_back

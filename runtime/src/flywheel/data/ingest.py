@@ -101,6 +101,7 @@ class _Writer:
     releases the GIL), so consecutive parts encode in parallel, and validating the next
     batch overlaps with writing this one. Row order is the order of the part names.
     All batches are cast to the first one's schema; errors surface at the next call.
+    Each part is hashed as it is written (`digests`), so publishing never reads it back.
     """
 
     def __init__(
@@ -119,11 +120,14 @@ class _Writer:
         self._part_rows = 0
         self._group: list[Any] = []  # batches of the row group being gathered
         self._group_rows = 0
-        self._parts: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
+        self._parts: list[_Part] = []
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         self._dictionary: list[str] | None = None  # the columns written dictionary-encoded
+        self._finished = False
 
     def write(self, batch: Any) -> None:
+        if self._finished:
+            raise RuntimeError("a finished writer takes no more batches")
         if batch.num_rows == 0:
             return
         if self.schema is None:
@@ -148,40 +152,69 @@ class _Writer:
             return
         group = pa.Table.from_batches(self._group, schema=self.schema)
         self._group, self._group_rows = [], 0
-        writer, pool = self._parts[-1]
+        part = self._parts[-1]
         while len(self._pending) >= self.max_pending:
             self._pending.popleft().result()
-        self._pending.append(pool.submit(writer.write_table, group, row_group_size=len(group)))
+        write = part.writer.write_table
+        self._pending.append(part.pool.submit(write, group, row_group_size=len(group)))
 
     def _next_part(self) -> None:
         if self._parts:  # the finished part closes on its own thread, after its writes
             self._flush()
-            writer, pool = self._parts[-1]
-            self._pending.append(pool.submit(writer.close))
-        path = self.directory.join(f"part-{len(self._parts):05d}.parquet").path
-        writer = pq.ParquetWriter(
-            path,
-            self.schema,
-            filesystem=self.directory.filesystem,
-            write_page_checksum=True,
-            use_dictionary=self._dictionary,
-        )
+            part = self._parts[-1]
+            self._pending.append(part.pool.submit(part.close))
+        name = f"part-{len(self._parts):05d}.parquet"
+        path = self.directory.join(name).path
+        stream = self.directory.filesystem.open_output_stream(path, compression=None)
+        sink = publish.HashingSink(stream)
+        try:
+            writer = pq.ParquetWriter(
+                sink, self.schema, write_page_checksum=True, use_dictionary=self._dictionary
+            )
+        except BaseException:
+            sink.close()
+            raise
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flywheel-write")
-        self._parts.append((writer, pool))
+        self._parts.append(_Part(name, writer, sink, pool))
         self._part_rows = 0
+
+    def finish(self) -> None:
+        """Hand the last row group and the close of the last part to its thread without
+        waiting, so that the encoding overlaps whatever runs before `close`."""
+        if self._parts and not self._finished:
+            self._finished = True
+            self._flush()
+            part = self._parts[-1]
+            self._pending.append(part.pool.submit(part.close))
 
     def close(self) -> None:
         try:
-            if self._parts:
-                self._flush()
-                writer, pool = self._parts[-1]
-                self._pending.append(pool.submit(writer.close))
+            self.finish()
             while self._pending:
                 self._pending.popleft().result()
         finally:
-            for writer, pool in self._parts:
-                pool.shutdown(wait=True)
-                writer.close()  # a no-op once closed; closes what an error left open
+            for part in self._parts:
+                part.pool.shutdown(wait=True)
+                part.close()  # a no-op once closed; closes what an error left open
+
+    def digests(self) -> dict[str, publish.Digest]:
+        """The sha256 and size of each part (by name), taken as it was written; valid
+        once `close` returned."""
+        return {part.name: part.sink.digest() for part in self._parts}
+
+
+@dataclasses.dataclass
+class _Part:
+    name: str  # relative to the writer's directory
+    writer: Any  # pq.ParquetWriter
+    sink: publish.HashingSink
+    pool: concurrent.futures.ThreadPoolExecutor
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.sink.close()
 
 
 def dictionary_columns(batch: Any) -> list[str]:
@@ -220,7 +253,7 @@ def ingest(
         )
     staging = publish.new_staging(destination)
     try:
-        report = _stage(spec, files, staging, checkpoint)
+        report, written = _stage(spec, files, staging, checkpoint)
         checkpoint("staged")
         metadata = {
             "rows": report.published_rows,
@@ -235,6 +268,7 @@ def ingest(
             metadata=metadata,
             checkpoint=checkpoint,
             owner=owner,
+            written=written,
         )
     except BaseException:
         publish.discard(staging)
@@ -274,7 +308,9 @@ def _stage(
     files: list[Location],
     staging: Location,
     checkpoint: publish.Checkpoint = publish.no_checkpoint,
-) -> Report:
+) -> tuple[Report, dict[str, publish.Digest]]:
+    """Validate and write the snapshot into `staging`: the report, and the digests of
+    the parts as they were written (by path within `staging`)."""
     kept = _Kept(PROFILE_IN_MEMORY_BYTES)
     # While the rows are kept anyway, the writer may fall behind freely.
     data = _Writer(staging.join(DATA_DIR), max_pending=64)
@@ -283,6 +319,7 @@ def _stage(
     policy = spec.validation.on_error
     unique_columns = [c.name for c in spec.contract.columns if c.unique] if spec.contract else []
     unique_values: dict[str, list[Any]] = {n: [] for n in unique_columns}
+    counted = _code_counts(spec)
     try:
         for file in files:
             batches = pipeline.prefetch(
@@ -302,14 +339,22 @@ def _stage(
                 report.rows += n
                 good = conformed.batch
                 bad = conformed.bad_mask()
+                keep = None
                 if bad.true_count:
                     _record_bad(report, conformed, bad, rows, file.path, quarantine)
                     if policy != OnError.WARN:
-                        good = _keep(good, pc.invert(bad))
+                        keep = pc.invert(bad)
+                        good = _keep(good, keep)
+                for name, counts in counted.items():
+                    codes = conformed.codes[name]
+                    counts.add(codes if keep is None else codes.filter(keep), good.column(name))
                 for name in unique_columns:
                     unique_values[name].append(good.column(name))
                 _write_kept(data, kept, good)
-        profiled = _profile_kept(data, kept) if not unique_columns else None
+        # The last parts encode while the profile is computed.
+        data.finish()
+        quarantine.finish()
+        profiled = _profile_kept(data, kept, counted) if not unique_columns else None
     finally:
         data.close()
         quarantine.close()
@@ -320,7 +365,13 @@ def _stage(
             fix="check that the export that writes the source ran",
             reason="SourceEmpty",
         )
+    written = {
+        f"{directory}/{name}": digest
+        for directory, writer in ((DATA_DIR, data), (QUARANTINE_DIR, quarantine))
+        for name, digest in writer.digests().items()
+    }
     if unique_columns:
+        written = {}  # the parts may be rewritten: they are hashed when published
         _enforce_unique(report, unique_values, staging, data, policy)
     _apply_policy(report, spec)
     checkpoint("written")  # what the store holds now is checked against what was sent
@@ -330,7 +381,7 @@ def _stage(
         profiled = _profile_snapshot(staging)
     publish.write_atomic(staging.join(PROFILE_FILE), publish.dumps(profiled))
     publish.write_atomic(staging.join(REPORT_FILE), publish.dumps(report.to_json()))
-    return report
+    return report, written
 
 
 def _keep(batch: Any, mask: Any) -> Any:
@@ -520,7 +571,27 @@ def _write_kept(data: _Writer, kept: _Kept, batch: Any) -> None:
     data.write(batch)
 
 
-def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
+def _code_counts(spec: DatasetSpec) -> dict[str, profile.CodeCounts]:
+    """Value counts, gathered from the allowedValues check, of the text and boolean
+    columns that have one: the profile then hashes none of their values again."""
+    if spec.contract is None:
+        return {}
+    counted = {}
+    for column in spec.contract.columns:
+        arrow_type = contracts.ARROW_TYPES[column.type]
+        if column.allowed_values is None or profile.column_kind(arrow_type) != "categorical":
+            continue
+        try:
+            values = contracts.allowed_values(column, arrow_type, spec.source.uri)
+        except IngestError:
+            continue  # the check reports it, naming the file
+        counted[column.name] = profile.CodeCounts(values)
+    return counted
+
+
+def _profile_kept(
+    data: _Writer, kept: _Kept, counted: dict[str, profile.CodeCounts]
+) -> dict[str, Any] | None:
     if kept.overflowed or data.schema is None:
         return None
     schema = data.schema
@@ -529,7 +600,8 @@ def _profile_kept(data: _Writer, kept: _Kept) -> dict[str, Any] | None:
     getters: dict[str, Callable[[], Any]] = {
         n: functools.partial(table.column, n) for n in table.column_names
     }
-    return _profile_columns(getters, table.num_rows)
+    value_counts = {n: c.result() for n, c in counted.items()}
+    return _profile_columns(getters, table.num_rows, value_counts)
 
 
 def _profile_snapshot(staging: Location) -> dict[str, Any]:
@@ -545,9 +617,16 @@ def _profile_snapshot(staging: Location) -> dict[str, Any]:
     return _profile_columns({n: functools.partial(column, n) for n in names}, rows)
 
 
-def _profile_columns(columns: dict[str, Callable[[], Any]], rows: int) -> dict[str, Any]:
+def _profile_columns(
+    columns: dict[str, Callable[[], Any]], rows: int, value_counts: dict[str, Any] | None = None
+) -> dict[str, Any]:
     # Columns are profiled in parallel: Arrow and numpy release the GIL.
     workers = max(1, min(len(columns), os.cpu_count() or 2))
+    known = value_counts or {}
+
+    def one(name: str) -> dict[str, Any]:
+        return profile.profile_column(columns[name](), known.get(name))
+
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        profiles = pool.map(lambda get: profile.profile_column(get()), columns.values())
+        profiles = pool.map(one, columns)
         return {"rows": rows, "columns": dict(zip(columns, profiles, strict=True))}

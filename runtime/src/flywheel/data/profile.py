@@ -25,6 +25,8 @@ TOP_VALUES = 50
 # Above this many values, a sample decides whether a text column is an identifier.
 IDENTIFIER_SAMPLE = 100_000
 IDENTIFIER_DISTINCT_RATIO = 0.5
+# Values binned per block of this many: the temporaries of a block stay in the cache.
+HISTOGRAM_BLOCK = 1 << 16
 
 
 def profile_table(table: Any) -> dict[str, Any]:
@@ -34,7 +36,8 @@ def profile_table(table: Any) -> dict[str, Any]:
     }
 
 
-def profile_column(column: Any) -> dict[str, Any]:
+def profile_column(column: Any, value_counts: Any = None) -> dict[str, Any]:
+    """`value_counts`, if given, is `pc.value_counts(column)` computed along the way."""
     kind = column_kind(column.type)
     base = {
         "kind": kind,
@@ -45,7 +48,7 @@ def profile_column(column: Any) -> dict[str, Any]:
     if kind == "numeric":
         return base | numeric_profile(column)
     if kind == "categorical":
-        return base | categorical_profile(column)
+        return base | categorical_profile(column, value_counts)
     if kind == "time":
         valid = column.drop_null()
         if len(valid) == 0:
@@ -73,9 +76,9 @@ def column_kind(arrow_type: Any) -> str:
 
 
 def numeric_profile(column: Any) -> dict[str, Any]:
-    # Arrow kernels for the moments and exact quantiles (no sort of a numpy copy); numpy
-    # for the histogram. Integers of a narrow range are counted value by value instead:
-    # the same quantiles and bins from one pass.
+    # Arrow kernels for the moments; numpy for the histogram, whose bins then narrow the
+    # exact quantiles down to the few bins that hold them. Integers of a narrow range are
+    # counted value by value instead: the same quantiles and bins from one pass.
     values = column.drop_null()
     nan = 0
     if pa.types.is_floating(values.type):
@@ -98,9 +101,11 @@ def numeric_profile(column: Any) -> dict[str, Any]:
     if pa.types.is_integer(values.type) and narrow:
         quantiles, counts = _counted(values, exact[0], exact[1], edges)
     else:
-        quantiles = pc.quantile(as_float, q=list(QUANTILES), interpolation="linear").to_pylist()
         array = as_float.combine_chunks() if isinstance(as_float, pa.ChunkedArray) else as_float
-        counts = np.bincount(histogram_bins(array.to_numpy(), edges), minlength=len(edges) - 1)
+        floats = array.to_numpy()
+        bins = histogram_bins(floats, edges)
+        counts = np.bincount(bins, minlength=len(edges) - 1)
+        quantiles = binned_quantiles(floats, bins, counts)
     return out | {
         "min": exact[0],
         "max": exact[1],
@@ -122,6 +127,16 @@ def histogram_bins(values: Any, edges: Any) -> Any:
     low, high = float(edges[0]), float(edges[-1])
     if last < 1 or not np.isfinite(high - low) or len(values) < 1024:
         return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, last)
+    if len(values) > HISTOGRAM_BLOCK:
+        bins = np.empty(len(values), dtype=np.int64)
+        for start in range(0, len(values), HISTOGRAM_BLOCK):
+            end = start + HISTOGRAM_BLOCK
+            bins[start:end] = _arithmetic_bins(values[start:end], edges, low, high, last)
+        return bins
+    return _arithmetic_bins(values, edges, low, high, last)
+
+
+def _arithmetic_bins(values: Any, edges: Any, low: float, high: float, last: int) -> Any:
     # Equal-width bins: a value's bin by arithmetic, each checked against its edges (a
     # binary search per value costs several times more); the few rounding put in a
     # neighbouring bin are searched.
@@ -135,12 +150,53 @@ def histogram_bins(values: Any, edges: Any) -> Any:
     return bins
 
 
+def binned_quantiles(values: Any, bins: Any, counts: Any) -> list[float]:
+    """The QUANTILES of `values` (float64, no NaN) exactly as Arrow's linear
+    interpolation computes them, found among the values of the few bins that hold the
+    ranks asked for: bins are ordered ranges of values, so the value of rank r is the
+    (r - values in earlier bins)-th smallest of its bin. No sort of the whole column."""
+    n = len(values)
+    ends = np.cumsum(counts)
+    wanted: list[tuple[int, int, float]] = []  # (lower rank, higher rank, fraction)
+    for q in QUANTILES:
+        index = (n - 1) * q
+        lower = int(index)
+        fraction = index - lower
+        wanted.append((lower, lower + 1 if fraction != 0 else lower, fraction))
+    ranks = sorted({r for lower, higher, _ in wanted for r in (lower, higher)})
+    bin_of = {r: int(np.searchsorted(ends, r, side="right")) for r in ranks}
+    held = sorted(set(bin_of.values()))
+    keep = np.zeros(len(counts), dtype=bool)
+    keep[held] = True
+    subset = values[keep[bins]]  # in value order: the held bins, one after the other
+    offset, before = {}, 0
+    for b in held:
+        offset[b] = before - (int(ends[b]) - int(counts[b]))  # rank -> position in subset
+        before += int(counts[b])
+    positions = [r + offset[bin_of[r]] for r in ranks]
+    selected = np.partition(subset, positions)
+    value_at = {r: float(selected[p]) for r, p in zip(ranks, positions, strict=True)}
+    return [
+        value_at[lower]
+        if fraction == 0
+        else fraction * value_at[higher] + (1 - fraction) * value_at[lower]
+        for lower, higher, fraction in wanted
+    ]
+
+
 def _counted(values: Any, low: int, high: int, edges: Any) -> tuple[list[float], Any]:
     """Quantiles (linear interpolation, as Arrow's) and histogram counts of integers
     between low and high, from the count of each value."""
-    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    offsets = array.cast(pa.int64()).to_numpy() - np.int64(low)
-    per_value = np.bincount(offsets, minlength=high - low + 1)
+    # Counted chunk by chunk, block by block: no copy of the column, and temporaries
+    # that stay in the cache.
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    per_value = np.zeros(high - low + 1, dtype=np.int64)
+    step = max(HISTOGRAM_BLOCK, 4 * len(per_value))  # a wide range: fewer, larger blocks
+    for chunk in chunks:
+        ints = chunk.cast(pa.int64()).to_numpy()
+        for start in range(0, len(ints), step):
+            block = ints[start : start + step] - np.int64(low)
+            per_value += np.bincount(block, minlength=len(per_value))
     ranks = np.cumsum(per_value)
     n = int(ranks[-1])
 
@@ -175,7 +231,7 @@ def histogram_edges(low: float, high: float) -> Any:
     return distinct if len(distinct) > 1 else np.array([low, high])
 
 
-def categorical_profile(column: Any) -> dict[str, Any]:
+def categorical_profile(column: Any, value_counts: Any = None) -> dict[str, Any]:
     present_count = len(column) - column.null_count
     if present_count > 2 * IDENTIFIER_SAMPLE:
         # Sampled before nulls are dropped: dropping them copies every value.
@@ -185,7 +241,7 @@ def categorical_profile(column: Any) -> dict[str, Any]:
         ratio = len(pc.unique(sample)) / len(sample) if len(sample) else 0.0
         if ratio > IDENTIFIER_DISTINCT_RATIO:
             return {"identifierLike": True, "sampleDistinctRatio": round(ratio, 4)}
-    counts = pc.value_counts(column)
+    counts = pc.value_counts(column) if value_counts is None else value_counts
     if column.null_count:
         counts = counts.filter(pc.is_valid(counts.field("values")))
     values = counts.field("values")
@@ -203,3 +259,33 @@ def categorical_profile(column: Any) -> dict[str, Any]:
         "top": top,
         "other": int(freq.sum() - sum(t["count"] for t in top)),
     }
+
+
+class CodeCounts:
+    """The value counts of a column, gathered batch by batch from codes: each row's
+    index into a list of `values` (null: none of them), which a check computed anyway.
+    `result` is `pc.value_counts` of the whole column, values in the order they first
+    appear, without hashing a value again; None if a value outside the list appeared."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+        self.counts: dict[int, int] = {}
+        self.complete = True
+
+    def add(self, codes: Any, column: Any) -> None:
+        if codes.null_count != column.null_count:  # a value that has no code
+            self.complete = False
+        if not self.complete:
+            return
+        tally = pc.value_counts(codes)
+        found = tally.field("values").to_pylist()
+        for code, count in zip(found, tally.field("counts").to_pylist(), strict=True):
+            if code is not None:
+                self.counts[code] = self.counts.get(code, 0) + count
+
+    def result(self) -> Any:
+        if not self.complete:
+            return None
+        values = self.values.take(pa.array(list(self.counts), pa.int32()))
+        counts = pa.array(list(self.counts.values()), pa.int64())
+        return pa.StructArray.from_arrays([values, counts], names=["values", "counts"])

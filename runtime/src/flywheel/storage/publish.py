@@ -167,10 +167,56 @@ def discard(location: Location) -> None:
 
 def list_files(location: Location) -> list[str]:
     """Paths relative to `location` of every file below it, sorted."""
+    return sorted(_file_sizes(location))
+
+
+def _file_sizes(location: Location) -> dict[str, int | None]:
+    """Every file below `location`: its relative path and its size."""
     selector = pafs.FileSelector(location.path, recursive=True, allow_not_found=True)
     infos = location.filesystem.get_file_info(selector)
     prefix = location.path.rstrip("/") + "/"
-    return sorted(i.path.removeprefix(prefix) for i in infos if i.type == pafs.FileType.File)
+    return {i.path.removeprefix(prefix): i.size for i in infos if i.type == pafs.FileType.File}
+
+
+@dataclasses.dataclass(frozen=True)
+class Digest:
+    """A file's sha256 and size, taken from the bytes as they were written."""
+
+    sha256: str
+    bytes: int
+
+
+class HashingSink:
+    """A writable file that passes every byte on to `stream` and hashes it on the way:
+    the digest `content_version` would read back, without reading the file again (a
+    whole download on an object store). Closing it closes `stream`."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._sha256 = hashlib.sha256()
+        self._bytes = 0
+
+    def write(self, data: Any) -> int:
+        self._sha256.update(data)  # large blocks hash without the GIL
+        self._bytes += len(data)
+        self.stream.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.stream.closed)
+
+    def writable(self) -> bool:
+        return True
+
+    def digest(self) -> Digest:
+        return Digest(self._sha256.hexdigest(), self._bytes)
 
 
 def file_digest(location: Location, chunk: int = 1 << 22) -> str:
@@ -181,14 +227,25 @@ def file_digest(location: Location, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def content_version(staging: Location, salt: str = "") -> tuple[str, list[dict[str, Any]]]:
-    """The version of a staged directory (a hash of names and bytes) and its file list."""
+def content_version(
+    staging: Location, salt: str = "", written: dict[str, Digest] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The version of a staged directory (a hash of names and bytes) and its file list.
+
+    `written` holds digests taken while files were written (relative path -> Digest);
+    those files are not read again unless their size on the store differs.
+    """
     files = []
     total = hashlib.sha256(salt.encode())
-    for rel in list_files(staging):
-        loc = staging.join(rel)
-        digest = file_digest(loc)
-        size = loc.filesystem.get_file_info(loc.path).size
+    written = written or {}
+    for rel, size in sorted(_file_sizes(staging).items()):
+        known = written.get(rel)
+        if known is not None and known.bytes == size:
+            digest = known.sha256
+        else:
+            loc = staging.join(rel)
+            digest = file_digest(loc)
+            size = loc.filesystem.get_file_info(loc.path).size
         files.append({"path": rel, "sha256": digest, "bytes": size})
         total.update(f"{rel}\0{digest}\0".encode())
     return total.hexdigest()[:VERSION_CHARS], files
@@ -260,11 +317,13 @@ def commit(
     metadata: dict[str, Any] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
     owner: Owner | None = None,
+    written: dict[str, Digest] | None = None,
 ) -> dict[str, Any]:
     """Move a verified staging directory to its content version and make it current.
 
     Returns the version manifest: {"version", "files", **metadata}. With an `owner` the
     root is claimed for it; without one, a root another object owns is refused.
+    `written` are digests taken as files were staged (see `content_version`).
     """
     fs = root.filesystem
     if owner is not None:
@@ -273,7 +332,7 @@ def commit(
         recorded = owner_of(root)
         if recorded is not None:
             raise OwnershipError(root, recorded, None)
-    version, files = content_version(staging, salt)
+    version, files = content_version(staging, salt, written)
     checkpoint("hashed")
     final = version_location(root, version)
     existing = read_json(final.join(MANIFEST))
