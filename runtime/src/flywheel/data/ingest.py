@@ -40,6 +40,9 @@ MAX_EXAMPLES = 20
 # A column whose first batch has more distinct values than this share of its rows is
 # written without a dictionary.
 DICTIONARY_DISTINCT_RATIO = 0.5
+# Rows of the first batch that judge it: an estimate is all the choice needs, and counting
+# the distinct values of a whole first batch of identifiers costs as much as checking them.
+DICTIONARY_SAMPLE_ROWS = 65_536
 # Published rows up to this size stay in memory for the profile (no read back).
 PROFILE_IN_MEMORY_BYTES = 1 << 30
 # Batches checked at once; the checks are Arrow kernels, which run without the GIL.
@@ -223,6 +226,7 @@ def dictionary_columns(batch: Any) -> list[str]:
     would fill a dictionary only for the writer to give it up, encoding it twice."""
     names = []
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        column = column.slice(0, DICTIONARY_SAMPLE_ROWS)
         present = len(column) - column.null_count
         try:
             distinct = pc.count_distinct(column).as_py() if present else 0
@@ -331,23 +335,23 @@ def _stage(
                     report.rows += batch.num_rows
                     _write_kept(data, kept, _same_schema(batch, data.schema, file.path))
                 continue
-            check = functools.partial(_conform, contract=spec.contract, source=file.path)
-            for conformed in pipeline.ordered_map(check, batches, CHECK_WORKERS):
+            check = functools.partial(
+                _check,
+                contract=spec.contract,
+                source=file.path,
+                drop_bad=policy != OnError.WARN,
+                coded=list(counted),
+            )
+            for checked in pipeline.ordered_map(check, batches, CHECK_WORKERS):
+                conformed, bad, good, good_codes = checked
                 n = conformed.batch.num_rows
                 rows = np.arange(file_row, file_row + n, dtype=np.int64)
                 file_row += n
                 report.rows += n
-                good = conformed.batch
-                bad = conformed.bad_mask()
-                keep = None
                 if bad.true_count:
                     _record_bad(report, conformed, bad, rows, file.path, quarantine)
-                    if policy != OnError.WARN:
-                        keep = pc.invert(bad)
-                        good = _keep(good, keep)
                 for name, counts in counted.items():
-                    codes = conformed.codes[name]
-                    counts.add(codes if keep is None else codes.filter(keep), good.column(name))
+                    counts.add(good_codes[name], good.column(name))
                 for name in unique_columns:
                     unique_values[name].append(good.column(name))
                 _write_kept(data, kept, good)
@@ -412,6 +416,22 @@ def _same_schema(batch: Any, schema: Any, file: str) -> Any:
 
 def _conform(batch: Any, contract: Any, source: str) -> contracts.Conformed:
     return contracts.conform(batch, contract, source)
+
+
+def _check(
+    batch: Any, contract: Any, source: str, drop_bad: bool, coded: list[str]
+) -> tuple[contracts.Conformed, Any, Any, dict[str, Any]]:
+    """A batch checked on a worker thread: its conformed form, its bad-row mask, the
+    rows to write (without the bad ones unless they are kept) and their value codes. The
+    filtering is here, beside the checks, so the loop that writes in order stays light."""
+    conformed = contracts.conform(batch, contract, source)
+    bad = conformed.bad_mask()
+    good, codes = conformed.batch, {name: conformed.codes[name] for name in coded}
+    if drop_bad and bad.true_count:
+        keep = pc.invert(bad)
+        good = _keep(good, keep)
+        codes = {name: c.filter(keep) for name, c in codes.items()}
+    return conformed, bad, good, codes
 
 
 def _record_bad(
