@@ -49,3 +49,9 @@ async def start_dropper(port: int) -> asyncio.Server:
         writer.transport.abort()
 
     return await asyncio.start_server(handle, "127.0.0.1", port)
+
+
+async def stop_server(server: asyncio.Server) -> None:
+    """Close a server on its own loop: `close` from another thread races the loop."""
+    server.close()
+    await server.wait_closed()

@@ -177,7 +177,7 @@ def test_a_failing_shadow_never_fails_or_waits_the_primary(
         assert "v2" not in report["versions"]
     finally:
         if dropper is not None:
-            dropper.close()
+            loop.run(faults.stop_server(dropper))
         if shadow_server is not None:
             shadow_server.stop()
 
