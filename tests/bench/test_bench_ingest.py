@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flywheel.api.dataset import DatasetSpec
+from flywheel.data import contract as contracts
 from flywheel.data import ingest, pipeline, sources
 from flywheel.storage import uris
 from tests.bench.common import best_of, report, scaled
@@ -95,7 +96,7 @@ def read_and_validate(path: Path, fmt: str) -> int:
     batches = pipeline.prefetch(
         sources.read_batches(uris.resolve(str(path)), fmt, None, dataset.contract)
     )
-    check = functools.partial(ingest._conform, contract=dataset.contract, source=str(path))
+    check = functools.partial(contracts.conform, contract=dataset.contract, source=str(path))
     bad = 0
     for conformed in pipeline.ordered_map(check, batches, ingest.CHECK_WORKERS):
         bad += conformed.bad_mask().true_count

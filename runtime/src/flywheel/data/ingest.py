@@ -414,10 +414,6 @@ def _same_schema(batch: Any, schema: Any, file: str) -> Any:
     )
 
 
-def _conform(batch: Any, contract: Any, source: str) -> contracts.Conformed:
-    return contracts.conform(batch, contract, source)
-
-
 def _check(
     batch: Any, contract: Any, source: str, drop_bad: bool, coded: list[str]
 ) -> tuple[contracts.Conformed, Any, Any, dict[str, Any]]:
