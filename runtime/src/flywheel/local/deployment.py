@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from flywheel.api import conditions
@@ -47,7 +46,7 @@ from flywheel.drift import window as drift_window
 from flywheel.entrypoints import RunContext
 from flywheel.local.servers import EventLoop, LocalServer
 from flywheel.serving import config as router_config
-from flywheel.serving import modelserver, predictor, rollout, routerapp
+from flywheel.serving import httpclient, modelserver, predictor, rollout, routerapp
 from flywheel.serving.router import Router
 from flywheel.serving.state import StateStore
 from flywheel.serving.versions import ServedVersion
@@ -473,6 +472,10 @@ def describe(split: Mapping[str, float], decision: rollout.Decision, elapsed: ti
 # (a cluster) can take more.
 CONCURRENCY = 1
 
+# A replayed call's whole answer, from asking for a connection to its last byte.
+REQUEST_TIMEOUT = 30.0
+_JSON = {"content-type": "application/json"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Served:
@@ -495,7 +498,9 @@ class Served:
 class Replay:
     """Sends rows to the router's JSON predict endpoint, `CONCURRENCY` at a time, and,
     once a window's answers are in, their labels to its feedback endpoint (labels come
-    late in production too). The coroutines run on `loop`, the servers' event loop."""
+    late in production too). The coroutines run on `loop`, the servers' event loop, so
+    the calls go over the router's own keep-alive client: the CPU they take is taken
+    from the servers being measured."""
 
     def __init__(
         self,
@@ -504,13 +509,15 @@ class Replay:
         rows: list[Row],
         loop: EventLoop,
         concurrency: int = CONCURRENCY,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.url = url
         self.name = name
         self.rows = rows
         self.loop = loop
         self.concurrency = concurrency
-        self.client: httpx.AsyncClient | None = None
+        self.timeout = timeout
+        self.client: httpclient.HttpClient | None = None
         self.at = 0
         self.sent = 0
         self.failed = 0
@@ -521,26 +528,26 @@ class Replay:
         return served
 
     async def _send(self, count: int) -> Served:
-        client = self._client()
         batch = [self.rows[(self.at + i) % len(self.rows)] for i in range(count)]
         self.at += count
         gate = asyncio.Semaphore(self.concurrency)
 
         async def predict(features: dict[str, Any]) -> dict[str, Any] | None:
             async with gate:
-                reply = await client.post(
-                    f"/v1/models/{self.name}/predict", json={"instances": [features]}
+                reply = await self._call(
+                    "POST", f"/v1/models/{self.name}/predict", {"instances": [features]}
                 )
-            if reply.status_code != 200:
+            if reply.status != 200:
                 return None
-            body: dict[str, Any] = reply.json()
+            body: dict[str, Any] = json.loads(reply.body)
             return body
 
         async def feedback(request_id: str, label: Any) -> None:
             async with gate:
-                await client.post(
+                await self._call(
+                    "POST",
                     f"/v1/models/{self.name}/feedback",
-                    json={"id": request_id, "label": float(label)},
+                    {"id": request_id, "label": float(label)},
                 )
 
         answers = await asyncio.gather(*(predict(f) for f, _, _ in batch))
@@ -553,7 +560,7 @@ class Replay:
         self.failed += failed
         for v, n in answered.items():
             self.versions[v] = self.versions.get(v, 0) + n
-        before = await self._rewards(client)
+        before = await self._rewards()
         await asyncio.gather(
             *(
                 feedback(body["id"], label)
@@ -561,7 +568,7 @@ class Replay:
                 if body is not None and label is not None
             )
         )
-        after = await self._rewards(client)
+        after = await self._rewards()
         labelled = {
             v: (n - before.get(v, (0, 0.0))[0], r - before.get(v, (0, 0.0))[1])
             for v, (n, r) in after.items()
@@ -571,15 +578,21 @@ class Replay:
         data_time = (min(times), max(times)) if times else (None, None)
         return Served(count, failed, answered, labelled, data_time)
 
-    def _client(self) -> httpx.AsyncClient:
+    async def _call(self, method: str, path: str, doc: Any = None) -> httpclient.Reply:
+        """The router's answer to one call, with `doc` as its JSON body when given; an
+        unreachable router or no answer in time raises (httpclient.HttpError)."""
         if self.client is None:
-            limits = httpx.Limits(max_connections=self.concurrency)
-            self.client = httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits)
-        return self.client
+            # One connection per call in flight: the gate above never waits for the pool.
+            self.client = httpclient.HttpClient(self.url, max_connections=self.concurrency)
+        if doc is None:
+            return await self.client.request(method, path, timeout=self.timeout)
+        # Non-finite numbers are refused, not sent as JSON no parser reads back.
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return await self.client.request(method, path, body.encode(), _JSON, timeout=self.timeout)
 
-    async def _rewards(self, client: httpx.AsyncClient) -> dict[str, tuple[int, float]]:
+    async def _rewards(self) -> dict[str, tuple[int, float]]:
         """version -> (labels, rewards) so far, from the router's Prometheus metrics."""
-        text = (await client.get("/metrics")).text
+        text = (await self._call("GET", "/metrics")).text
         counts: dict[str, float] = {}
         sums: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
@@ -596,13 +609,13 @@ class Replay:
         return self.loop.run(self._report())
 
     async def _report(self) -> dict[str, Any]:
-        reply = await self._client().get(f"/v1/models/{self.name}/rollout")
-        result: dict[str, Any] = reply.json()
+        reply = await self._call("GET", f"/v1/models/{self.name}/rollout")
+        result: dict[str, Any] = json.loads(reply.body)
         return result
 
     def close(self) -> None:
         if self.client is not None:
-            self.loop.run(self.client.aclose())
+            self.loop.run(self.client.close())
             self.client = None
 
 

@@ -1,4 +1,5 @@
-"""A small keep-alive HTTP/1.1 client: the router's calls to version servers.
+"""A small keep-alive HTTP/1.1 client: the router's calls to version servers, and the
+local executor's replayed traffic to the router (flywheel.local.deployment).
 
     client = HttpClient("http://127.0.0.1:8000")
     reply = await client.request("POST", "/v2/models/churn/infer", body, headers, timeout=0.5)
