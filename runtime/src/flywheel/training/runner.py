@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from flywheel.api.trainingjob import (
     TrainingJobStatus,
 )
 from flywheel.entrypoints import RunContext
-from flywheel.features import calibration
+from flywheel.features import artifact, calibration
 from flywheel.features.preprocess import CATEGORICAL, HASHED, Preprocessor
 from flywheel.storage import publish
 from flywheel.storage.uris import Location
@@ -703,17 +702,16 @@ def _score_deployed(
 ) -> float | str:
     """The version under `where` scored on `rows` as its model server scores them: its
     `metric`, or why it cannot score them."""
-    signature = publish.read_json(where.join("signature.json")) or {}
+    signature = artifact.signature(where)
     theirs = signature.get("label")
     if theirs is not None and theirs != label:
         return f"it predicts {theirs!r}, this job {label!r}"
     task = signature.get("task")
     if task is not None and (task == "classification") != classification:
         return f"it is a {task} model and this job's label {label!r} is not"
-    state = publish.read_json(where.join("preprocessing.json"))
-    if state is None:
-        return f"its artifact at {where.uri} has no preprocessing.json"
-    pre = Preprocessor.from_json(state)
+    pre = artifact.preprocessor(where)
+    if pre is None:
+        return f"its artifact at {where.uri} has no {artifact.PREPROCESSING_FILE}"
     missing = [c.name for c in pre.columns if c.name not in rows.column_names]
     if missing:
         return f"its features {missing} are not in this training set"
@@ -722,7 +720,7 @@ def _score_deployed(
     except (ValueError, TypeError, KeyError) as exc:
         return f"its preprocessing cannot read these rows ({exc})"
     try:
-        module = _served_module(where)
+        module = artifact.load_module(where)
     except (OSError, RuntimeError) as exc:
         return f"its model at {where.uri} does not load ({exc})"
     try:
@@ -732,9 +730,9 @@ def _score_deployed(
     if scores.ndim > 1 and scores.shape[1] != 1:
         return f"it returns {scores.shape[1]} scores a row, this job one"
     scores = scores.reshape(-1)
-    calibrated = publish.read_json(where.join(CALIBRATION_FILE))
-    if calibrated is not None:
-        scores = calibration.Calibrator.from_json(calibrated).apply(scores)
+    calibrator = artifact.calibrator(where)
+    if calibrator is not None:
+        scores = calibrator.apply(scores)
     found = evaluate.evaluate(y, scores, classification, [metric], {}).metrics
     value = found.get(metric)
     if value is None or not np.isfinite(value):
@@ -749,18 +747,6 @@ def exported_scores(module: Any, x: Any) -> Any:
     with torch.inference_mode():
         parts = [module(torch.from_numpy(x[i : i + size])).numpy() for i in range(0, len(x), size)]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
-
-
-def _served_module(where: Location) -> Any:
-    """The module a model server runs for the version under `where`: the quantized copy
-    when quantization.json names one (serving/predictor.py reads the same files)."""
-    served = (publish.read_json(where.join(quantize.QUANTIZATION_FILE)) or {}).get("serve")
-    found = where.join(served or export.MODEL_FILE)
-    with found.filesystem.open_input_stream(found.path) as f:
-        data = f.read()
-    if served:
-        return quantize.load(data)
-    return torch.export.load(io.BytesIO(data)).module()
 
 
 def _failed(
