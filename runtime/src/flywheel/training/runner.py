@@ -57,7 +57,6 @@ from flywheel.training.errors import TrainingError
 SUCCEEDED = "Succeeded"
 GATE_FAILED = "GateFailed"
 CODE_VERSION = "flywheel 0.1.0"
-CALIBRATION_FILE = "calibration.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,14 +460,14 @@ def evaluate_version(
         raise SystemExit(f"error: model {spec.output.model_name!r} has no registered version")
     where = registry.version_location(root, version)
     local = Path(where.path)
-    pre = Preprocessor.from_json(json.loads((local / "preprocessing.json").read_text()))
-    task = json.loads((local / "signature.json").read_text())["task"]
+    pre = Preprocessor.from_json(json.loads((local / artifact.PREPROCESSING_FILE).read_text()))
+    task = json.loads((local / artifact.SIGNATURE_FILE).read_text())["task"]
     module = export.load(local / export.MODEL_FILE)
     ts = trainset.load(job, context)
     parts = split_of(job, ts)
     test_rows = ts.table.take(pa.array(parts.test))
     scores = exported_scores(module, pre.transform(test_rows)).reshape(-1)
-    calibrated = local / CALIBRATION_FILE
+    calibrated = local / artifact.CALIBRATION_FILE
     if calibrated.is_file():
         scores = calibration.Calibrator.from_json(json.loads(calibrated.read_text())).apply(scores)
     slices = {c: test_rows[c].to_pylist() for c in spec.evaluation.slice_columns}
@@ -570,11 +569,11 @@ def _write_version(
     gpu = spec.scaling.resources_per_worker.gpu > 0
     export.export(trained.model, pre.width, local, spec.output.model_name, gpu, trained.calibrator)
     result = trained.evaluation
-    registry.write_json(local / "preprocessing.json", pre.to_json())
+    registry.write_json(local / artifact.PREPROCESSING_FILE, pre.to_json())
     if trained.calibrator is not None:
-        registry.write_json(local / CALIBRATION_FILE, trained.calibrator.to_json())
+        registry.write_json(local / artifact.CALIBRATION_FILE, trained.calibrator.to_json())
     registry.write_json(
-        local / "signature.json",
+        local / artifact.SIGNATURE_FILE,
         {
             **export.signature(pre.width, pre.output_names(), trained.classification),
             "task": "classification" if trained.classification else "regression",
@@ -605,7 +604,7 @@ def _write_version(
     if trained.int8 is not None:
         (local / quantize.INT8_FILE).write_bytes(trained.int8)
         registry.write_json(
-            local / quantize.QUANTIZATION_FILE, {"mode": "dynamicInt8", "serve": quantize.INT8_FILE}
+            local / artifact.QUANTIZATION_FILE, {"mode": "dynamicInt8", "serve": quantize.INT8_FILE}
         )
     config = spec.to_wire()
     registry.write_json(local / "config.json", config)
