@@ -1,43 +1,21 @@
 """What a model server serves: a `Predictor` (feature rows in, scores out), and the
 loader that turns a model artifact into one.
 
-An artifact is a directory (any URI `flywheel.storage` resolves):
-
-    model.pt2           a `torch.export` program: float32 [rows, width] -> [rows] or [rows, k]
-    model.pt            or a TorchScript module with the same signature
-    preprocessing.json  optional: the transform training fitted (a registry version has it);
-                        named feature columns go through it to make the model's input
-    signature.json      optional: {"features": ["plan", "tenure", ...]}, the raw columns
-    calibration.json    optional: a calibrator (platt or temperature) applied to the
-                        model's probability, so the scores returned are calibrated ones
-    metadata.json       optional, without the two above: {"features": [...]}, the order
-                        in which numeric columns are stacked
-    quantization.json   optional: {"serve": "model.int8.pt"}, a quantized TorchScript copy
-                        (spec.quantization) served instead of the float model
-
-A registry version (runtime/README.md) is such a directory, so a model server serves what
+An artifact is a model version's directory (any URI `flywheel.storage` resolves); its
+files, and which of them is served, are `flywheel.features.artifact`'s to read. A
+registry version (runtime/README.md) is such a directory, so a model server serves what
 training registered with exactly the transform training used.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import warnings
 from typing import Any, Protocol
 
 import numpy as np
 
+from flywheel.features import artifact
 from flywheel.features.calibration import Calibrator
 from flywheel.features.preprocess import CATEGORICAL, HASHED, NUMERIC, Preprocessor
-
-EXPORTED_FILE = "model.pt2"
-SCRIPT_FILE = "model.pt"
-METADATA_FILE = "metadata.json"
-PREPROCESSING_FILE = "preprocessing.json"
-SIGNATURE_FILE = "signature.json"
-CALIBRATION_FILE = "calibration.json"
-QUANTIZATION_FILE = "quantization.json"
 
 
 class Predictor(Protocol):
@@ -125,47 +103,9 @@ def _raw_columns(
 
 def load_predictor(uri: str) -> Predictor:
     """The model under `uri` (a local path, file://, pvc://, s3:// or gs://)."""
-    import torch
-
     from flywheel.storage import uris
 
-    root = uris.resolve(uri)
-    fs = root.filesystem
-
-    def read_json(name: str) -> Any:
-        path = root.join(name).path
-        if fs.get_file_info(path).size is None:
-            return None
-        with fs.open_input_stream(path) as f:
-            return json.loads(f.read())
-
-    exported = root.join(EXPORTED_FILE)
-    quantized = (read_json(QUANTIZATION_FILE) or {}).get("serve")
-    if quantized:
-        with fs.open_input_stream(root.join(quantized).path) as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            # Quantized tensor types are deprecated in torch; this torch still runs them.
-            warnings.filterwarnings("ignore", r"torch\.quantize_per_tensor", UserWarning)
-            module = torch.jit.load(  # type: ignore[no-untyped-call]
-                io.BytesIO(f.read()), map_location="cpu"
-            ).eval()
-    elif fs.get_file_info(exported.path).size is not None:
-        with fs.open_input_stream(exported.path) as f:
-            module = torch.export.load(io.BytesIO(f.read())).module()
-    else:
-        with fs.open_input_stream(root.join(SCRIPT_FILE).path) as f, warnings.catch_warnings():
-            # torch 2.15 deprecates TorchScript but still loads it; older artifacts use it.
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(  # type: ignore[no-untyped-call]
-                io.BytesIO(f.read()), map_location="cpu"
-            ).eval()
-
-    state = read_json(PREPROCESSING_FILE)
-    preprocessor = Preprocessor.from_json(state) if state is not None else None
-    described = read_json(SIGNATURE_FILE) or read_json(METADATA_FILE) or {}
-    names = described.get("features")
-    if names is None and preprocessor is not None:
-        names = [c.name for c in preprocessor.columns]
-    calibration = read_json(CALIBRATION_FILE)
-    calibrator = Calibrator.from_json(calibration) if calibration is not None else None
-    return TorchPredictor(module, names, preprocessor, calibrator)
+    served = artifact.load(uris.resolve(uri))
+    return TorchPredictor(
+        served.module, served.feature_names, served.preprocessor, served.calibrator
+    )

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-MODEL_FILE = "model.pt2"
+from flywheel.features import artifact
+
+MODEL_FILE = artifact.EXPORTED_FILE
 TRITON_DIR = "triton"
 TRITON_MODEL_FILE = "model.pt"
 INPUT_NAME = "features"

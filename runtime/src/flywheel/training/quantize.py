@@ -4,8 +4,8 @@
 quantized one: weights kept as int8 with one scale per tensor, activations quantized
 per batch at run time. The copy is TorchScript (`model.int8.pt`), as `torch.export`
 does not take dynamically quantized modules; `quantization.json` tells the model server
-to serve it (with the version's calibration applied after it, as for the float model).
-Triton keeps the float TorchScript copy.
+to serve it (with the version's calibration applied after it, as for the float model;
+`flywheel.features.artifact` reads both). Triton keeps the float TorchScript copy.
 
 The card compares the float and the int8 model on the same test split (metrics, size of
 the TorchScript file of each); the `quantization` gate bounds the metric's drop. Latency
@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from flywheel.features import artifact
+from flywheel.features.artifact import QUANTIZED_TENSORS_DEPRECATED
 from flywheel.training import evaluate
 
 INT8_FILE = "model.int8.pt"
-QUANTIZATION_FILE = "quantization.json"
-# torch warns that quantized tensor types will go; this torch still runs them.
-QUANTIZED_TENSORS_DEPRECATED = r"torch\.quantize_per_tensor.*deprecated"
 LATENCY_CALLS = 200  # one-row calls timed per model; the first 20 warm up
 
 
@@ -57,11 +56,8 @@ def script(module: nn.Module, width: int) -> bytes:
     return out.getvalue()
 
 
-def load(data: bytes) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", QUANTIZED_TENSORS_DEPRECATED, UserWarning)
-        return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+# TorchScript bytes (the float or the int8 copy) as the model server loads them.
+load = artifact.load_script
 
 
 def latency(module: Any, rows: Any) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from flywheel.api.trainingjob import (
     TrainingJobStatus,
 )
 from flywheel.entrypoints import RunContext
-from flywheel.features import calibration
+from flywheel.features import artifact, calibration
 from flywheel.features.preprocess import CATEGORICAL, HASHED, Preprocessor
 from flywheel.storage import publish
 from flywheel.storage.uris import Location
@@ -58,7 +57,6 @@ from flywheel.training.errors import TrainingError
 SUCCEEDED = "Succeeded"
 GATE_FAILED = "GateFailed"
 CODE_VERSION = "flywheel 0.1.0"
-CALIBRATION_FILE = "calibration.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -462,14 +460,14 @@ def evaluate_version(
         raise SystemExit(f"error: model {spec.output.model_name!r} has no registered version")
     where = registry.version_location(root, version)
     local = Path(where.path)
-    pre = Preprocessor.from_json(json.loads((local / "preprocessing.json").read_text()))
-    task = json.loads((local / "signature.json").read_text())["task"]
+    pre = Preprocessor.from_json(json.loads((local / artifact.PREPROCESSING_FILE).read_text()))
+    task = json.loads((local / artifact.SIGNATURE_FILE).read_text())["task"]
     module = export.load(local / export.MODEL_FILE)
     ts = trainset.load(job, context)
     parts = split_of(job, ts)
     test_rows = ts.table.take(pa.array(parts.test))
     scores = exported_scores(module, pre.transform(test_rows)).reshape(-1)
-    calibrated = local / CALIBRATION_FILE
+    calibrated = local / artifact.CALIBRATION_FILE
     if calibrated.is_file():
         scores = calibration.Calibrator.from_json(json.loads(calibrated.read_text())).apply(scores)
     slices = {c: test_rows[c].to_pylist() for c in spec.evaluation.slice_columns}
@@ -571,11 +569,11 @@ def _write_version(
     gpu = spec.scaling.resources_per_worker.gpu > 0
     export.export(trained.model, pre.width, local, spec.output.model_name, gpu, trained.calibrator)
     result = trained.evaluation
-    registry.write_json(local / "preprocessing.json", pre.to_json())
+    registry.write_json(local / artifact.PREPROCESSING_FILE, pre.to_json())
     if trained.calibrator is not None:
-        registry.write_json(local / CALIBRATION_FILE, trained.calibrator.to_json())
+        registry.write_json(local / artifact.CALIBRATION_FILE, trained.calibrator.to_json())
     registry.write_json(
-        local / "signature.json",
+        local / artifact.SIGNATURE_FILE,
         {
             **export.signature(pre.width, pre.output_names(), trained.classification),
             "task": "classification" if trained.classification else "regression",
@@ -606,7 +604,7 @@ def _write_version(
     if trained.int8 is not None:
         (local / quantize.INT8_FILE).write_bytes(trained.int8)
         registry.write_json(
-            local / quantize.QUANTIZATION_FILE, {"mode": "dynamicInt8", "serve": quantize.INT8_FILE}
+            local / artifact.QUANTIZATION_FILE, {"mode": "dynamicInt8", "serve": quantize.INT8_FILE}
         )
     config = spec.to_wire()
     registry.write_json(local / "config.json", config)
@@ -703,17 +701,16 @@ def _score_deployed(
 ) -> float | str:
     """The version under `where` scored on `rows` as its model server scores them: its
     `metric`, or why it cannot score them."""
-    signature = publish.read_json(where.join("signature.json")) or {}
+    signature = artifact.signature(where)
     theirs = signature.get("label")
     if theirs is not None and theirs != label:
         return f"it predicts {theirs!r}, this job {label!r}"
     task = signature.get("task")
     if task is not None and (task == "classification") != classification:
         return f"it is a {task} model and this job's label {label!r} is not"
-    state = publish.read_json(where.join("preprocessing.json"))
-    if state is None:
-        return f"its artifact at {where.uri} has no preprocessing.json"
-    pre = Preprocessor.from_json(state)
+    pre = artifact.preprocessor(where)
+    if pre is None:
+        return f"its artifact at {where.uri} has no {artifact.PREPROCESSING_FILE}"
     missing = [c.name for c in pre.columns if c.name not in rows.column_names]
     if missing:
         return f"its features {missing} are not in this training set"
@@ -722,7 +719,7 @@ def _score_deployed(
     except (ValueError, TypeError, KeyError) as exc:
         return f"its preprocessing cannot read these rows ({exc})"
     try:
-        module = _served_module(where)
+        module = artifact.load_module(where)
     except (OSError, RuntimeError) as exc:
         return f"its model at {where.uri} does not load ({exc})"
     try:
@@ -732,9 +729,9 @@ def _score_deployed(
     if scores.ndim > 1 and scores.shape[1] != 1:
         return f"it returns {scores.shape[1]} scores a row, this job one"
     scores = scores.reshape(-1)
-    calibrated = publish.read_json(where.join(CALIBRATION_FILE))
-    if calibrated is not None:
-        scores = calibration.Calibrator.from_json(calibrated).apply(scores)
+    calibrator = artifact.calibrator(where)
+    if calibrator is not None:
+        scores = calibrator.apply(scores)
     found = evaluate.evaluate(y, scores, classification, [metric], {}).metrics
     value = found.get(metric)
     if value is None or not np.isfinite(value):
@@ -749,18 +746,6 @@ def exported_scores(module: Any, x: Any) -> Any:
     with torch.inference_mode():
         parts = [module(torch.from_numpy(x[i : i + size])).numpy() for i in range(0, len(x), size)]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
-
-
-def _served_module(where: Location) -> Any:
-    """The module a model server runs for the version under `where`: the quantized copy
-    when quantization.json names one (serving/predictor.py reads the same files)."""
-    served = (publish.read_json(where.join(quantize.QUANTIZATION_FILE)) or {}).get("serve")
-    found = where.join(served or export.MODEL_FILE)
-    with found.filesystem.open_input_stream(found.path) as f:
-        data = f.read()
-    if served:
-        return quantize.load(data)
-    return torch.export.load(io.BytesIO(data)).module()
 
 
 def _failed(

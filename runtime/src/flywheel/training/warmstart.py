@@ -32,23 +32,22 @@ import torch
 from flywheel.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
 from flywheel.api.trainingjob import ModelSpec, TrainingJob, TrainingJobStatus, WarmStart
 from flywheel.entrypoints import RunContext
-from flywheel.features import calibration
+from flywheel.features import artifact, calibration
 from flywheel.features.preprocess import Preprocessor
 from flywheel.storage.uris import Location
 from flywheel.training import evaluate, export, registry
 from flywheel.training.errors import TrainingError
 
 TEST_WINDOW = "testwindow.parquet"
-CALIBRATION_FILE = "calibration.json"
 # model.pt2 holds models.Serving, whose trained module is its `model` attribute.
 SERVING_PREFIX = "model."
 FILES = (
     export.MODEL_FILE,
-    "preprocessing.json",
-    "signature.json",
+    artifact.PREPROCESSING_FILE,
+    artifact.SIGNATURE_FILE,
     "config.json",
     "card.json",
-    CALIBRATION_FILE,
+    artifact.CALIBRATION_FILE,
     TEST_WINDOW,
 )
 
@@ -72,7 +71,7 @@ class Base:
         return export.load(self.directory / export.MODEL_FILE)
 
     def calibrator(self) -> calibration.Calibrator | None:
-        found = self.directory / CALIBRATION_FILE
+        found = self.directory / artifact.CALIBRATION_FILE
         if not found.is_file():
             return None
         return calibration.Calibrator.from_json(json.loads(found.read_text()))
@@ -130,11 +129,11 @@ def resolve(job: TrainingJob, context: RunContext, workdir: Path) -> Base:
         resolved_by=how,
         directory=directory,
         preprocessor=Preprocessor.from_json(
-            json.loads((directory / "preprocessing.json").read_text())
+            json.loads((directory / artifact.PREPROCESSING_FILE).read_text())
         ),
         weights=weights,
         model=config["model"],
-        label=json.loads((directory / "signature.json").read_text())["label"],
+        label=json.loads((directory / artifact.SIGNATURE_FILE).read_text())["label"],
         card=json.loads((directory / "card.json").read_text()),
         train_seconds=entry.get("trainSeconds"),
     )
