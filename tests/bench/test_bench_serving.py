@@ -205,6 +205,7 @@ def router_config(tmp: Path, name: str, doc: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.mark.timeout(1800)
 def test_router_hop_and_shadow_cost(models: dict[str, Path], tmp_path: Path) -> None:
     n = scaled(2000)
     p1, p2 = free_port(), free_port()
