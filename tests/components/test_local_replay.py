@@ -28,6 +28,8 @@ class Router:
 
     def __init__(self, hang: bool = False) -> None:
         self.hang = hang
+        # A hung answer waits for this, set when the test is done with the server.
+        self.released = asyncio.Event()
         self.in_flight = self.most_in_flight = 0
         self.connections: set[int] = set()
         self.feedback: list[dict[str, Any]] = []
@@ -44,7 +46,10 @@ class Router:
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             try:
                 body = await request.json()
-                await asyncio.sleep(2 if self.hang else 0.05)
+                if self.hang:
+                    await self.released.wait()
+                else:
+                    await asyncio.sleep(0.05)  # holds the call in flight, so calls overlap
             finally:
                 self.in_flight -= 1
             a = body["instances"][0]["a"]
@@ -105,11 +110,13 @@ def test_failures_are_counted_labels_fed_back_and_calls_kept_to_the_concurrency(
 
 
 def test_a_router_that_never_answers_is_a_timeout(loop: EventLoop) -> None:
-    server = LocalServer(loop, Router(hang=True).app())
+    router = Router(hang=True)
+    server = LocalServer(loop, router.app())
     replay = deployment.Replay(server.url, "churn", [({"a": 0}, 1, None)], loop, timeout=0.2)
     try:
         with pytest.raises(httpclient.HttpTimeout):
             replay.send(1)
     finally:
         replay.close()
-        server.stop()  # once the hung answer's 2 s are up
+        loop.loop.call_soon_threadsafe(router.released.set)
+        server.stop()
