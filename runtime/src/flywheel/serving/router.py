@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import itertools
 import logging
 import math
 import random
@@ -178,6 +179,10 @@ class Router:
         self.window_since = clock()
         self.shadow_stats = shadow.ShadowStats()
         self.pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
+        # Request ids: a random prefix per router and a counter, unique across replicas and
+        # restarts with no getrandom call per request (uuid4 took ~6% of the router's CPU).
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count(1)
         self.bandit: bandit_mod.Bandit | None = None
         self.promotion: bandit_mod.Promotion | None = None
         self.promote: str | None = None
@@ -390,7 +395,7 @@ class Router:
                 answered = cfg.stable
         finally:
             admission.release()
-        request_id = request.id or uuid.uuid4().hex
+        request_id = request.id or f"{self._id_prefix}{next(self._ids):016x}"
         response.id = request_id
         response.model_name = cfg.deployment
         scores = _scores(response)
