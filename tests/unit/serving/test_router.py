@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -278,3 +279,13 @@ def test_a_bad_endpoint_names_its_field_and_keeps_the_running_config(endpoint: s
     assert not r.apply(bad)
     assert "endpoints.v2" in (r.config_error or "")
     assert list(r.backends) == ["v1"]
+
+
+def test_request_ids_are_distinct_random_and_uuid_sized() -> None:
+    ids = router.RequestIds()
+    drawn = [ids.next() for _ in range(3 * router.RequestIds.BATCH + 5)]
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in drawn)
+    # Neighbours share nothing a client could count on (no common prefix, no counter).
+    assert all(a[:16] != b[:16] and a[16:] != b[16:] for a, b in itertools.pairwise(drawn))
+    assert router.RequestIds().next() not in drawn
